@@ -1,0 +1,1 @@
+"""LeNet-style convolutional network trained with hand-written backpropagation."""

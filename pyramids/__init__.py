@@ -1,0 +1,1 @@
+"""Multi-scale image analysis on sparse operators."""

@@ -1,0 +1,60 @@
+"""Checking and converting the image arrays that enter the package's public functions."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["as_float_image"]
+
+
+def as_float_image(image: ArrayLike, name: str = "image", *, min_ndim: int = 2) -> np.ndarray:
+    """Validate an image and return it as a floating-point array.
+
+    Float32 and float64 images keep their dtype (float16 becomes float32). Integer images
+    are scaled to ``[0, 1]`` by the maximum of their dtype (``uint8 / 255``,
+    ``uint16 / 65535``; signed types by their positive maximum, so they land in ``[-1, 1]``),
+    and booleans become 0.0 and 1.0, all as float64, as ``skimage.img_as_float`` does.
+    The input is never modified; the result may share its memory when no conversion is
+    needed.
+
+    Parameters
+    ----------
+    image : array_like, shape (h, w) or (h, w, c)
+        The image.
+    name : str
+        The argument's name, used in error messages.
+    min_ndim : int
+        Allow ``min_ndim`` dimensions and up to 3 (2 for images).
+
+    Returns
+    -------
+    ndarray, float32 or float64, same shape
+
+    Raises
+    ------
+    TypeError
+        If the image is not numeric (complex, object, strings).
+    ValueError
+        If it has the wrong number of dimensions, an empty side, or non-finite values.
+    """
+    try:
+        array = np.asarray(image)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if array.dtype == bool:
+        array = array.astype(np.float64)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float64) / float(np.iinfo(array.dtype).max)
+    elif array.dtype == np.float16:
+        array = array.astype(np.float32)
+    elif array.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {array.dtype}")
+    if not min_ndim <= array.ndim <= 3:
+        expected = "(h, w) or (h, w, c)" if min_ndim == 2 else "(n,), (h, w) or (h, w, c)"
+        raise ValueError(f"{name} must have shape {expected}, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array

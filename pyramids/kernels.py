@@ -1,0 +1,128 @@
+"""One-dimensional low-pass kernels for the Gaussian and Laplacian pyramids.
+
+A kernel is an odd-length, symmetric, finite 1-D array that sums to 1 (DESIGN.md §1).
+Every function that takes ``kernel=`` accepts any of:
+
+* ``"binomial"`` (the default): ``[1, 4, 6, 4, 1] / 16``, which is the Burt–Adelson kernel
+  with ``a = 0.375``;
+* ``"binomial3"``, ``"binomial5"``, ``"binomial7"``, ...: the normalised binomial
+  coefficients of that (odd) length;
+* a float ``a``: the Burt–Adelson 5-tap kernel ``[1/4 - a/2, 1/4, a, 1/4, 1/4 - a/2]``;
+* an array of weights, validated as above.
+"""
+
+from __future__ import annotations
+
+import re
+from math import comb
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["KernelLike", "binomial_kernel", "burt_adelson_kernel", "resolve_kernel"]
+
+KernelLike = str | float | ArrayLike
+
+DEFAULT_KERNEL = "binomial"
+
+
+def binomial_kernel(length: int = 5) -> np.ndarray:
+    """Normalised binomial kernel of odd ``length``.
+
+    Parameters
+    ----------
+    length : int
+        Number of taps, odd and at least 1.
+
+    Returns
+    -------
+    ndarray, shape (length,), float64
+        ``C(length - 1, k) / 2**(length - 1)`` for ``k = 0 … length - 1``.
+
+    Examples
+    --------
+    >>> binomial_kernel(5) * 16
+    array([1., 4., 6., 4., 1.])
+    """
+    if isinstance(length, bool) or not isinstance(length, int | np.integer):
+        raise TypeError(f"length must be an int, got {type(length).__name__}")
+    if length < 1 or length % 2 == 0:
+        raise ValueError(f"length must be odd and at least 1, got {length}")
+    n = int(length) - 1
+    return np.array([comb(n, k) for k in range(n + 1)], dtype=np.float64) / 2.0**n
+
+
+def burt_adelson_kernel(a: float = 0.375) -> np.ndarray:
+    """Burt–Adelson 5-tap generating kernel ``[1/4 - a/2, 1/4, a, 1/4, 1/4 - a/2]``.
+
+    Parameters
+    ----------
+    a : float
+        Central weight. ``a = 0.375`` gives the binomial kernel, ``a = 0.4`` the kernel
+        closest to a Gaussian, ``a = 0.5`` a triangle-like kernel. Must lie in ``(0, 1)``.
+
+    Returns
+    -------
+    ndarray, shape (5,), float64
+
+    Examples
+    --------
+    >>> burt_adelson_kernel(0.4)
+    array([0.05, 0.25, 0.4 , 0.25, 0.05])
+    """
+    a = float(a)
+    if not np.isfinite(a) or not 0.0 < a < 1.0:
+        raise ValueError(f"Burt–Adelson parameter a must lie in (0, 1), got {a}")
+    return np.array([0.25 - a / 2, 0.25, a, 0.25, 0.25 - a / 2], dtype=np.float64)
+
+
+def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
+    """Turn any accepted kernel description into a validated float64 array.
+
+    Parameters
+    ----------
+    kernel : str, float or array_like
+        See the module docstring for the accepted forms.
+
+    Returns
+    -------
+    ndarray, shape (2r + 1,), float64
+        A read-only copy: symmetric, finite, summing to 1.
+
+    Raises
+    ------
+    ValueError
+        If the kernel is unknown, empty, of even length, not symmetric, not finite, or does
+        not sum to 1.
+    TypeError
+        If ``kernel`` is of an unsupported type.
+    """
+    if isinstance(kernel, str):
+        match = re.fullmatch(r"binomial(\d*)", kernel)
+        if match is None:
+            raise ValueError(
+                f"unknown kernel name {kernel!r}; use 'binomial', 'binomialN' (N odd), "
+                "a Burt–Adelson parameter a (float) or an array of weights"
+            )
+        weights = binomial_kernel(int(match.group(1) or 5))
+    elif isinstance(kernel, bool):
+        raise TypeError("kernel must be a name, a float or an array, got bool")
+    elif isinstance(kernel, int | float | np.floating | np.integer):
+        weights = burt_adelson_kernel(float(kernel))
+    else:
+        try:
+            weights = np.array(kernel, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"kernel must be a name, a float or an array: {exc}") from None
+        if weights.ndim != 1 or weights.size == 0:
+            raise ValueError(f"kernel must be a non-empty 1-D array, got shape {weights.shape}")
+        if weights.size % 2 == 0:
+            raise ValueError(f"kernel must have odd length, got {weights.size}")
+        if not np.all(np.isfinite(weights)):
+            raise ValueError("kernel must be finite (no NaN or inf)")
+        if not np.allclose(weights, weights[::-1], rtol=0, atol=1e-12):
+            raise ValueError(f"kernel must be symmetric, got {weights.tolist()}")
+        if abs(weights.sum() - 1.0) > 1e-9:
+            raise ValueError(f"kernel must sum to 1, got sum {weights.sum()!r}")
+    weights.setflags(write=False)
+    return weights
