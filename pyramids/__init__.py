@@ -1,1 +1,67 @@
-"""Multi-scale image analysis on sparse operators."""
+"""Multi-scale image analysis on sparse operators.
+
+Gaussian and Laplacian pyramids whose blur-and-downsample ``G`` and upsample-and-blur ``F``
+are ``scipy.sparse`` matrices (DESIGN.md §1–2), exact reconstruction, and Laplacian pyramid
+blending (§3).
+
+Examples
+--------
+>>> import numpy as np, pyramids
+>>> x = np.random.default_rng(0).random((64, 48)).astype(np.float32)
+>>> pyr = pyramids.laplacian_pyramid(x, levels=3)
+>>> [band.shape for band in pyr.bands], pyr.residual.shape
+([(64, 48), (32, 24), (16, 12)], (8, 6))
+>>> bool(np.abs(pyr.reconstruct() - x).max() < 1e-5)
+True
+"""
+
+from .blend import blend
+from .io import read_image, write_image
+from .kernels import binomial_kernel, burt_adelson_kernel
+from .laplacian import (
+    LaplacianPyramid,
+    default_levels,
+    gaussian_pyramid,
+    laplacian_pyramid,
+    max_levels,
+    reconstruct_laplacian,
+)
+from .operators import (
+    BOUNDARIES,
+    apply_separable,
+    blur_downsample_matrix,
+    expand,
+    expand_matrix,
+    get_num_threads,
+    reduce,
+    reduce_matrix,
+    set_num_threads,
+    upsample_blur_matrix,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BOUNDARIES",
+    "LaplacianPyramid",
+    "__version__",
+    "apply_separable",
+    "binomial_kernel",
+    "blend",
+    "blur_downsample_matrix",
+    "burt_adelson_kernel",
+    "default_levels",
+    "expand",
+    "expand_matrix",
+    "gaussian_pyramid",
+    "get_num_threads",
+    "laplacian_pyramid",
+    "max_levels",
+    "read_image",
+    "reconstruct_laplacian",
+    "reduce",
+    "reduce_matrix",
+    "set_num_threads",
+    "upsample_blur_matrix",
+    "write_image",
+]

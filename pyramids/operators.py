@@ -15,6 +15,7 @@ rows over a small thread pool: scipy's sparse products release the GIL.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -199,9 +200,7 @@ def _operator(
         # (F y)[j] = sum_k 2 w[k] u[ext(j + k)], u[2i] = y[i], odd samples of u zero  (§1)
         rows = np.repeat(np.arange(n), len(taps))
         positions = (np.arange(n)[:, None] + taps).ravel()
-        rows, targets, data = _fold_matrix(
-            rows, positions, np.tile(2.0 * weights, n), n, boundary
-        )
+        rows, targets, data = _fold_matrix(rows, positions, np.tile(2.0 * weights, n), n, boundary)
         even = targets % 2 == 0
         rows, cols, data = rows[even], targets[even] // 2, data[even]
         shape = (n, m)
@@ -384,7 +383,7 @@ def _run_split(task, n_items: int, out_elements: int) -> None:
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="pyramids")
     bounds = np.linspace(0, n_items, parts + 1).round().astype(int)
-    futures = [_executor.submit(task, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    futures = [_executor.submit(task, a, b) for a, b in itertools.pairwise(bounds) if b > a]
     for future in futures:
         future.result()
 
@@ -414,7 +413,7 @@ def _width_pass(x: np.ndarray, op: PreparedOperator, channels: int) -> np.ndarra
     kron = op.block_kron(block, channels)
     n_blocks = -(-h // block)
     tail = h - (n_blocks - 1) * block
-    tail_kron = kron if tail == block else kron[: tail * m_out * channels, : tail * m_in * channels]
+    tail_kron = kron[: tail * m_out * channels, : tail * m_in * channels] if tail < block else kron
 
     def task(a: int, b: int) -> None:
         for i in range(a, b):

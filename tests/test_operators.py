@@ -1,0 +1,189 @@
+"""The sparse G and F operators against independent references (DESIGN.md §1)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import ndimage
+
+import pyramids
+from pyramids import operators
+from pyramids.kernels import binomial_kernel, burt_adelson_kernel, resolve_kernel
+
+# package boundary name -> (scipy.ndimage mode, numpy.pad mode)
+MODES = {
+    "reflect": ("mirror", "reflect"),
+    "symmetric": ("reflect", "symmetric"),
+    "nearest": ("nearest", "edge"),
+    "periodic": ("wrap", "wrap"),
+    "zero": ("constant", "constant"),
+}
+KERNELS = ["binomial", 0.4, "binomial3", "binomial7", [0.25, 0.5, 0.25]]
+SIZES = [1, 2, 3, 4, 5, 8, 13, 32]
+
+
+def reference_reduce_1d(x, weights, boundary):
+    """Correlate the extended signal with ``w`` (scipy.ndimage), keep the even samples."""
+    return ndimage.correlate1d(x, weights, axis=0, mode=MODES[boundary][0])[::2]
+
+
+def reference_expand_1d(y, n, weights, boundary):
+    """Zero-stuff to length ``n``, pad with numpy, correlate with ``2·w``, keep the middle."""
+    u = np.zeros((n, *y.shape[1:]))
+    u[::2] = y
+    r = len(weights) // 2
+    pad = [(r, r)] + [(0, 0)] * (u.ndim - 1)
+    extended = np.pad(u, pad, mode=MODES[boundary][1])
+    out = ndimage.correlate1d(extended, 2 * np.asarray(weights), axis=0, mode="constant")
+    return out[r : r + n]
+
+
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+def test_blur_downsample_equals_direct_correlation(n, boundary, kernel):
+    w = resolve_kernel(kernel)
+    x = np.random.default_rng(n).random((n, 3))
+    g = pyramids.blur_downsample_matrix(n, kernel, boundary)
+    assert g.shape == ((n + 1) // 2, n)
+    np.testing.assert_allclose(g @ x, reference_reduce_1d(x, w, boundary), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+def test_upsample_blur_equals_direct_correlation(n, boundary, kernel):
+    w = resolve_kernel(kernel)
+    y = np.random.default_rng(n).random(((n + 1) // 2, 2))
+    f = pyramids.upsample_blur_matrix(n, kernel, boundary)
+    assert f.shape == (n, (n + 1) // 2)
+    expected = reference_expand_1d(y, n, w, boundary)
+    np.testing.assert_allclose(f @ y, expected, rtol=0, atol=1e-14)
+
+
+def test_upsample_matrix_is_the_lecture_matrix():
+    lecture = [[6, 1, 0, 0], [4, 4, 0, 0], [1, 6, 1, 0], [0, 4, 4, 0]]
+    lecture += [[0, 1, 6, 1], [0, 0, 4, 4], [0, 0, 1, 6], [0, 0, 0, 4]]
+    f = pyramids.upsample_blur_matrix(8, boundary="zero")
+    np.testing.assert_array_equal(8 * f.toarray(), lecture)
+
+
+def test_upsample_is_twice_the_transpose_in_the_interior():
+    g = pyramids.blur_downsample_matrix(32).toarray()
+    f = pyramids.upsample_blur_matrix(32).toarray()
+    np.testing.assert_allclose(f[4:-4, 3:-3], 2 * g.T[4:-4, 3:-3], atol=1e-15)
+
+
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("n", [1, 2, 7, 16])
+def test_every_row_of_blur_sums_to_one_except_zero_padding(n, boundary):
+    g = pyramids.blur_downsample_matrix(n, boundary=boundary)
+    sums = np.asarray(g.sum(axis=1)).ravel()
+    if boundary == "zero":
+        assert np.all(sums <= 1 + 1e-15)
+    else:
+        np.testing.assert_allclose(sums, 1.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (9, 14), (16, 11, 3), (5, 4, 2)])
+def test_separable_reduce_equals_kronecker_and_ndimage(shape, boundary, dtype):
+    x = np.random.default_rng(1).random(shape).astype(dtype)
+    y = pyramids.reduce(x, boundary=boundary)
+    assert y.dtype == dtype
+    assert y.shape == ((shape[0] + 1) // 2, (shape[1] + 1) // 2, *shape[2:])
+    kron = pyramids.reduce_matrix(shape, boundary=boundary, dtype=dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y.ravel(), kron @ x.ravel(), rtol=0, atol=tol)
+    w = binomial_kernel(5)
+    mode = MODES[boundary][0]
+    ref = ndimage.correlate1d(x.astype(np.float64), w, axis=0, mode=mode)
+    ref = ndimage.correlate1d(ref, w, axis=1, mode=mode)[::2, ::2]
+    np.testing.assert_allclose(y, ref, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (9, 14), (16, 11, 3)])
+def test_separable_expand_equals_kronecker_and_reference(shape, boundary, dtype):
+    small = ((shape[0] + 1) // 2, (shape[1] + 1) // 2, *shape[2:])
+    y = np.random.default_rng(2).random(small).astype(dtype)
+    x = pyramids.expand(y, shape[:2], boundary=boundary)
+    assert x.dtype == dtype and x.shape == shape
+    kron = pyramids.expand_matrix(shape, boundary=boundary, dtype=dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(x.ravel(), kron @ y.ravel(), rtol=0, atol=tol)
+    w = binomial_kernel(5)
+    ref = reference_expand_1d(y.astype(np.float64), shape[0], w, boundary)
+    ref = np.moveaxis(reference_expand_1d(np.moveaxis(ref, 1, 0), shape[1], w, boundary), 0, 1)
+    np.testing.assert_allclose(x, ref, rtol=0, atol=tol)
+
+
+def test_large_image_uses_threads_and_matches_single_thread():
+    x = np.random.default_rng(3).random((300, 517, 3)).astype(np.float32)
+    before = pyramids.get_num_threads()
+    try:
+        pyramids.set_num_threads(1)
+        one = pyramids.reduce(x)
+        pyramids.set_num_threads(2)
+        two = pyramids.reduce(x)
+    finally:
+        pyramids.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_apply_separable_matches_dense_product():
+    x = np.random.default_rng(4).random((10, 7))
+    a = sp.random_array((4, 10), density=0.5, rng=0, format="csr")
+    b = sp.random_array((3, 7), density=0.5, rng=1, format="csr")
+    np.testing.assert_allclose(
+        pyramids.apply_separable(x, a, b), a.toarray() @ x @ b.toarray().T, atol=1e-14
+    )
+    with pytest.raises(ValueError, match="do not fit"):
+        pyramids.apply_separable(x, b, a)
+
+
+def test_operators_are_cached_and_copies_are_handed_out():
+    a = pyramids.blur_downsample_matrix(64)
+    a.data[:] = 0
+    b = pyramids.blur_downsample_matrix(64)
+    assert b.data.max() > 0
+    first = operators._prepared("reduce", 64, "binomial", "reflect", np.float64)
+    assert operators._prepared("reduce", 64, [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16],
+                               "reflect", np.float64) is first  # fmt: skip
+
+
+def test_integer_images_are_scaled_to_unit_range():
+    x = np.full((4, 4), 255, dtype=np.uint8)
+    y = pyramids.reduce(x)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: pyramids.reduce(np.zeros((0, 4))), "empty"),
+        (lambda: pyramids.reduce(np.full((4, 4), np.nan)), "NaN"),
+        (lambda: pyramids.reduce(np.zeros(4)), "shape"),
+        (lambda: pyramids.reduce(np.zeros((4, 4)), boundary="wrap"), "boundary"),
+        (lambda: pyramids.reduce(np.zeros((4, 4)), kernel=[1, 2]), "odd"),
+        (lambda: pyramids.reduce(np.zeros((4, 4)), kernel=[0.2, 0.5, 0.2]), "sum to 1"),
+        (lambda: pyramids.reduce(np.zeros((4, 4)), kernel=[0.2, 0.7, 0.1]), "symmetric"),
+        (lambda: pyramids.reduce(np.zeros((4, 4)), kernel="gauss"), "unknown kernel"),
+        (lambda: pyramids.expand(np.zeros((3, 3)), (8, 6)), "cannot expand"),
+        (lambda: pyramids.blur_downsample_matrix(0), "at least 1"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_complex_image_is_a_type_error():
+    with pytest.raises(TypeError, match="real numeric"):
+        pyramids.reduce(np.zeros((4, 4), complex))
+
+
+def test_burt_adelson_binomial_case():
+    np.testing.assert_allclose(burt_adelson_kernel(0.375), binomial_kernel(5))
