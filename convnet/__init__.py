@@ -1,1 +1,58 @@
-"""LeNet-style convolutional network trained with hand-written backpropagation."""
+"""LeNet-style convolutional network trained with hand-written backpropagation.
+
+The pieces, in the order data flows through them (DESIGN.md §5):
+
+- :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``ReLU``, ``Tanh``,
+  ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``, each with ``forward`` and ``backward``;
+- :mod:`convnet.losses`: ``cross_entropy`` (mean softmax cross-entropy and its gradient);
+- :mod:`convnet.model`: ``Sequential`` and ``lenet5``;
+- :mod:`convnet.optim`: ``SGD``, ``Adam``, ``StepLR``, ``CosineLR``;
+- :mod:`convnet.gradcheck`: finite-difference gradient checking;
+- :mod:`convnet.data`: IDX files, MNIST directories, downloads, the embedded digits;
+- :mod:`convnet.train`, :mod:`convnet.checkpoint`, :mod:`convnet.cli`: training, saving and
+  the ``convnet`` command.
+"""
+
+from .gradcheck import check_gradients, numerical_gradient, relative_error
+from .layers import (
+    AvgPool2D,
+    Conv2D,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    conv2d_reference,
+)
+from .losses import cross_entropy, log_softmax, softmax
+from .model import Sequential, lenet5
+from .optim import SGD, Adam, CosineLR, StepLR
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AvgPool2D",
+    "Conv2D",
+    "CosineLR",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "Linear",
+    "MaxPool2D",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "StepLR",
+    "Tanh",
+    "check_gradients",
+    "conv2d_reference",
+    "cross_entropy",
+    "lenet5",
+    "log_softmax",
+    "numerical_gradient",
+    "relative_error",
+    "softmax",
+]

@@ -1,0 +1,232 @@
+"""Optimisers and learning-rate schedules, kept apart from ``backward``.
+
+An optimiser holds references to the live parameter arrays (``model.parameters()``) and
+updates them in place from a dict of gradients under the same names
+(``model.grads()``); backward never touches the parameters, so gradients can be checked
+and inspected before any step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["SGD", "Adam", "CosineLR", "Optimizer", "StepLR"]
+
+
+class Optimizer:
+    """Base class: parameters by name and a learning rate ``lr``."""
+
+    def __init__(self, params: Mapping[str, np.ndarray], lr: float) -> None:
+        if not params:
+            raise ValueError("params must not be empty")
+        for name, p in params.items():
+            if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"parameter {name!r} must be a float32 or float64 ndarray")
+        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        self.params = dict(params)
+        self.lr = float(lr)
+        self.steps = 0
+
+    def _check(self, grads: Mapping[str, np.ndarray]) -> None:
+        missing = set(self.params) - set(grads)
+        if missing:
+            raise ValueError(f"grads lacks {', '.join(sorted(missing))}")
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:  # pragma: no cover - abstract
+        """Update every parameter in place from its gradient."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+
+    With ``g = grad + weight_decay · p`` and velocity ``v ← momentum · v + g``:
+    ``p ← p - lr · v`` (heavy ball), or ``p ← p - lr · (g + momentum · v)`` (Nesterov),
+    the update PyTorch's ``torch.optim.SGD`` makes.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        Live parameter arrays, updated in place.
+    lr : float
+        Learning rate.
+    momentum : float
+        In ``[0, 1)``.
+    nesterov : bool
+        Use Nesterov momentum (needs ``momentum > 0``).
+    weight_decay : float
+        L2 penalty coefficient, at least 0.
+
+    Examples
+    --------
+    >>> p = {"w": np.array([1.0])}
+    >>> SGD(p, lr=0.1).step({"w": np.array([2.0])})
+    >>> p["w"]
+    array([0.8])
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be at least 0, got {weight_decay}")
+        if nesterov and momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.velocity = {k: np.zeros_like(p) for k, p in self.params.items()}
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """Apply one update from ``grads`` (same names and shapes as the parameters)."""
+        self._check(grads)
+        for name, p in self.params.items():
+            g = grads[name]
+            if self.weight_decay:
+                g = g + p.dtype.type(self.weight_decay) * p
+            if self.momentum:
+                v = self.velocity[name]
+                v *= p.dtype.type(self.momentum)
+                v += g
+                g = g + p.dtype.type(self.momentum) * v if self.nesterov else v
+            p -= p.dtype.type(self.lr) * g
+        self.steps += 1
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction and optional L2 weight decay.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+    lr : float
+    betas : (float, float)
+        Decay rates of the first and second moment estimates, each in ``[0, 1)``.
+    eps : float
+        Added to the denominator.
+    weight_decay : float
+        L2 penalty added to the gradient (as ``torch.optim.Adam``).
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        if eps <= 0 or weight_decay < 0:
+            raise ValueError("eps must be positive and weight_decay at least 0")
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        self.m = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in self.params.items()}
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """Apply one update from ``grads``."""
+        self._check(grads)
+        self.steps += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.steps, 1 - b2**self.steps
+        for name, p in self.params.items():
+            t = p.dtype.type
+            g = grads[name]
+            if self.weight_decay:
+                g = g + t(self.weight_decay) * p
+            m, v = self.m[name], self.v[name]
+            m *= t(b1)
+            m += t(1 - b1) * g
+            v *= t(b2)
+            v += t(1 - b2) * (g * g)
+            p -= t(self.lr / c1) * m / (np.sqrt(v / t(c2)) + t(self.eps))
+
+
+class _Schedule:
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError("optimizer must be an Optimizer")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.count = 0
+
+    def step(self) -> float:
+        """Advance one step and set (and return) the optimiser's learning rate."""
+        self.count += 1
+        self.optimizer.lr = self.lr_at(self.count)
+        return self.optimizer.lr
+
+    def lr_at(self, count: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class StepLR(_Schedule):
+    """Multiply the learning rate by ``gamma`` every ``step_size`` steps.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    step_size : int
+        Steps (epochs or iterations, whichever the caller counts) between decays.
+    gamma : float
+        Decay factor in ``(0, 1]``.
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        super().__init__(optimizer)
+        if step_size < 1 or not 0 < gamma <= 1:
+            raise ValueError("step_size must be ≥ 1 and gamma in (0, 1]")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, count: int) -> float:
+        return self.base_lr * self.gamma ** (count // self.step_size)
+
+
+class CosineLR(_Schedule):
+    """Linear warm-up, then cosine decay from the base rate to ``min_lr`` over ``total`` steps.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    total : int
+        Number of steps of the whole schedule (warm-up included).
+    warmup : int
+        Steps of linear warm-up from ``base_lr / warmup`` to ``base_lr``.
+    min_lr : float
+        Final learning rate.
+
+    Examples
+    --------
+    >>> opt = SGD({"w": np.zeros(1)}, lr=1.0)
+    >>> s = CosineLR(opt, total=4)
+    >>> [round(s.step(), 3) for _ in range(4)]
+    [0.854, 0.5, 0.146, 0.0]
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, total: int, warmup: int = 0, min_lr: float = 0.0
+    ) -> None:
+        super().__init__(optimizer)
+        if total < 1 or not 0 <= warmup < total or min_lr < 0:
+            raise ValueError("need total ≥ 1, 0 ≤ warmup < total and min_lr ≥ 0")
+        self.total, self.warmup, self.min_lr = int(total), int(warmup), float(min_lr)
+        optimizer.lr = self.lr_at(0)
+
+    def lr_at(self, count: int) -> float:
+        if count < self.warmup:
+            return self.base_lr * (count + 1) / self.warmup
+        t = min(1.0, (count - self.warmup) / (self.total - self.warmup))
+        return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))

@@ -1,0 +1,282 @@
+"""Loss, gradient checker, LeNet-5 and optimisers."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from convnet import (
+    SGD,
+    Adam,
+    CosineLR,
+    Layer,
+    Linear,
+    ReLU,
+    Sequential,
+    StepLR,
+    check_gradients,
+    cross_entropy,
+    lenet5,
+    numerical_gradient,
+    relative_error,
+)
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_cross_entropy_matches_direct_formula():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, 4))
+    y = np.array([0, 3, 1, 1, 2])
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    loss, d = cross_entropy(z, y)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(5), y])), rel=1e-12)
+    onehot = np.eye(4)[y]
+    np.testing.assert_allclose(d, (p - onehot) / 5, rtol=1e-12)
+
+
+def test_cross_entropy_gradient_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((3, 6))
+    y = np.array([5, 0, 2])
+    _, d = cross_entropy(z, y)
+    numeric = numerical_gradient(lambda: cross_entropy(z, y)[0], z)
+    assert relative_error(d, numeric) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hostile_logits_give_finite_loss_and_gradient(dtype):
+    z = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], dtype)
+    loss, d = cross_entropy(z, np.array([1, 0, 2]))
+    assert math.isfinite(loss) and np.isfinite(d).all()
+    assert d.dtype == dtype
+    assert loss == pytest.approx((2e4 + math.log(3) + (2e4 + math.log(2))) / 3, rel=1e-6)
+    np.testing.assert_allclose(d.sum(axis=1), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "match"),
+    [
+        (np.zeros((2, 3)), [0, 3], "labels must lie"),
+        (np.zeros((2, 3)), [0], "labels must have shape"),
+        (np.zeros(3), [0], "logits must have shape"),
+        (np.array([[np.nan, 0.0]]), [0], "NaN"),
+    ],
+)
+def test_cross_entropy_rejects_bad_input(logits, labels, match):
+    with pytest.raises(ValueError, match=match):
+        cross_entropy(logits, labels)
+
+
+# --------------------------------------------------------------------------- checker
+
+
+def test_checker_reproduces_the_lecture_worked_example():
+    """h0 = cos x, h1 = (h0³ + sin x)/√2, ŷ = √(h0² + h1²): backprop equals d ŷ/dx."""
+    for x0 in (-1.3, 0.2, 0.7, 2.5):
+        x = np.array([x0])
+        h0 = math.cos(x0)
+        h1 = (h0**3 + math.sin(x0)) / math.sqrt(2)
+        y = math.sqrt(h0**2 + h1**2)
+        # Backward pass, node by node, as in the lecture.
+        dy_dh1 = h1 / y
+        dy_dh0 = h0 / y + dy_dh1 * 3 * h0**2 / math.sqrt(2)
+        dy_dx = dy_dh0 * -math.sin(x0) + dy_dh1 * math.cos(x0) / math.sqrt(2)
+        # Closed form from ŷ² = cos²x + (cos³x + sin x)² / 2.
+        c, s = math.cos(x0), math.sin(x0)
+        analytic = (-2 * c * s + (c**3 + s) * (-3 * c**2 * s + c)) / (2 * y)
+        assert dy_dx == pytest.approx(analytic, rel=1e-12)
+
+        def f(x=x):
+            h0 = np.cos(x[0])
+            h1 = (h0**3 + np.sin(x[0])) / np.sqrt(2)
+            return float(np.sqrt(h0**2 + h1**2))
+
+        assert relative_error([dy_dx], numerical_gradient(f, x)) <= 1e-6
+
+
+class _WrongLinear(Linear):
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["weight"] *= 1.01  # a 1% error the checker must see
+        return dx
+
+
+def test_checker_detects_a_wrong_gradient():
+    layer = _WrongLinear(4, 3, dtype=np.float64, rng=np.random.default_rng(0))
+    errors = check_gradients(layer, np.random.default_rng(1).standard_normal((2, 4)))
+    assert errors["input"] <= 1e-6
+    assert errors["weight"] > 1e-3
+
+
+def test_numerical_gradient_needs_float64():
+    with pytest.raises(TypeError, match="float64"):
+        numerical_gradient(lambda: 0.0, np.zeros(3, np.float32))
+
+
+# --------------------------------------------------------------------------- LeNet-5
+
+LENET_SHAPES = {
+    "conv1.weight": (6, 1, 5, 5),
+    "conv1.bias": (6,),
+    "conv2.weight": (16, 6, 5, 5),
+    "conv2.bias": (16,),
+    "fc1.weight": (120, 400),
+    "fc1.bias": (120,),
+    "fc2.weight": (84, 120),
+    "fc2.bias": (84,),
+    "fc3.weight": (10, 84),
+    "fc3.bias": (10,),
+}
+
+
+def test_lenet5_has_pytorch_names_and_shapes():
+    net = lenet5(seed=0)
+    state = net.state_dict()
+    assert {k: v.shape for k, v in state.items()} == LENET_SHAPES
+    assert all(v.dtype == np.float32 for v in state.values())
+    assert net.num_parameters() == 61706
+    assert net.grads().keys() == state.keys()
+
+
+def test_lenet5_output_and_float32():
+    net = lenet5(seed=0)
+    x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    out = net.forward(x)
+    assert out.shape == (3, 10) and out.dtype == np.float32
+    _, d = cross_entropy(out, [1, 2, 3])
+    dx = net.backward(d)
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    assert net.backward(d, input_grad=False) is None
+
+
+def test_lenet5_gradient_matches_finite_differences():
+    net = lenet5(np.float64, seed=1)
+    x = np.random.default_rng(2).standard_normal((2, 1, 28, 28))
+    errors = check_gradients(net, x, labels=np.array([3, 8]), samples=30)
+    assert max(errors.values()) <= 1e-6, errors
+
+
+def test_lenet5_initialisation_is_seeded_he_normal():
+    a, b, c = lenet5(seed=3), lenet5(seed=3), lenet5(seed=4)
+    for k in LENET_SHAPES:
+        np.testing.assert_array_equal(a.state_dict()[k], b.state_dict()[k])
+    assert not np.array_equal(a.state_dict()["fc1.weight"], c.state_dict()["fc1.weight"])
+    w = lenet5(seed=0).state_dict()["fc1.weight"]
+    assert w.std() == pytest.approx(math.sqrt(2 / 400), rel=0.05)
+    assert not lenet5(seed=0).state_dict()["conv1.bias"].any()
+
+
+def test_state_dict_round_trip_and_copy_semantics():
+    a, b = lenet5(seed=0), lenet5(seed=1)
+    state = a.state_dict()
+    state["fc3.bias"][0] = 123.0  # a copy: the model must not change
+    assert a.state_dict()["fc3.bias"][0] == 0
+    b.load_state_dict(a.state_dict())
+    x = np.ones((1, 1, 28, 28), np.float32)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+
+
+def test_load_state_dict_names_every_mismatch():
+    net = lenet5(seed=0)
+    state = net.state_dict()
+    del state["fc3.bias"]
+    state["fc4.weight"] = np.zeros((2, 2))
+    state["conv1.weight"] = np.zeros((6, 1, 3, 3))
+    with pytest.raises(ValueError) as info:
+        net.load_state_dict(state)
+    message = str(info.value)
+    assert "missing fc3.bias" in message
+    assert "unexpected fc4.weight" in message
+    assert "conv1.weight: expected (6, 1, 5, 5), got (6, 1, 3, 3)" in message
+
+
+def test_load_state_dict_rejects_nan():
+    net = lenet5(seed=0)
+    state = net.state_dict()
+    state["fc1.bias"][3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        net.load_state_dict(state)
+
+
+def test_summary_lists_layers_shapes_and_counts():
+    text = lenet5(seed=0).summary()
+    for piece in ["conv1", "(6, 28, 28)", "(16, 5, 5)", "(400,)", "48,120", "61,706"]:
+        assert piece in text
+
+
+def test_train_and_eval_modes_reach_every_layer():
+    net = Sequential([("fc", Linear(2, 2)), ("act", ReLU())])
+    net.eval()
+    assert not any(layer.training for _, layer in net.layers)
+    net.train()
+    assert all(layer.training for _, layer in net.layers)
+
+
+def test_sequential_rejects_duplicates_and_non_layers():
+    with pytest.raises(ValueError, match="unique"):
+        Sequential([("a", ReLU()), ("a", ReLU())])
+    with pytest.raises(TypeError, match="Layer"):
+        Sequential([("a", object())])
+    assert isinstance(ReLU(), Layer)
+
+
+# --------------------------------------------------------------------------- optimisers
+
+
+def test_sgd_momentum_nesterov_and_weight_decay_follow_pytorch_formulas():
+    p = {"w": np.array([1.0, -2.0])}
+    g = {"w": np.array([0.5, 0.25])}
+    opt = SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    w, v = np.array([1.0, -2.0]), np.zeros(2)
+    for _ in range(3):
+        opt.step(g)
+        grad = g["w"] + 0.01 * w
+        v = 0.9 * v + grad
+        w = w - 0.1 * (grad + 0.9 * v)
+    np.testing.assert_allclose(p["w"], w, rtol=1e-12)
+
+
+def test_adam_first_step_moves_by_lr_against_the_gradient_sign():
+    p = {"w": np.array([1.0, 1.0], np.float32)}
+    Adam(p, lr=0.01).step({"w": np.array([3.0, -0.2], np.float32)})
+    np.testing.assert_allclose(p["w"], [0.99, 1.01], rtol=1e-5)
+    assert p["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, 0.1, momentum=0.9), lambda p: Adam(p, 0.1)])
+def test_optimisers_minimise_a_quadratic(make):
+    target = np.array([3.0, -1.0])
+    p = {"w": np.zeros(2)}
+    opt = make(p)
+    for _ in range(300):
+        opt.step({"w": p["w"] - target})
+    np.testing.assert_allclose(p["w"], target, atol=1e-3)
+
+
+def test_schedules():
+    opt = SGD({"w": np.zeros(1)}, lr=1.0)
+    step = StepLR(opt, step_size=2, gamma=0.5)
+    assert [step.step() for _ in range(4)] == [1.0, 0.5, 0.5, 0.25]
+    opt = SGD({"w": np.zeros(1)}, lr=1.0)
+    cosine = CosineLR(opt, total=10, warmup=2, min_lr=0.1)
+    assert opt.lr == pytest.approx(0.5)  # warm-up from the first step
+    rates = [cosine.step() for _ in range(10)]
+    assert rates[0] == pytest.approx(1.0)
+    assert rates[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": -1}, "lr"),
+        ({"lr": 0.1, "momentum": 1.0}, "momentum"),
+        ({"lr": 0.1, "nesterov": True}, "nesterov"),
+        ({"lr": 0.1, "weight_decay": -1}, "weight"),
+    ],
+)
+def test_sgd_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SGD({"w": np.zeros(1)}, **kwargs)
