@@ -1,0 +1,1009 @@
+"""The steerable pyramid of Simoncelli & Freeman (1995) on sparse operators (DESIGN.md §4).
+
+    x ──H0──> highpass
+    x ──L0──> l ──B_0 … B_K──> oriented bands of level 0
+                └──L1, ↓2──> next level, same recursion … low-pass residual
+
+Every stage is a linear operator built by this module as a sparse matrix: a 2-D correlation
+with the boundary mode folded in (:func:`pyramids.operators.fold_indices`, DESIGN.md §1),
+``↓2`` a selection of the even rows and columns. Stacked, the stages form the analysis
+operator ``A`` (:func:`analysis_matrix`); ``A @ x.ravel()`` equals
+:meth:`SteerablePyramid.coefficients`. The filters are the published ``sp0`` … ``sp5`` sets
+(:mod:`pyramids.steerable_filters`).
+
+Two engines apply the stages:
+
+``'matrix'``
+    The explicit ``(h·w) × (h·w)`` sparse matrix of every 2-D filter: the reference, for
+    teaching, small images and tests (it costs ``h·w·s²`` stored taps per filter).
+``'separable'`` (default)
+    Each 2-D filter ``f`` (an ``s × s`` array) is split by its SVD into separable terms,
+    ``f ≈ Σ_t u_t v_tᵀ``, keeping the fewest terms whose dropped singular values have a norm
+    of at most ``rank_tol · ‖f‖_F``. Because boundary folding acts on each axis separately,
+    the 2-D folded matrix of ``u vᵀ`` is exactly ``kron(U, V)`` with ``U``, ``V`` the folded
+    1-D matrices of ``u`` and ``v``: at full rank the two engines agree to rounding. The
+    default ``rank_tol = 1e-8`` keeps every filter's full numerical rank (the singular values
+    it drops are at the 1e-17 level), so the fast path *is* the operator, not an
+    approximation. The oriented bands are first rewritten in the basis of "angular
+    monomials" ``D_a`` (``B_k = Σ_a C(K, a) cos^a θ_k sin^(K-a) θ_k D_a``): for ``sp3`` that
+    needs 16 separable terms instead of 24, for ``sp5`` 18 instead of 30.
+
+Both engines handle grey ``(h, w)`` and colour ``(h, w, c)`` images, float32 and float64
+(float32 stays float32), and the five boundary modes of :data:`pyramids.operators.BOUNDARIES`.
+
+Reconstruction is the adjoint ``Aᵀ c`` (the published filter sets are approximately
+self-inverting, ``AᵀA ≈ I``; the size of the error is each set's
+``energy_tolerance``) or, with ``method='exact'``, the least-squares inverse by conjugate
+gradients on ``AᵀA`` warm-started from the adjoint.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from math import comb
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from .arrays import as_float_image
+from .operators import _run_split, check_boundary, fold_indices
+from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
+
+__all__ = [
+    "DEFAULT_RANK_TOL",
+    "ENGINES",
+    "SteerablePyramid",
+    "analysis_matrix",
+    "max_steerable_levels",
+    "separable_terms",
+    "stage_matrix",
+    "steer",
+    "steerable_pyramid",
+]
+
+ENGINES: tuple[str, ...] = ("separable", "matrix")
+#: Relative Frobenius tolerance of the separable (SVD) split; keeps every filter's full rank.
+DEFAULT_RANK_TOL = 1e-8
+#: The explicit engine stores ``h·w·s²`` taps per filter; beyond this many pixels·channels it
+#: would need gigabytes, so it is refused.
+_MATRIX_MAX_ELEMENTS = 1 << 17
+#: Elements of the intermediate array per strip of the fused separable product (fits L2).
+_STRIP_ELEMENTS = 1 << 16
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """Shapes ``(h_ℓ, w_ℓ)`` of levels ``0 … levels`` (the last is the residual's)."""
+    shapes = [shape]
+    for _ in range(levels):
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+def max_steerable_levels(
+    shape: Sequence[int],
+    filters: str | SteerableFilterSet | None = None,
+    *,
+    order: int | None = None,
+    orientations: int | None = None,
+) -> int:
+    """Largest number of levels for an image of ``shape``.
+
+    Level ``ℓ`` filters an image of side ``ceil(n / 2^ℓ)``; it needs that side to be at least
+    the filters' support (:attr:`SteerableFilterSet.support`, 17 for ``sp3``).
+
+    Parameters
+    ----------
+    shape : (h, w) or (h, w, c)
+        Image shape.
+    filters, order, orientations
+        Filter set selection, as for :func:`pyramids.steerable_filters.get_filter_set`.
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Raises
+    ------
+    ValueError
+        If the image is smaller than the support of the filters.
+
+    Examples
+    --------
+    >>> max_steerable_levels((512, 512)), max_steerable_levels((512, 300), "sp5")
+    (5, 6)
+    """
+    fs = get_filter_set(filters, order=order, orientations=orientations)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"shape must be (h, w) or (h, w, c), got {tuple(shape)}")
+    side = min(int(shape[0]), int(shape[1]))
+    need = max(fs.support, fs.image_support)
+    if side < need:
+        raise ValueError(
+            f"an image of shape {tuple(shape)} is smaller than the {fs.name} filters' support: "
+            f"both sides must be at least {need}"
+        )
+    levels = 0
+    while side >= fs.support:
+        levels += 1
+        side = (side + 1) // 2
+    return levels
+
+
+def _check_levels(levels: int | None, shape: tuple[int, ...], fs: SteerableFilterSet) -> int:
+    top = max_steerable_levels(shape, fs)
+    if levels is None:
+        return top
+    if isinstance(levels, bool) or not isinstance(levels, int | np.integer):
+        raise TypeError(f"levels must be an int or None, got {type(levels).__name__}")
+    if not 1 <= levels <= top:
+        raise ValueError(
+            f"levels must be between 1 and {top} for an image of shape {tuple(shape)} with the "
+            f"{fs.name} filters (support {fs.support}), got {levels}"
+        )
+    return int(levels)
+
+
+def _check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    return engine
+
+
+def _check_rank_tol(rank_tol: float) -> float:
+    rank_tol = float(rank_tol)
+    if not 0.0 <= rank_tol < 1.0:
+        raise ValueError(f"rank_tol must lie in [0, 1), got {rank_tol}")
+    return rank_tol
+
+
+# --------------------------------------------------------------------------- stage filters
+
+
+def _monomial_matrix(fs: SteerableFilterSet) -> np.ndarray:
+    """``M[k, a] = C(K, a) cos^a θ_k sin^(K-a) θ_k``: the bands as ``B = M · D``."""
+    theta = fs.angles[:, None]
+    a = np.arange(fs.order + 1)[None, :]
+    binomials = np.array([comb(fs.order, int(i)) for i in a[0]], dtype=np.float64)
+    return binomials * np.cos(theta) ** a * np.sin(theta) ** (fs.order - a)
+
+
+@lru_cache(maxsize=8)
+def _monomial_filters(fs: SteerableFilterSet) -> np.ndarray:
+    """The bands rewritten in the angular-monomial basis, ``D = M⁻¹ B`` (module docstring)."""
+    return np.einsum("ak,kij->aij", np.linalg.inv(_monomial_matrix(fs)), fs.bands)
+
+
+def _stage_filter(fs: SteerableFilterSet, stage: str) -> tuple[np.ndarray, int]:
+    """The 2-D filter of a stage and its step: 'highpass0', 'lowpass0', 'lowpass', 'band<k>'
+    and (internal) 'monomial<a>'."""
+    if stage == "highpass0":
+        return fs.highpass0, 1
+    if stage == "lowpass0":
+        return fs.lowpass0, 1
+    if stage == "lowpass":
+        return fs.lowpass, 2
+    for prefix, table in (("band", fs.bands), ("monomial", None)):
+        if stage.startswith(prefix) and stage[len(prefix) :].isdigit():
+            k = int(stage[len(prefix) :])
+            if k < fs.orientations:
+                return (table if table is not None else _monomial_filters(fs))[k], 1
+    raise ValueError(
+        f"stage must be 'highpass0', 'lowpass0', 'lowpass' or 'band<k>' with k < "
+        f"{fs.orientations}; got {stage!r}"
+    )
+
+
+def separable_terms(
+    kernel: ArrayLike, rank_tol: float = DEFAULT_RANK_TOL
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a 2-D kernel into separable terms by its SVD, ``kernel ≈ Σ_t u_t v_tᵀ``.
+
+    Parameters
+    ----------
+    kernel : array_like, shape (p, q)
+        The 2-D filter.
+    rank_tol : float
+        Keep the fewest terms ``R`` with ``‖kernel - Σ_{t<R} u_t v_tᵀ‖_F ≤ rank_tol ·
+        ‖kernel‖_F``; 0 keeps every non-zero singular value (exact to rounding).
+
+    Returns
+    -------
+    u : ndarray, shape (R, p), float64
+        Column (vertical) factors, each scaled by the square root of its singular value.
+    v : ndarray, shape (R, q), float64
+        Row (horizontal) factors, likewise.
+
+    Examples
+    --------
+    >>> u, v = separable_terms(np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]))
+    >>> u.shape, bool(np.allclose(u.T @ v, np.outer([1, 2, 1], [1, 0, -1])))
+    ((1, 3), True)
+    """
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.size == 0:
+        raise ValueError(f"kernel must be a non-empty 2-D array, got shape {k.shape}")
+    rank_tol = _check_rank_tol(rank_tol)
+    u, s, vt = np.linalg.svd(k)
+    tail = np.sqrt(np.cumsum(s[::-1] ** 2))[::-1]  # tail[t] = ‖s[t:]‖
+    rank = max(1, int(np.count_nonzero(tail > rank_tol * np.linalg.norm(s))))
+    root = np.sqrt(s[:rank])
+    return (u[:, :rank] * root).T, vt[:rank] * root[:, None]
+
+
+# --------------------------------------------------------------------------- sparse matrices
+
+
+def _correlation_1d(taps: np.ndarray, n: int, boundary: str, step: int) -> sp.csr_array:
+    """Folded 1-D correlation, ``(C x)[i] = Σ_a taps[a] x[ext(step·i + a - r)]``."""
+    radius = len(taps) // 2
+    m = -(-n // step)
+    rows = np.repeat(np.arange(m), len(taps))
+    positions = (step * np.arange(m)[:, None] + np.arange(-radius, radius + 1)).ravel()
+    cols, valid = fold_indices(positions, n, boundary)
+    data = np.tile(taps, m)
+    matrix = sp.csr_array((data[valid], (rows[valid], cols[valid])), shape=(m, n))
+    matrix.sum_duplicates()  # folded taps landing on one sample add up (DESIGN.md §1)
+    return matrix
+
+
+def _correlation_2d(
+    kernel: np.ndarray, shape: tuple[int, int], boundary: str, step: int
+) -> sp.csr_array:
+    """Folded 2-D correlation with ``↓step``, built tap by tap (the reference engine).
+
+    ``(C x)[(i, j)] = Σ_{a,b} f[a, b] x[ext(step·i + a - r), ext(step·j + b - r)]``; the
+    extension is applied on each axis, and a tap is dropped where either axis reads a zero.
+    """
+    h, w = shape
+    p, q = kernel.shape
+    mh, mw = -(-h // step), -(-w // step)
+    ri, vi = fold_indices(step * np.arange(mh)[:, None] + np.arange(p) - p // 2, h, boundary)
+    cj, vj = fold_indices(step * np.arange(mw)[:, None] + np.arange(q) - q // 2, w, boundary)
+    # Axes: output row i, output column j, tap row a, tap column b.
+    rows = np.broadcast_to(np.arange(mh * mw).reshape(mh, mw, 1, 1), (mh, mw, p, q))
+    cols = ri[:, None, :, None] * w + cj[None, :, None, :]
+    valid = vi[:, None, :, None] & vj[None, :, None, :]
+    data = np.broadcast_to(kernel, (mh, mw, p, q))
+    matrix = sp.csr_array(
+        (data[valid], (rows[valid], cols[valid])), shape=(mh * mw, h * w), dtype=np.float64
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _with_channels(matrix: sp.csr_array, channels: int) -> sp.csr_array:
+    """``kron(matrix, I_c)``: the same operator on every channel of a row-major image."""
+    if channels == 1:
+        return matrix
+    return sp.kron(matrix, sp.eye_array(channels, dtype=matrix.dtype), format="csr")
+
+
+def _shape_hwc(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise ValueError(f"shape must be (h, w) or (h, w, c) with positive sides, got {shape}")
+    return shape[0], shape[1], shape[2] if len(shape) == 3 else 1
+
+
+@lru_cache(maxsize=64)
+def _stage_matrix_cached(
+    fs: SteerableFilterSet, stage: str, h: int, w: int, boundary: str, dtype: str
+) -> sp.csr_array:
+    kernel, step = _stage_filter(fs, stage)
+    return _correlation_2d(kernel, (h, w), boundary, step).astype(dtype)
+
+
+def stage_matrix(
+    shape: Sequence[int],
+    stage: str,
+    filters: str | SteerableFilterSet | None = None,
+    *,
+    order: int | None = None,
+    orientations: int | None = None,
+    boundary: str = "reflect",
+    dtype: type | np.dtype = np.float64,
+) -> sp.csr_array:
+    """One stage of the pyramid as an explicit sparse matrix on the flattened image.
+
+    Parameters
+    ----------
+    shape : (h, w) or (h, w, c)
+        Shape of the stage's input (for ``'band<k>'`` and ``'lowpass'``, a level's shape).
+    stage : {'highpass0', 'lowpass0', 'band0', 'band1', …, 'lowpass'}
+        ``H0``, ``L0``, ``B_k``, or ``L1`` followed by ``↓2`` (even rows and columns).
+    filters, order, orientations
+        Filter set selection (:func:`pyramids.steerable_filters.get_filter_set`).
+    boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
+        Boundary mode, folded into the matrix.
+    dtype : float32 or float64
+
+    Returns
+    -------
+    scipy.sparse.csr_array, shape (h_out·w_out·c, h·w·c)
+        ``h_out = ceil(h / 2)`` for ``'lowpass'``, else ``h``. A fresh copy.
+
+    Examples
+    --------
+    >>> stage_matrix((20, 18), "lowpass").shape
+    (90, 360)
+    """
+    fs = get_filter_set(filters, order=order, orientations=orientations)
+    h, w, c = _shape_hwc(shape)
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    _stage_filter(fs, stage)  # validates the stage name
+    matrix = _stage_matrix_cached(fs, stage, h, w, check_boundary(boundary), dt.name)
+    return _with_channels(matrix, c).copy()
+
+
+def analysis_matrix(
+    shape: Sequence[int],
+    levels: int | None = None,
+    filters: str | SteerableFilterSet | None = None,
+    *,
+    order: int | None = None,
+    orientations: int | None = None,
+    boundary: str = "reflect",
+    dtype: type | np.dtype = np.float64,
+) -> sp.csr_array:
+    """The whole analysis operator ``A`` as one sparse matrix (small images).
+
+    Rows are stacked in the order of :meth:`SteerablePyramid.coefficients`: the high-pass,
+    then level 0's bands ``0 … K``, level 1's, …, then the low-pass residual, each raveled
+    row-major. Its fill-in grows with the composed filters (about ``(s_b + s_0)²`` taps per
+    row of level 0), so keep to images of about 128² and below.
+
+    Parameters
+    ----------
+    shape : (h, w) or (h, w, c)
+        Image shape.
+    levels : int, optional
+        Number of levels; default the most the image allows.
+    filters, order, orientations, boundary, dtype
+        As for :func:`stage_matrix`.
+
+    Returns
+    -------
+    scipy.sparse.csr_array, shape (n_coefficients, h·w·c)
+
+    Examples
+    --------
+    >>> A = analysis_matrix((33, 40), orientations=2)
+    >>> A.shape
+    (5472, 1320)
+    """
+    fs = get_filter_set(filters, order=order, orientations=orientations)
+    h, w, c = _shape_hwc(shape)
+    levels = _check_levels(levels, (h, w), fs)
+    kwargs = {"filters": fs, "boundary": boundary, "dtype": dtype}
+    shapes = _level_shapes((h, w), levels)
+    blocks = [stage_matrix((h, w), "highpass0", **kwargs)]
+    path = stage_matrix((h, w), "lowpass0", **kwargs)  # image → current level's input
+    for shape_l in shapes[:-1]:
+        for k in range(fs.orientations):
+            blocks.append(stage_matrix(shape_l, f"band{k}", **kwargs) @ path)
+        path = stage_matrix(shape_l, "lowpass", **kwargs) @ path
+    blocks.append(path)
+    return _with_channels(sp.vstack(blocks, format="csr"), c)
+
+
+# --------------------------------------------------------------------------- separable engine
+
+
+class _SeparableSum:
+    """``Y = Σ_t U_t X V_tᵀ`` on ``(h, w)`` or ``(h, w, c)`` images, fused strip by strip.
+
+    The vertical factors are stacked row-interleaved (row ``i·R + t`` is row ``i`` of
+    ``U_t``), so one sparse product gives, for a strip of output rows, every term's height
+    pass side by side; one block-diagonal sparse product with ``[V_1ᵀ; …; V_Rᵀ]`` then does
+    all the width passes and the sum. Each strip's intermediate stays in cache and no
+    full-size temporary per term is ever written; strips are split over the thread pool of
+    :mod:`pyramids.operators` (scipy's sparse products release the GIL).
+    """
+
+    def __init__(self, rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: str):
+        self.terms = len(rows)
+        self.shape_in = (rows[0].shape[1], cols[0].shape[1])
+        self.shape_out = (rows[0].shape[0], cols[0].shape[0])
+        m = self.shape_out[0]
+        order = (np.arange(m)[:, None] + m * np.arange(self.terms)[None, :]).ravel()
+        self.row_stack = sp.vstack(rows, format="csr")[order].astype(dtype)
+        self.col_stack = sp.hstack(cols, format="csr").astype(dtype)  # (w_out, R·w)
+        self._plans: dict[int, tuple[int, list[sp.csr_array], sp.csr_array]] = {}
+
+    def _plan(self, channels: int) -> tuple[int, list[sp.csr_array], sp.csr_array]:
+        if channels not in self._plans:
+            w_in = self.shape_in[1]
+            block = max(1, _STRIP_ELEMENTS // (self.terms * w_in * channels))
+            block = min(block, self.shape_out[0])
+            r = self.terms
+            chunks = [
+                self.row_stack[s * r : (s + block) * r] for s in range(0, self.shape_out[0], block)
+            ]
+            cols = self.col_stack
+            if channels > 1:
+                # Columns are (t, j, channel): each term's width factor acts per channel.
+                cols = sp.hstack(
+                    [
+                        sp.kron(cols[:, t * w_in : (t + 1) * w_in], sp.eye_array(channels))
+                        for t in range(r)
+                    ],
+                    format="csr",
+                ).astype(cols.dtype)
+            kron = sp.kron(sp.eye_array(block, dtype=cols.dtype), cols, format="csr")
+            self._plans[channels] = (block, chunks, kron)
+        return self._plans[channels]
+
+    def __call__(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        h, w = image.shape[:2]
+        c = image.shape[2] if image.ndim == 3 else 1
+        m, m_w = self.shape_out
+        block, chunks, kron = self._plan(c)
+        x = np.ascontiguousarray(image).reshape(h, w * c)
+        if out is None:
+            out = np.empty((m, m_w, *image.shape[2:]), dtype=image.dtype)
+        flat = out.reshape(m, m_w * c)
+        row_len = m_w * c
+
+        def task(a: int, b: int) -> None:
+            for i in range(a, b):
+                start = i * block
+                rows = min(block, m - start)
+                strip = (chunks[i] @ x).ravel()  # (rows·R, w·c): every term's height pass
+                product = kron if rows == block else kron[: rows * row_len, : strip.size]
+                flat[start : start + rows] = (product @ strip).reshape(rows, row_len)
+
+        _run_split(task, len(chunks), out.size)
+        return out
+
+
+@lru_cache(maxsize=256)
+def _separable_stage(
+    fs: SteerableFilterSet,
+    stage: str,
+    h: int,
+    w: int,
+    boundary: str,
+    dtype: str,
+    rank_tol: float,
+    adjoint: bool,
+) -> _SeparableSum:
+    """The separable form of a stage (or its transpose) for an input of shape (h, w)."""
+    kernel, step = _stage_filter(fs, stage)
+    us, vs = separable_terms(kernel, rank_tol)
+    rows = [_correlation_1d(u, h, boundary, step) for u in us]
+    cols = [_correlation_1d(v, w, boundary, step) for v in vs]
+    if adjoint:  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
+        rows = [r.T.tocsr() for r in rows]
+        cols = [c.T.tocsr() for c in cols]
+    return _SeparableSum(rows, cols, dtype)
+
+
+# --------------------------------------------------------------------------- the transform
+
+
+class _Operators:
+    """Applies the stages of one (filters, boundary, engine) choice to float images."""
+
+    def __init__(self, fs: SteerableFilterSet, boundary: str, engine: str, rank_tol: float):
+        self.fs, self.boundary, self.engine, self.rank_tol = fs, boundary, engine, rank_tol
+
+    def stage(self, name: str, x: np.ndarray, adjoint: bool = False, shape=None) -> np.ndarray:
+        """Apply a stage to ``x``; for the adjoint, ``shape`` is the stage's input shape."""
+        h, w = shape if adjoint else x.shape[:2]
+        if self.engine == "matrix":
+            c = x.shape[2] if x.ndim == 3 else 1
+            matrix = _stage_matrix_cached(self.fs, name, h, w, self.boundary, x.dtype.name)
+            if adjoint:
+                matrix = matrix.T
+            flat = matrix @ x.reshape(-1, c)
+            _, step = _stage_filter(self.fs, name)
+            size = (h, w) if adjoint else (-(-h // step), -(-w // step))
+            return flat.reshape((*size, *x.shape[2:]))
+        op = _separable_stage(
+            self.fs, name, h, w, self.boundary, x.dtype.name, self.rank_tol, adjoint
+        )
+        return op(x)
+
+    def bands(self, x: np.ndarray) -> list[np.ndarray]:
+        """The ``K + 1`` oriented bands of one level."""
+        if self.engine == "matrix":
+            return [self.stage(f"band{k}", x) for k in range(self.fs.orientations)]
+        # Separable: compute the angular monomials D_a, then B_k = Σ_a M[k, a] D_a.
+        monomials = [self.stage(f"monomial{a}", x) for a in range(self.fs.orientations)]
+        mix = _monomial_matrix(self.fs).astype(x.dtype)
+        out = []
+        for row in mix:
+            band = monomials[0] * row[0]
+            for weight, d in zip(row[1:], monomials[1:]):
+                band += weight * d
+            out.append(band)
+        return out
+
+    def bands_adjoint(self, bands: Sequence[np.ndarray], shape) -> np.ndarray:
+        """``Σ_k B_kᵀ b_k`` for one level of input shape ``shape``."""
+        if self.engine == "matrix":
+            names = [f"band{k}" for k in range(self.fs.orientations)]
+            coefs = bands
+        else:
+            # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k)
+            mix = _monomial_matrix(self.fs).astype(bands[0].dtype)
+            names = [f"monomial{a}" for a in range(self.fs.orientations)]
+            coefs = [np.tensordot(mix[:, a], np.stack(bands), 1) for a in range(len(names))]
+        total = None
+        for name, coef in zip(names, coefs):
+            term = self.stage(name, coef, adjoint=True, shape=shape)
+            total = term if total is None else np.add(total, term, out=total)
+        return total
+
+    def analyse(self, x: np.ndarray, levels: int):
+        highpass = self.stage("highpass0", x)
+        low = self.stage("lowpass0", x)
+        bands = []
+        for _ in range(levels):
+            bands.append(self.bands(low))
+            low = self.stage("lowpass", low)
+        return highpass, bands, low
+
+    def synthesise(self, highpass, bands, residual) -> np.ndarray:
+        """``Aᵀ c`` (DESIGN.md §4): ``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))``."""
+        low = residual
+        for level_bands in reversed(bands):
+            shape = level_bands[0].shape[:2]
+            low = np.add(
+                self.stage("lowpass", low, adjoint=True, shape=shape),
+                self.bands_adjoint(level_bands, shape),
+            )
+        shape = highpass.shape[:2]
+        image = self.stage("lowpass0", low, adjoint=True, shape=shape)
+        image += self.stage("highpass0", highpass, adjoint=True, shape=shape)
+        return image
+
+
+# --------------------------------------------------------------------------- the pyramid
+
+
+class SteerablePyramid:
+    """A steerable pyramid: high-pass residual, oriented bands per level, low-pass residual.
+
+    Build one with :func:`steerable_pyramid`, or from coefficients (edited ones too) with the
+    constructor, then collapse it with :meth:`reconstruct`.
+
+    Parameters
+    ----------
+    highpass : ndarray, shape (h, w) or (h, w, c)
+        High-pass residual ``H0 x``.
+    bands : sequence of sequences of ndarray
+        ``bands[level][orientation]``, level ``ℓ`` of shape ``(ceil(h/2^ℓ), ceil(w/2^ℓ)[, c])``.
+    residual : ndarray
+        Low-pass residual, of the shape of a level below the last.
+    filters : {'sp0', 'sp1', 'sp3', 'sp5'} or SteerableFilterSet
+        The filter set; it must have ``len(bands[0])`` orientations.
+    boundary : str
+        Boundary mode the coefficients were computed with.
+    engine : {'separable', 'matrix'}
+        How :meth:`reconstruct` applies the operators.
+    rank_tol : float
+        Tolerance of the separable split (see the module docstring).
+
+    Attributes
+    ----------
+    highpass, bands, residual
+        The coefficients, float32 or float64 (one dtype throughout).
+    filters : SteerableFilterSet
+    boundary, engine, rank_tol
+    """
+
+    def __init__(
+        self,
+        highpass: ArrayLike,
+        bands: Sequence[Sequence[ArrayLike]],
+        residual: ArrayLike,
+        *,
+        filters: str | SteerableFilterSet = "sp3",
+        boundary: str = "reflect",
+        engine: str = "separable",
+        rank_tol: float = DEFAULT_RANK_TOL,
+    ):
+        self.filters = get_filter_set(filters)
+        self.boundary = check_boundary(boundary)
+        self.engine = _check_engine(engine)
+        self.rank_tol = _check_rank_tol(rank_tol)
+        hp = as_float_image(highpass, "highpass")
+        dtype = hp.dtype
+        if len(bands) < 1:
+            raise ValueError("bands must hold at least one level")
+        shapes = _level_shapes(hp.shape[:2], len(bands))
+        tail = hp.shape[2:]
+        checked = []
+        for level, level_bands in enumerate(bands):
+            if len(level_bands) != self.filters.orientations:
+                raise ValueError(
+                    f"bands[{level}] must hold {self.filters.orientations} orientations for "
+                    f"the {self.filters.name} filters, got {len(level_bands)}"
+                )
+            row = []
+            for k, band in enumerate(level_bands):
+                array = as_float_image(band, f"bands[{level}][{k}]")
+                if array.shape != (*shapes[level], *tail):
+                    raise ValueError(
+                        f"bands[{level}][{k}] must have shape {(*shapes[level], *tail)}, "
+                        f"got {array.shape}"
+                    )
+                row.append(array.astype(dtype, copy=False))
+            checked.append(row)
+        res = as_float_image(residual, "residual")
+        if res.shape != (*shapes[-1], *tail):
+            raise ValueError(f"residual must have shape {(*shapes[-1], *tail)}, got {res.shape}")
+        self.highpass = hp
+        self.bands = checked
+        self.residual = res.astype(dtype, copy=False)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def levels(self) -> int:
+        """Number of levels of oriented bands."""
+        return len(self.bands)
+
+    @property
+    def orientations(self) -> int:
+        """Number of oriented bands per level."""
+        return self.filters.orientations
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image, ``(h, w)`` or ``(h, w, c)``."""
+        return self.highpass.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating-point dtype of the coefficients."""
+        return self.highpass.dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"SteerablePyramid(shape={self.shape}, levels={self.levels}, "
+            f"filters={self.filters.name!r}, boundary={self.boundary!r}, dtype={self.dtype})"
+        )
+
+    def _operators(self) -> _Operators:
+        return _Operators(self.filters, self.boundary, self.engine, self.rank_tol)
+
+    # ------------------------------------------------------------------ coefficients
+
+    def coefficients(self) -> np.ndarray:
+        """All coefficients stacked as one vector, in the row order of :func:`analysis_matrix`.
+
+        Returns
+        -------
+        ndarray, shape (n_coefficients,)
+        """
+        parts = [self.highpass.ravel()]
+        parts += [band.ravel() for level in self.bands for band in level]
+        parts.append(self.residual.ravel())
+        return np.concatenate(parts)
+
+    def _from_vector(self, vector: np.ndarray) -> tuple:
+        """Split a stacked coefficient vector back into (highpass, bands, residual)."""
+        pos = 0
+
+        def take(like: np.ndarray) -> np.ndarray:
+            nonlocal pos
+            piece = vector[pos : pos + like.size].reshape(like.shape)
+            pos += like.size
+            return piece
+
+        highpass = take(self.highpass)
+        bands = [[take(b) for b in level] for level in self.bands]
+        return highpass, bands, take(self.residual)
+
+    # ------------------------------------------------------------------ reconstruction
+
+    def reconstruct(
+        self, method: str = "adjoint", tol: float = 1e-6, maxiter: int = 100
+    ) -> np.ndarray:
+        """Collapse the pyramid into an image.
+
+        Parameters
+        ----------
+        method : {'adjoint', 'exact'}
+            ``'adjoint'``: ``Aᵀ c``, what a self-inverting filter set needs; its error is the
+            filter set's (:attr:`SteerableFilterSet.energy_tolerance`). ``'exact'``: the
+            least-squares solution of ``A x = c`` by conjugate gradients on ``AᵀA``,
+            warm-started from the adjoint.
+        tol : float
+            For ``'exact'``: stop when ``‖Aᵀ(c - A x)‖ ≤ tol · ‖Aᵀ c‖``. Because ``AᵀA`` is
+            close to the identity, the relative error of ``x`` is of the same size. Float32
+            pyramids cannot go much below 1e-6.
+        maxiter : int
+            For ``'exact'``: most conjugate-gradient iterations (each costs one analysis
+            and one synthesis). A ``RuntimeWarning`` says when ``tol`` was not reached.
+
+        Returns
+        -------
+        ndarray, shape (h, w) or (h, w, c), the coefficients' dtype
+
+        Examples
+        --------
+        >>> x = np.random.default_rng(0).random((40, 36))
+        >>> pyr = steerable_pyramid(x)
+        >>> bool(np.abs(pyr.reconstruct("exact", tol=1e-10) - x).max() < 1e-8)
+        True
+        """
+        ops = self._operators()
+        rhs = ops.synthesise(self.highpass, self.bands, self.residual)
+        if method == "adjoint":
+            return rhs
+        if method != "exact":
+            raise ValueError(f"method must be 'adjoint' or 'exact', got {method!r}")
+        tol = float(tol)
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol}")
+        if isinstance(maxiter, bool) or not isinstance(maxiter, int | np.integer) or maxiter < 0:
+            raise ValueError(f"maxiter must be a non-negative int, got {maxiter!r}")
+        return _conjugate_gradients(ops, rhs, self.levels, tol, int(maxiter))
+
+    # ------------------------------------------------------------------ steering
+
+    def steer(self, level: int, theta: float) -> np.ndarray:
+        """The response of ``level`` at angle ``theta`` (see :func:`steer`).
+
+        Parameters
+        ----------
+        level : int
+            Level index, ``0 … levels - 1``.
+        theta : float
+            Angle in radians, counter-clockwise from the x axis of the displayed image.
+
+        Returns
+        -------
+        ndarray, the level's shape and dtype
+        """
+        if not -self.levels <= level < self.levels:
+            raise ValueError(f"level must be in 0 … {self.levels - 1}, got {level}")
+        return steer(self.bands[level], theta)
+
+    # ------------------------------------------------------------------ serialisation
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays (no pickles) holding everything :meth:`from_arrays` needs.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``kind`` (``'steerable'``), ``filters``, ``boundary``, ``engine`` (0-d string
+            arrays), ``rank_tol`` (0-d float), ``levels`` and ``orientations`` (0-d int),
+            ``highpass``, ``band_<level>_<orientation>`` and ``residual``. Suitable for
+            ``np.savez``.
+        """
+        out = {
+            "kind": np.array("steerable"),
+            "filters": np.array(self.filters.name),
+            "boundary": np.array(self.boundary),
+            "engine": np.array(self.engine),
+            "rank_tol": np.array(self.rank_tol),
+            "levels": np.array(self.levels),
+            "orientations": np.array(self.orientations),
+            "highpass": self.highpass,
+        }
+        for level, level_bands in enumerate(self.bands):
+            for k, band in enumerate(level_bands):
+                out[f"band_{level}_{k}"] = band
+        out["residual"] = self.residual
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, ArrayLike]) -> SteerablePyramid:
+        """Rebuild a pyramid from the output of :meth:`to_arrays` (or a loaded ``.npz``).
+
+        Raises
+        ------
+        ValueError
+            If ``kind`` is not ``'steerable'`` or an entry is missing.
+        """
+
+        def text(key: str, default: str | None = None) -> str:
+            if key not in arrays:
+                if default is None:
+                    raise ValueError(f"arrays has no {key!r} entry")
+                return default
+            return str(np.asarray(arrays[key]).item())
+
+        if text("kind") != "steerable":
+            raise ValueError(f"arrays holds a {text('kind')!r} pyramid, not 'steerable'")
+        fs = get_filter_set(text("filters"))
+        try:
+            levels = int(np.asarray(arrays["levels"]).item())
+            bands = [
+                [arrays[f"band_{level}_{k}"] for k in range(fs.orientations)]
+                for level in range(levels)
+            ]
+            highpass, residual = arrays["highpass"], arrays["residual"]
+        except KeyError as exc:
+            raise ValueError(f"arrays has no {exc.args[0]!r} entry") from None
+        rank_tol = float(np.asarray(arrays.get("rank_tol", DEFAULT_RANK_TOL)).item())
+        return cls(
+            highpass,
+            bands,
+            residual,
+            filters=fs,
+            boundary=text("boundary"),
+            engine=text("engine", "separable"),
+            rank_tol=rank_tol,
+        )
+
+    def montage_rows(self) -> list[list[np.ndarray]]:
+        """Rows of images for a montage picture.
+
+        Returns
+        -------
+        list of lists of ndarray
+            ``[[highpass], [bands of level 0 …], …, [residual]]``: one row per level with
+            its orientations as columns, the residuals on rows of their own. Arrays are the
+            coefficients themselves (2-D or 3-D), not rescaled.
+        """
+        return [[self.highpass], *[list(level) for level in self.bands], [self.residual]]
+
+
+def _conjugate_gradients(
+    ops: _Operators, rhs: np.ndarray, levels: int, tol: float, maxiter: int
+) -> np.ndarray:
+    """Solve ``AᵀA x = Aᵀ c = rhs`` by conjugate gradients, starting from ``x = rhs``."""
+
+    def normal(v: np.ndarray) -> np.ndarray:
+        return ops.synthesise(*ops.analyse(v, levels))
+
+    x = rhs.copy()
+    r = rhs - normal(x)
+    p = r.copy()
+    rr = float(np.vdot(r, r))
+    target = (tol * float(np.linalg.norm(rhs))) ** 2
+    for _ in range(maxiter):
+        if rr <= target:
+            return x
+        q = normal(p)
+        alpha = rr / float(np.vdot(p, q))
+        x += alpha * p
+        r -= alpha * q
+        rr_new = float(np.vdot(r, r))
+        p *= rr_new / rr
+        p += r
+        rr = rr_new
+    if rr > target:
+        warnings.warn(
+            f"exact reconstruction stopped after {maxiter} iterations at relative residual "
+            f"{np.sqrt(rr) / max(float(np.linalg.norm(rhs)), 1e-300):.2e} > tol={tol:.1e}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return x
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def steer(level_bands: Sequence[ArrayLike] | np.ndarray, theta: float) -> np.ndarray:
+    """Steer the basis bands of one level to the angle ``theta``.
+
+    The ``K + 1`` bands of a level are directional derivatives of order ``K`` at the angles
+    ``π k / (K + 1)``; the response at any angle is ``Σ_k w_k(θ) b_k`` with the weights of
+    :func:`pyramids.steerable_filters.steering_weights` (DESIGN.md §4). At a basis angle it
+    returns that band (to rounding); at ``θ + π`` it returns ``(-1)^K`` times the band at θ.
+
+    Parameters
+    ----------
+    level_bands : sequence of K + 1 arrays, each shape (h, w) or (h, w, c)
+        The basis bands, e.g. ``pyramid.bands[level]``.
+    theta : float
+        Angle in radians, counter-clockwise from the x axis of the displayed image.
+
+    Returns
+    -------
+    ndarray, the bands' shape and dtype
+
+    Examples
+    --------
+    >>> pyr = steerable_pyramid(np.random.default_rng(1).random((40, 40)), orientations=2)
+    >>> bool(np.allclose(steer(pyr.bands[0], np.pi / 2), pyr.bands[0][1]))
+    True
+    """
+    bands = [as_float_image(b, "level_bands") for b in level_bands]
+    if not bands:
+        raise ValueError("level_bands must hold at least one band")
+    if any(b.shape != bands[0].shape for b in bands):
+        raise ValueError(f"level_bands must share one shape, got {[b.shape for b in bands]}")
+    theta = float(theta)
+    if not np.isfinite(theta):
+        raise ValueError(f"theta must be finite, got {theta}")
+    dtype = np.result_type(*bands)
+    weights = steering_weights(theta, len(bands) - 1).astype(dtype)
+    out = bands[0] * weights[0]
+    for weight, band in zip(weights[1:], bands[1:]):
+        out += weight * band
+    return out.astype(dtype, copy=False)
+
+
+def steerable_pyramid(
+    image: ArrayLike,
+    levels: int | None = None,
+    orientations: int | None = None,
+    *,
+    order: int | None = None,
+    filters: str | SteerableFilterSet | None = None,
+    boundary: str = "reflect",
+    engine: str = "separable",
+    rank_tol: float = DEFAULT_RANK_TOL,
+) -> SteerablePyramid:
+    """Decompose an image into a steerable pyramid (Simoncelli & Freeman 1995).
+
+    Parameters
+    ----------
+    image : array_like, shape (h, w) or (h, w, c)
+        Grey or colour image; float32 and float64 keep their dtype, integers are scaled to
+        [0, 1] (:func:`pyramids.arrays.as_float_image`). Both sides must be at least the
+        filters' support (15 for ``sp3``).
+    levels : int, optional
+        Number of levels of oriented bands, ``1 … max_steerable_levels(image.shape)``;
+        default the maximum.
+    orientations : {1, 2, 4, 6}, optional
+        Bands per level; default 4 (``sp3``). Alternatively give ``order`` (0, 1, 3, 5) or
+        ``filters`` (``'sp0'`` … ``'sp5'``); at most one of the three.
+    boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
+        Boundary mode folded into every stage; default ``reflect`` (scipy's ``mirror``).
+    engine : {'separable', 'matrix'}
+        ``'separable'`` (fast, any size) or ``'matrix'`` (explicit 2-D sparse matrices, the
+        reference; images up to about 360² pixels·channels).
+    rank_tol : float
+        Tolerance of the separable split (module docstring); the default keeps full rank.
+
+    Returns
+    -------
+    SteerablePyramid
+
+    Raises
+    ------
+    ValueError
+        For a bad number of levels, an image smaller than the filters, an unknown filter set,
+        boundary or engine.
+
+    Examples
+    --------
+    >>> pyr = steerable_pyramid(np.zeros((64, 48), np.float32), levels=2)
+    >>> pyr.highpass.shape, len(pyr.bands), len(pyr.bands[1]), pyr.bands[1][0].shape
+    ((64, 48), 2, 4, (32, 24))
+    >>> pyr.residual.shape, pyr.residual.dtype
+    ((16, 12), dtype('float32'))
+    """
+    x = as_float_image(image)
+    fs = get_filter_set(filters, order=order, orientations=orientations)
+    levels = _check_levels(levels, x.shape, fs)
+    boundary = check_boundary(boundary)
+    engine = _check_engine(engine)
+    rank_tol = _check_rank_tol(rank_tol)
+    if engine == "matrix" and x.size > _MATRIX_MAX_ELEMENTS:
+        raise ValueError(
+            f"engine='matrix' stores every 2-D filter explicitly and is meant for small images "
+            f"(at most {_MATRIX_MAX_ELEMENTS} pixels·channels); got shape {x.shape}: use "
+            "engine='separable'"
+        )
+    ops = _Operators(fs, boundary, engine, rank_tol)
+    highpass, bands, residual = ops.analyse(x, levels)
+    return SteerablePyramid(
+        highpass,
+        bands,
+        residual,
+        filters=fs,
+        boundary=boundary,
+        engine=engine,
+        rank_tol=rank_tol,
+    )
