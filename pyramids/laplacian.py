@@ -250,9 +250,8 @@ def laplacian_pyramid(
     g = x
     for _ in range(levels):
         coarse = reduce_unchecked(g, weights, boundary)
-        band = expand_unchecked(coarse, g.shape[:2], weights, boundary)
-        np.subtract(g, band, out=band)  # L_k = g_k - F g_{k+1}, in the buffer of F g_{k+1}
-        bands.append(band)
+        # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
+        bands.append(expand_unchecked(coarse, g.shape[:2], weights, boundary, (np.subtract, g)))
         g = coarse
     residual = g.copy() if g is x else g
     return LaplacianPyramid(bands=bands, residual=residual, kernel=weights, boundary=boundary)
@@ -303,6 +302,5 @@ def reconstruct_laplacian(
     dtype = np.result_type(g, *layers)
     g = g.astype(dtype, copy=True)
     for band in reversed(layers):
-        g = expand_unchecked(g, band.shape[:2], weights, boundary)
-        g += band
+        g = expand_unchecked(g, band.shape[:2], weights, boundary, (np.add, band.astype(dtype)))
     return g

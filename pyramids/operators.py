@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 Boundary = Literal["reflect", "symmetric", "nearest", "periodic", "zero"]
+#: ``(ufunc, base)``: combine an operator's output with ``base`` as ``ufunc(base, output)``.
+Combine = tuple[np.ufunc, np.ndarray]
 BOUNDARIES: tuple[str, ...] = ("reflect", "symmetric", "nearest", "periodic", "zero")
 
 #: How many gather operations the width pass costs relative to one contiguous multiply-add
@@ -391,14 +393,25 @@ def _run_split(task, n_items: int, out_elements: int) -> None:
 # --------------------------------------------------------------------------- 2-D application
 
 
-def _height_pass(x: np.ndarray, op: PreparedOperator) -> np.ndarray:
-    """``op @ x`` along axis 0 of a ``(h, w·c)`` array, in row chunks over threads."""
+def _height_pass(
+    x: np.ndarray, op: PreparedOperator, combine: Combine | None = None
+) -> np.ndarray:
+    """``op @ x`` along axis 0 of a ``(h, w·c)`` array, in row chunks over threads.
+
+    With ``combine = (ufunc, base)`` the result is ``ufunc(base, op @ x)``, computed chunk
+    by chunk while the chunk is still in cache (the Laplacian's ``g - F g'`` and
+    ``L + F g'``), which saves a pass over the full-size output.
+    """
     out = np.empty((op.shape[0], x.shape[1]), dtype=np.result_type(x, op.matrix.dtype))
     chunks = op.chunks(max(1, _BLOCK_ELEMENTS // x.shape[1]))
+    ufunc, base = combine if combine is not None else (None, None)
 
     def task(a: int, b: int) -> None:
         for start, stop, block in chunks[a:b]:
-            out[start:stop] = block @ x
+            if ufunc is None:
+                out[start:stop] = block @ x
+            else:
+                ufunc(base[start:stop], block @ x, out=out[start:stop])
 
     _run_split(task, len(chunks), out.size)
     return out
@@ -426,8 +439,17 @@ def _width_pass(x: np.ndarray, op: PreparedOperator, channels: int) -> np.ndarra
     return out
 
 
-def _apply(image: np.ndarray, rows: PreparedOperator, cols: PreparedOperator) -> np.ndarray:
-    """``rows · X · colsᵀ`` for ``(h, w)`` or ``(h, w, c)``, cheaper pass order first."""
+def _apply(
+    image: np.ndarray,
+    rows: PreparedOperator,
+    cols: PreparedOperator,
+    combine: Combine | None = None,
+) -> np.ndarray:
+    """``rows · X · colsᵀ`` for ``(h, w)`` or ``(h, w, c)``, cheaper pass order first.
+
+    ``combine = (ufunc, base)`` returns ``ufunc(base, rows · X · colsᵀ)`` instead, fused
+    into the height pass when that pass comes last.
+    """
     h, w = image.shape[:2]
     c = image.shape[2] if image.ndim == 3 else 1
     (h_out, _), (w_out, _) = rows.shape, cols.shape
@@ -435,11 +457,17 @@ def _apply(image: np.ndarray, rows: PreparedOperator, cols: PreparedOperator) ->
     height_first = nnz_r * w + h_out * nnz_c * _GATHER_COST
     width_first = h * nnz_c * _GATHER_COST + nnz_r * w_out
     x = np.ascontiguousarray(image).reshape(h, w * c)
+    shape = (h_out, w_out, *image.shape[2:])
     if height_first <= width_first:
-        y = _width_pass(_height_pass(x, rows), cols, c)
-    else:
-        y = _height_pass(_width_pass(x, cols, c), rows)
-    return y.reshape((h_out, w_out, *image.shape[2:]))
+        y = _width_pass(_height_pass(x, rows), cols, c).reshape(shape)
+        if combine is not None:
+            ufunc, base = combine
+            ufunc(base, y, out=y)
+        return y
+    if combine is not None:
+        ufunc, base = combine
+        combine = (ufunc, np.ascontiguousarray(base).reshape(h_out, w_out * c))
+    return _height_pass(_width_pass(x, cols, c), rows, combine).reshape(shape)
 
 
 def apply_separable(
@@ -481,11 +509,19 @@ def reduce_unchecked(image: np.ndarray, kernel: KernelLike, boundary: str) -> np
 
 
 def expand_unchecked(
-    image: np.ndarray, shape: tuple[int, int], kernel: KernelLike, boundary: str
+    image: np.ndarray,
+    shape: tuple[int, int],
+    kernel: KernelLike,
+    boundary: str,
+    combine: Combine | None = None,
 ) -> np.ndarray:
-    """:func:`expand` on an already validated float image (internal fast path)."""
+    """:func:`expand` on an already validated float image (internal fast path).
+
+    ``combine = (ufunc, base)`` returns ``ufunc(base, F_h · Y · F_wᵀ)``, with ``base`` of the
+    output's shape: ``np.subtract`` gives a Laplacian band, ``np.add`` a collapse step.
+    """
     ops = [_prepared("expand", n, kernel, boundary, image.dtype) for n in shape]
-    return _apply(image, *ops)
+    return _apply(image, *ops, combine=combine)
 
 
 def reduce(
