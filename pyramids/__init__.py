@@ -1,8 +1,8 @@
 """Multi-scale image analysis on sparse operators.
 
 Gaussian and Laplacian pyramids whose blur-and-downsample ``G`` and upsample-and-blur ``F``
-are ``scipy.sparse`` matrices (DESIGN.md §1–2), exact reconstruction, and Laplacian pyramid
-blending (§3).
+are ``scipy.sparse`` matrices (DESIGN.md §1–2), exact reconstruction, Laplacian pyramid
+blending (§3), and the steerable pyramid of Simoncelli & Freeman with steering (§4).
 
 Examples
 --------
@@ -38,13 +38,22 @@ from .operators import (
     set_num_threads,
     upsample_blur_matrix,
 )
+from .steerable import (
+    SteerablePyramid,
+    analysis_matrix,
+    max_steerable_levels,
+    steer,
+    steerable_pyramid,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BOUNDARIES",
     "LaplacianPyramid",
+    "SteerablePyramid",
     "__version__",
+    "analysis_matrix",
     "apply_separable",
     "binomial_kernel",
     "blend",
@@ -57,11 +66,14 @@ __all__ = [
     "get_num_threads",
     "laplacian_pyramid",
     "max_levels",
+    "max_steerable_levels",
     "read_image",
     "reconstruct_laplacian",
     "reduce",
     "reduce_matrix",
     "set_num_threads",
+    "steer",
+    "steerable_pyramid",
     "upsample_blur_matrix",
     "write_image",
 ]

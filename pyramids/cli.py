@@ -20,6 +20,7 @@ from .io import ImageFileError, atomic_path, read_image, write_image
 from .laplacian import LaplacianPyramid, gaussian_pyramid, laplacian_pyramid
 from .operators import BOUNDARIES
 from .samples import sample_images
+from .steerable import SteerablePyramid, steerable_pyramid
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 SAMPLE_NAMES = ("cat.png", "coffee.png", "mask.png")
@@ -114,19 +115,19 @@ def _decompose_gaussian(
 def _decompose_steerable(
     image: np.ndarray, args: argparse.Namespace, out: Path
 ) -> tuple[int, dict[str, np.ndarray]]:
-    from .steerable import steerable_pyramid
-
     pyr = steerable_pyramid(
         image, levels=args.levels, orientations=args.orientations, boundary=args.boundary
     )
-    rows = pyr.montage_rows()
-    shown = [[band_to_display(b) for b in row] for row in rows[:-1]]
-    shown.append([np.clip(im, 0, 1) for im in rows[-1]])
-    for r, row in enumerate(shown):
-        for c, band in enumerate(row):
-            write_image(out / f"row{r}_col{c}.png", band)
-    write_image(out / "montage.png", grid_montage(shown))
-    return len(rows) - 2, pyr.to_arrays()
+    highpass = band_to_display(pyr.highpass)
+    bands = [[band_to_display(band) for band in level] for level in pyr.bands]
+    residual = np.clip(pyr.residual, 0, 1)
+    write_image(out / "highpass.png", highpass)
+    for k, level in enumerate(bands):
+        for j, band in enumerate(level):
+            write_image(out / f"level{k}_orientation{j}.png", band)
+    write_image(out / "residual.png", residual)
+    write_image(out / "montage.png", grid_montage([[highpass], *bands, [residual]]))
+    return pyr.levels, pyr.to_arrays()
 
 
 def _cmd_decompose(args: argparse.Namespace) -> None:
@@ -173,9 +174,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     elif kind == "gaussian":
         image = arrays["level0"]  # the Gaussian pyramid keeps the image as its first level
     elif kind == "steerable":
-        from .steerable import SteerablePyramid
-
-        image = SteerablePyramid.from_arrays(arrays).reconstruct()
+        image = SteerablePyramid.from_arrays(arrays).reconstruct(args.method)
     else:
         raise CommandError(f"{args.source}: unknown pyramid kind {kind!r}")
     bit_depth = args.bit_depth or int(arrays.get("bit_depth", 8))
@@ -199,16 +198,12 @@ def _cmd_figures(args: argparse.Namespace) -> None:
     shown = [band_to_display(band) for band in pyr.bands] + [pyr.residual]
     write_image(out / "laplacian_montage.jpg", pyramid_montage(shown))
     write_image(out / "gaussian_montage.jpg", pyramid_montage(gaussian_pyramid(cat, levels=5)))
-    try:
-        from .steerable import steerable_pyramid
-    except ImportError:
-        steerable_pyramid = None
-    if steerable_pyramid is not None:
-        grey = cat.astype(np.float64).mean(axis=2) / 255.0
-        rows = steerable_pyramid(grey, levels=3).montage_rows()
-        shown = [[band_to_display(b) for b in row] for row in rows[:-1]]
-        shown.append([np.clip(im, 0, 1) for im in rows[-1]])
-        write_image(out / "steerable_montage.jpg", grid_montage(shown))
+    grey = cat.astype(np.float64).mean(axis=2) / 255.0
+    steerable = steerable_pyramid(grey, levels=3)
+    rows = [[band_to_display(steerable.highpass)]]
+    rows += [[band_to_display(band) for band in level] for level in steerable.bands]
+    rows.append([np.clip(steerable.residual, 0, 1)])
+    write_image(out / "steerable_montage.jpg", grid_montage(rows))
     print(f"wrote the sample images and figures to {out}/")
 
 
@@ -253,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a pyramid.npz written by decompose, or its directory")
     p.add_argument("-o", "--output", required=True, help="output image")
     p.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: the input's")
+    p.add_argument(
+        "--method",
+        choices=("exact", "adjoint"),
+        default="exact",
+        help="steerable pyramids: least-squares inverse (default) or the adjoint",
+    )
     p.set_defaults(run=_cmd_reconstruct)
 
     p = sub.add_parser("figures", help="write the sample inputs and the README pictures")
