@@ -123,10 +123,11 @@ def gaussian_pyramid(
     """
     x = as_float_image(image)
     check_boundary(boundary)
-    levels = _check_levels(levels, x.shape, kernel)
+    weights = resolve_kernel(kernel)
+    levels = _check_levels(levels, x.shape, weights)
     pyramid = [x.copy()]
     for _ in range(levels):
-        pyramid.append(reduce_unchecked(pyramid[-1], kernel, boundary))
+        pyramid.append(reduce_unchecked(pyramid[-1], weights, boundary))
     return pyramid
 
 

@@ -213,10 +213,11 @@ def _operator(
 
 
 def _prepared(
-    kind: str, n: int, kernel: KernelLike, boundary: str, dtype: DTypeLike
+    kind: str, n: int, weights: np.ndarray, boundary: str, dtype: DTypeLike
 ) -> PreparedOperator:
+    """The cached operator for validated ``weights`` (from :func:`resolve_kernel`)."""
     n = _check_length(n)
-    key = tuple(resolve_kernel(kernel).tolist())
+    key = tuple(weights.tolist())
     return _operator(kind, n, key, check_boundary(boundary), _float_dtype(dtype).name)
 
 
@@ -251,7 +252,7 @@ def blur_downsample_matrix(
            [ 1,  4,  6,  4,  1],
            [ 0,  0,  2,  8,  6]])
     """
-    return _prepared("reduce", n, kernel, boundary, dtype).matrix.copy()
+    return _prepared("reduce", n, resolve_kernel(kernel), boundary, dtype).matrix.copy()
 
 
 def upsample_blur_matrix(
@@ -281,7 +282,7 @@ def upsample_blur_matrix(
            [4, 4, 0, 0],
            [1, 6, 1, 0]])
     """
-    return _prepared("expand", n, kernel, boundary, dtype).matrix.copy()
+    return _prepared("expand", n, resolve_kernel(kernel), boundary, dtype).matrix.copy()
 
 
 def _kron_2d(ops: Sequence[sp.csr_array], channels: int) -> sp.csr_array:
@@ -323,7 +324,8 @@ def reduce_matrix(
     scipy.sparse.csr_array, shape (ceil(h/2)·ceil(w/2)·c, h·w·c)
     """
     h, w, c = _shape_hw_c(shape)
-    ops = [_prepared("reduce", n, kernel, boundary, dtype).matrix for n in (h, w)]
+    weights = resolve_kernel(kernel)
+    ops = [_prepared("reduce", n, weights, boundary, dtype).matrix for n in (h, w)]
     return _kron_2d(ops, c)
 
 
@@ -347,7 +349,8 @@ def expand_matrix(
     scipy.sparse.csr_array, shape (h·w·c, ceil(h/2)·ceil(w/2)·c)
     """
     h, w, c = _shape_hw_c(shape)
-    ops = [_prepared("expand", n, kernel, boundary, dtype).matrix for n in (h, w)]
+    weights = resolve_kernel(kernel)
+    ops = [_prepared("expand", n, weights, boundary, dtype).matrix for n in (h, w)]
     return _kron_2d(ops, c)
 
 
@@ -501,26 +504,26 @@ def apply_separable(
     return _apply(x, *prepared)
 
 
-def reduce_unchecked(image: np.ndarray, kernel: KernelLike, boundary: str) -> np.ndarray:
-    """:func:`reduce` on an already validated float image (internal fast path)."""
+def reduce_unchecked(image: np.ndarray, weights: np.ndarray, boundary: str) -> np.ndarray:
+    """:func:`reduce` on a validated float image and kernel (internal fast path)."""
     h, w = image.shape[:2]
-    ops = [_prepared("reduce", n, kernel, boundary, image.dtype) for n in (h, w)]
+    ops = [_prepared("reduce", n, weights, boundary, image.dtype) for n in (h, w)]
     return _apply(image, *ops)
 
 
 def expand_unchecked(
     image: np.ndarray,
     shape: tuple[int, int],
-    kernel: KernelLike,
+    weights: np.ndarray,
     boundary: str,
     combine: Combine | None = None,
 ) -> np.ndarray:
-    """:func:`expand` on an already validated float image (internal fast path).
+    """:func:`expand` on a validated float image and kernel (internal fast path).
 
     ``combine = (ufunc, base)`` returns ``ufunc(base, F_h · Y · F_wᵀ)``, with ``base`` of the
     output's shape: ``np.subtract`` gives a Laplacian band, ``np.add`` a collapse step.
     """
-    ops = [_prepared("expand", n, kernel, boundary, image.dtype) for n in shape]
+    ops = [_prepared("expand", n, weights, boundary, image.dtype) for n in shape]
     return _apply(image, *ops, combine=combine)
 
 
@@ -549,7 +552,7 @@ def reduce(
     (3, 2)
     """
     x = as_float_image(image)
-    return reduce_unchecked(x, kernel, check_boundary(boundary))
+    return reduce_unchecked(x, resolve_kernel(kernel), check_boundary(boundary))
 
 
 def expand(
@@ -588,4 +591,4 @@ def expand(
             f"an image of shape {x.shape[:2]} cannot expand to {(h, w)}: "
             f"it must have shape {((h + 1) // 2, (w + 1) // 2)}"
         )
-    return expand_unchecked(x, (h, w), kernel, check_boundary(boundary))
+    return expand_unchecked(x, (h, w), resolve_kernel(kernel), check_boundary(boundary))

@@ -148,9 +148,10 @@ def test_operators_are_cached_and_copies_are_handed_out():
     a.data[:] = 0
     b = pyramids.blur_downsample_matrix(64)
     assert b.data.max() > 0
-    first = operators._prepared("reduce", 64, "binomial", "reflect", np.float64)
-    assert operators._prepared("reduce", 64, [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16],
-                               "reflect", np.float64) is first  # fmt: skip
+    by_name = resolve_kernel("binomial")
+    by_taps = resolve_kernel([1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16])
+    first = operators._prepared("reduce", 64, by_name, "reflect", np.float64)
+    assert operators._prepared("reduce", 64, by_taps, "reflect", np.float64) is first
 
 
 def test_integer_images_are_scaled_to_unit_range():
