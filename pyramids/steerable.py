@@ -35,6 +35,12 @@ Reconstruction is the adjoint ``Aᵀ c`` (the published filter sets are approxim
 self-inverting, ``AᵀA ≈ I``; the size of the error is each set's
 ``energy_tolerance``) or, with ``method='exact'``, the least-squares inverse by conjugate
 gradients on ``AᵀA`` warm-started from the adjoint.
+
+Only with ``boundary='periodic'`` is ``AᵀA ≈ I`` everywhere (camera at 512², sp3, 5 levels:
+adjoint error 0.024 at most, RMS 0.005). With the other modes the folded border rows are not
+self-inverting: the true transpose errs near the borders, and at coarse levels, whose
+borders are wide, well inside too (reflect: 1.5 at most, 0.37 inside a 32-pixel margin, RMS
+0.18). ``method='exact'`` removes that error (1.5e-7 relative at ``tol=1e-7``).
 """
 
 from __future__ import annotations
@@ -733,9 +739,10 @@ class SteerablePyramid:
         ----------
         method : {'adjoint', 'exact'}
             ``'adjoint'``: ``Aᵀ c``, what a self-inverting filter set needs; its error is the
-            filter set's (:attr:`SteerableFilterSet.energy_tolerance`). ``'exact'``: the
-            least-squares solution of ``A x = c`` by conjugate gradients on ``AᵀA``,
-            warm-started from the adjoint.
+            filter set's (:attr:`SteerableFilterSet.energy_tolerance`) with the periodic
+            boundary, and larger near the borders with the others (module docstring).
+            ``'exact'``: the least-squares solution of ``A x = c`` by conjugate gradients
+            on ``AᵀA``, warm-started from the adjoint.
         tol : float
             For ``'exact'``: stop when ``‖Aᵀ(c - A x)‖ ≤ tol · ‖Aᵀ c‖``. Because ``AᵀA`` is
             close to the identity, the relative error of ``x`` is of the same size. Float32
