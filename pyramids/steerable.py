@@ -386,7 +386,7 @@ def analysis_matrix(
     --------
     >>> A = analysis_matrix((33, 40), orientations=2)
     >>> A.shape
-    (5472, 1320)
+    (4730, 1320)
     """
     fs = get_filter_set(filters, order=order, orientations=orientations)
     h, w, c = _shape_hwc(shape)
