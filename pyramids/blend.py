@@ -76,12 +76,15 @@ def blend(
 
     Examples
     --------
-    >>> a, b = np.ones((64, 64)), np.zeros((64, 64))
-    >>> mask = np.zeros((64, 64), bool)
-    >>> mask[:, :32] = True
-    >>> out = blend(a, b, mask)
-    >>> float(out[0, 0]), float(out[0, -1])
-    (1.0, 0.0)
+    A white image blended into a black one across a vertical seam: the transition spreads
+    over about 2**levels pixels on either side.
+
+    >>> a, b = np.ones((64, 256)), np.zeros((64, 256))
+    >>> mask = np.zeros((64, 256), bool)
+    >>> mask[:, :128] = True
+    >>> out = blend(a, b, mask, levels=4)
+    >>> np.round(out[32, [0, 100, 127, 128, 155, 255]], 3)
+    array([1.   , 0.984, 0.513, 0.484, 0.015, 0.   ])
     """
     x = as_float_image(a, "a")
     y = as_float_image(b, "b")

@@ -248,9 +248,9 @@ def blur_downsample_matrix(
     Examples
     --------
     >>> (blur_downsample_matrix(5).toarray() * 16).astype(int)
-    array([[ 6,  8,  2,  0,  0],
-           [ 1,  4,  6,  4,  1],
-           [ 0,  0,  2,  8,  6]])
+    array([[6, 8, 2, 0, 0],
+           [1, 4, 6, 4, 1],
+           [0, 0, 2, 8, 6]])
     """
     return _prepared("reduce", n, resolve_kernel(kernel), boundary, dtype).matrix.copy()
 
