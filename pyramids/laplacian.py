@@ -131,7 +131,7 @@ def gaussian_pyramid(
     return pyramid
 
 
-@dataclass
+@dataclass(eq=False)  # arrays have no single truth value; compare coefficients explicitly
 class LaplacianPyramid:
     """Band-pass levels ``L_k = g_k - F g_{k+1}`` and the low-pass residual ``g_K``.
 
