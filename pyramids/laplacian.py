@@ -155,6 +155,13 @@ class LaplacianPyramid:
     kernel: np.ndarray = field(default_factory=lambda: resolve_kernel(DEFAULT_KERNEL))
     boundary: str = "reflect"
 
+    def __repr__(self) -> str:
+        return (
+            f"LaplacianPyramid(levels={self.levels}, shape={self.shape}, "
+            f"dtype={self.residual.dtype}, kernel={np.asarray(self.kernel).tolist()}, "
+            f"boundary={self.boundary!r})"
+        )
+
     @property
     def levels(self) -> int:
         """Number of reductions (band-pass images)."""
