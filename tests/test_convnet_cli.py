@@ -1,0 +1,246 @@
+"""Checkpoints, preprocessing, a short training run and the ``convnet`` command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from convnet_data import mnist5k_dir
+from PIL import Image
+
+from convnet import lenet5
+from convnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from convnet.cli import main
+from convnet.data import embedded_digits, load_mnist, normalise
+from convnet.preprocess import prepare_digit
+from convnet.train import TrainConfig, evaluate, train
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = lenet5(seed=0)
+    path = save_checkpoint(tmp_path / "m.npz", net, training={"epochs": 3})
+    model, meta = load_checkpoint(path)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[k], v)
+    assert meta["architecture"] == "lenet5"
+    assert meta["normalisation"] == {"scale": 1 / 255, "mean": 0.1307, "std": 0.3081}
+    assert meta["classes"] == [str(d) for d in range(10)]
+    assert meta["training"] == {"epochs": 3}
+    assert meta["parameters"]["conv1.weight"] == [6, 1, 5, 5]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
+    with np.load(path, allow_pickle=False) as npz:  # plain arrays, no pickles
+        assert "conv1.weight" in npz.files
+
+
+def _rewrite(path, change):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda a: a.pop("fc3.bias"), "missing fc3.bias"),
+        (
+            lambda a: a.update({"fc1.weight": np.zeros((100, 400), np.float32)}),
+            r"fc1.weight: expected \(120, 400\), got \(100, 400\)",
+        ),
+        (lambda a: a.update({"extra.weight": np.zeros(3)}), "unexpected extra.weight"),
+        (lambda a: a.pop("__metadata__"), "not a convnet checkpoint"),
+        (
+            lambda a: a.update({"__metadata__": np.array(json.dumps({"architecture": "vgg"}))}),
+            "architecture 'vgg'",
+        ),
+    ],
+    ids=["missing", "shape", "unexpected", "no-metadata", "architecture"],
+)
+def test_checkpoint_mismatches_are_named(tmp_path, change, match):
+    path = save_checkpoint(tmp_path / "m.npz", lenet5(seed=0))
+    _rewrite(path, change)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+def test_checkpoint_that_is_not_an_npz(tmp_path):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="not a convnet checkpoint"):
+        load_checkpoint(path)
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def test_prepare_digit_inverts_fits_and_centres():
+    # A dark bar on light paper, off-centre and too big: 40 rows × 8 columns.
+    paper = np.ones((60, 50))
+    paper[5:45, 30:38] = 0.1
+    digit = prepare_digit(paper)
+    assert digit.shape == (28, 28) and digit.dtype == np.float32
+    rows, _ = np.nonzero(digit > 0.5)
+    assert rows.max() - rows.min() + 1 <= 20
+    mass = digit.sum()
+    cy = (digit.sum(axis=1) * np.arange(28)).sum() / mass
+    cx = (digit.sum(axis=0) * np.arange(28)).sum() / mass
+    assert abs(cy - 13.5) <= 0.6 and abs(cx - 13.5) <= 0.6
+    assert digit[0].max() == 0  # background black, ink white
+    np.testing.assert_allclose(prepare_digit(1 - paper), digit, atol=1e-6)  # light on dark
+
+
+def test_prepare_digit_rejects_blank_and_nan():
+    with pytest.raises(ValueError, match="no digit"):
+        prepare_digit(np.full((20, 20), 0.7))
+    bad = np.zeros((20, 20))
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        prepare_digit(bad)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_short_training_learns_and_is_reproducible():
+    data = embedded_digits()
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=1, warmup_epochs=0.5)
+    runs = [train(data, config, log=lambda _: None, progress=False) for _ in range(2)]
+    _, acc, _ = evaluate(runs[0].model, normalise(data.test_images), data.test_labels)
+    assert acc > 0.6  # chance is 0.1
+    for k, v in runs[0].model.state_dict().items():
+        np.testing.assert_array_equal(runs[1].model.state_dict()[k], v)
+    assert runs[0].history["loss"][1] < runs[0].history["loss"][0]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A LeNet-5 trained briefly on the embedded digits."""
+    path = tmp_path_factory.mktemp("ckpt") / "model.npz"
+    data = embedded_digits()
+    result = train(data, TrainConfig(epochs=2, batch_size=32, seed=0), log=lambda _: None,
+                   progress=False)  # fmt: skip
+    save_checkpoint(path, result.model, training=result.settings())
+    return path
+
+
+def _digit_png(tmp_path, index=0, light_background=True, name="digit.png"):
+    data = load_mnist(mnist5k_dir())
+    image = data.test_images[index]
+    if light_background:
+        image = 255 - image
+    big = Image.fromarray(image).resize((112, 112), Image.BILINEAR).convert("RGB")
+    path = tmp_path / name
+    big.save(path)
+    return path, int(data.test_labels[index])
+
+
+def test_cli_train_writes_checkpoint_and_plot(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    out, plot = tmp_path / "m.npz", tmp_path / "curves.png"
+    code = main(["train", "--epochs", "1", "--batch-size", "32", "--out", str(out),
+                 "--plot", str(plot), "--no-progress"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0
+    assert text.splitlines()[0].startswith("data: embedded scikit-learn digits")
+    assert "epoch   1/1" in text and "images/s" in text
+    assert "test accuracy" in text and "confusion matrix" in text
+    assert load_checkpoint(out)[1]["training"]["epochs"] == 1
+    with Image.open(plot) as image:
+        assert image.format == "PNG"
+
+
+def test_cli_evaluate_and_predict(tmp_path, checkpoint, capsys):
+    assert main(["evaluate", str(checkpoint), "--data", str(mnist5k_dir()), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 5000 and 0.1 < report["accuracy"] <= 1
+    assert np.array(report["confusion"]).sum() == 5000
+    dark, _ = _digit_png(tmp_path, 0, True, "dark.png")
+    light, _ = _digit_png(tmp_path, 0, False, "light.png")
+    assert main(["predict", str(checkpoint), str(dark), str(light), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in results] == [str(dark), str(light)]
+    assert results[0]["label"] == results[1]["label"]  # inversion handled
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 for r in results)
+    assert main(["predict", str(checkpoint), str(dark)]) == 0
+    assert "probability" in capsys.readouterr().out
+
+
+def _bad_inputs(tmp_path, checkpoint):
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((28, 28), np.nan))
+    other = tmp_path / "other.npz"
+    np.savez(other, **{"conv1.weight": np.zeros((6, 1, 3, 3))})
+    small = tmp_path / "small"
+    small.mkdir()
+    import gzip
+
+    from convnet.data import FILES
+
+    for name, shape in zip(FILES, [(3, 16, 16), (3,), (3, 16, 16), (3,)], strict=True):
+        payload = bytes([0, 0, 8, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+        (small / name).write_bytes(gzip.compress(payload + bytes(int(np.prod(shape)))))
+    return {
+        "missing model": ["evaluate", str(tmp_path / "none.npz"), "--data", str(small)],
+        "missing data": ["evaluate", str(checkpoint), "--data", str(tmp_path / "nowhere")],
+        "wrong size": ["evaluate", str(checkpoint), "--data", str(small)],
+        "train wrong size": ["train", "--data", str(small), "--epochs", "1", "--no-progress"],
+        "not an image": ["predict", str(checkpoint), str(text)],
+        "nan image": ["predict", str(checkpoint), str(nan)],
+        "missing image": ["predict", str(checkpoint), str(tmp_path / "none.png")],
+        "other architecture": ["predict", str(other), str(nan)],
+    }
+
+
+def test_cli_bad_input_gives_one_line_and_exit_1(tmp_path, checkpoint, capsys):
+    expected = {
+        "missing model": "no such checkpoint",
+        "missing data": "no such data directory",
+        "wrong size": "16x16",
+        "train wrong size": "16x16",
+        "not an image": "not an image file",
+        "nan image": "NaN",
+        "missing image": "no such image file",
+        "other architecture": "not a convnet checkpoint",
+    }
+    for case, argv in _bad_inputs(tmp_path, checkpoint).items():
+        assert main(argv) == 1, case
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("convnet: error:"), (case, err)
+        assert expected[case] in err, (case, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--epochs", "0"],
+        ["train", "--lr", "-1"],
+        ["train", "--optimizer", "rmsprop"],
+        ["frobnicate"],
+        ["predict", "model.npz"],
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+
+
+def test_python_dash_m_runs_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "convnet", "predict", str(tmp_path / "no.npz"), "x.png"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "no such checkpoint" in result.stderr
