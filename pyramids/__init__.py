@@ -45,6 +45,7 @@ from .steerable import (
     steer,
     steerable_pyramid,
 )
+from .steerable_filters import gaussian_derivative, get_filter_set, steering_weights
 
 __version__ = "0.1.0"
 
@@ -62,7 +63,9 @@ __all__ = [
     "default_levels",
     "expand",
     "expand_matrix",
+    "gaussian_derivative",
     "gaussian_pyramid",
+    "get_filter_set",
     "get_num_threads",
     "laplacian_pyramid",
     "max_levels",
@@ -74,6 +77,7 @@ __all__ = [
     "set_num_threads",
     "steer",
     "steerable_pyramid",
+    "steering_weights",
     "upsample_blur_matrix",
     "write_image",
 ]

@@ -378,7 +378,7 @@ def get_num_threads() -> int:
     return _num_threads
 
 
-def _run_split(task, n_items: int, out_elements: int) -> None:
+def run_split(task, n_items: int, out_elements: int) -> None:
     """Run ``task(start, stop)`` over ``0 … n_items`` split into contiguous parts."""
     parts = min(_num_threads, n_items) if out_elements >= _THREAD_MIN_ELEMENTS else 1
     if parts <= 1:
@@ -416,7 +416,7 @@ def _height_pass(
             else:
                 ufunc(base[start:stop], block @ x, out=out[start:stop])
 
-    _run_split(task, len(chunks), out.size)
+    run_split(task, len(chunks), out.size)
     return out
 
 
@@ -438,7 +438,7 @@ def _width_pass(x: np.ndarray, op: PreparedOperator, channels: int) -> np.ndarra
             matrix = kron if stop - start == block else tail_kron
             out[start:stop] = (matrix @ x[start:stop].ravel()).reshape(stop - start, -1)
 
-    _run_split(task, n_blocks, out.size)
+    run_split(task, n_blocks, out.size)
     return out
 
 

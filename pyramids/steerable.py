@@ -55,7 +55,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
-from .operators import _run_split, check_boundary, fold_indices
+from .operators import check_boundary, fold_indices, run_split
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
 __all__ = [
@@ -464,7 +464,7 @@ class _SeparableSum:
                 else:
                     out[start:stop] += result
 
-        _run_split(task, len(strips), out.size)
+        run_split(task, len(strips), out.size)
         return out.reshape((m, m_w, *image.shape[2:])) if into is None else into
 
 
@@ -586,7 +586,7 @@ def _mix(arrays: Sequence[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
             for o, m in zip(out, mixed):
                 o[start : start + rows] = m
 
-    _run_split(task, -(-shape[0] // rows), flat[0].size * len(out))
+    run_split(task, -(-shape[0] // rows), flat[0].size * len(out))
     return [o.reshape(shape) for o in out]
 
 
