@@ -310,5 +310,6 @@ def reconstruct_laplacian(
     dtype = np.result_type(g, *layers)
     g = g.astype(dtype, copy=True)
     for band in reversed(layers):
-        g = expand_unchecked(g, band.shape[:2], weights, boundary, (np.add, band.astype(dtype)))
+        base = band.astype(dtype, copy=False)
+        g = expand_unchecked(g, band.shape[:2], weights, boundary, (np.add, base))
     return g

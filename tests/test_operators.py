@@ -86,7 +86,10 @@ def test_every_row_of_blur_sums_to_one_except_zero_padding(n, boundary):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("boundary", operators.BOUNDARIES)
-@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (9, 14), (16, 11, 3), (5, 4, 2)])
+# The larger shapes span several dense tiles, so the batched path of BandTiles runs too.
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (1, 7), (6, 1), (9, 14), (16, 11, 3), (5, 4, 2), (70, 133), (97, 64, 3)]
+)
 def test_separable_reduce_equals_kronecker_and_ndimage(shape, boundary, dtype):
     x = np.random.default_rng(1).random(shape).astype(dtype)
     y = pyramids.reduce(x, boundary=boundary)
@@ -104,7 +107,7 @@ def test_separable_reduce_equals_kronecker_and_ndimage(shape, boundary, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("boundary", operators.BOUNDARIES)
-@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (9, 14), (16, 11, 3)])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (9, 14), (16, 11, 3), (70, 133), (97, 64, 3)])
 def test_separable_expand_equals_kronecker_and_reference(shape, boundary, dtype):
     small = ((shape[0] + 1) // 2, (shape[1] + 1) // 2, *shape[2:])
     y = np.random.default_rng(2).random(small).astype(dtype)
@@ -130,6 +133,38 @@ def test_large_image_uses_threads_and_matches_single_thread():
     finally:
         pyramids.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("tile", [1, 4, 16])
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("kind", ["reduce", "expand"])
+def test_band_tiles_equal_the_sparse_product(kind, boundary, tile):
+    builder = {"reduce": pyramids.blur_downsample_matrix, "expand": pyramids.upsample_blur_matrix}
+    matrix = builder[kind](203, "binomial7", boundary)
+    tiles = operators.BandTiles(matrix, tile)
+    assert tiles.batch is not None  # the interior really goes through the batched product
+    rng = np.random.default_rng(5)
+    x = rng.random((matrix.shape[1], 6))
+    out = np.empty((matrix.shape[0], 6))
+    tiles.apply_cols(x.T.copy(), out.T)
+    np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
+    out[:] = np.nan
+    for item in (0, tiles.batch[1]), *range(len(tiles.rest)):
+        if isinstance(item, tuple):
+            tiles.rows_of(x, out, item)
+        else:
+            rows, cols, dense = tiles.rest[item]
+            out[rows] = dense @ x[cols]
+    np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
+
+
+def test_band_tiles_of_a_matrix_with_no_band_still_multiply_exactly():
+    matrix = sp.random_array((37, 50), density=0.1, rng=6, format="csr")
+    tiles = operators.BandTiles(matrix, 8)
+    x = np.random.default_rng(7).random((3, 50))
+    out = np.empty((3, 37))
+    tiles.apply_cols(x, out)
+    np.testing.assert_allclose(out, x @ matrix.toarray().T, rtol=0, atol=1e-14)
 
 
 def test_apply_separable_matches_dense_product():
