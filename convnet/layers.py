@@ -179,11 +179,15 @@ def _grid_input_grad(weight: np.ndarray, dout: np.ndarray, padded_shape: Shape) 
 
 
 def conv2d_reference(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int = 1, padding: int = 0
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
 ) -> np.ndarray:
     """Direct loop-based 2-D cross-correlation, the slow reference for :class:`Conv2D`.
 
-    ``out[n, o, y, x] = b[o] + Σ_{c,i,j} w[o, c, i, j] · xp[n, c, y·s + i, x·s + j]`` with
+    ``out[n, o, y, x] = b[o] + Σ_{c,i,j} w[o, c, i, j] · xp[n, c, y·sh + i, x·sw + j]`` with
     ``xp`` the zero-padded input, exactly as ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -191,7 +195,7 @@ def conv2d_reference(
     x : ndarray, shape (N, C, H, W)
     weight : ndarray, shape (O, C, kh, kw)
     bias : ndarray, shape (O,)
-    stride, padding : int
+    stride, padding : int or (int, int)
 
     Returns
     -------
@@ -199,14 +203,15 @@ def conv2d_reference(
     """
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    ho, wo = _out_size(h, kh, stride, padding), _out_size(w, kw, stride, padding)
+    (sh, sw), (ph, pw) = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
     out = np.zeros((n, o, ho, wo))
     for b in range(n):
         for f in range(o):
             for y in range(ho):
                 for xx in range(wo):
-                    patch = xp[b, :, y * stride : y * stride + kh, xx * stride : xx * stride + kw]
+                    patch = xp[b, :, y * sh : y * sh + kh, xx * sw : xx * sw + kw]
                     out[b, f, y, xx] = np.sum(patch * weight[f]) + bias[f]
     return out
 
