@@ -87,22 +87,26 @@ def random_affine(
     rotation: float = 12.0,
     scale: float = 0.10,
     shift: float = 2.5,
+    shear: float = 0.0,
+    squeeze: float = 0.0,
     order: int = 1,
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
 ) -> np.ndarray:
-    """Distort each image by its own random rotation, scale and shift.
+    """Distort each image by its own random affine map (and optionally an elastic field).
 
-    Angles are uniform in ``±rotation`` degrees, scale factors uniform in
-    ``1 ± scale``, shifts uniform in ``±shift`` pixels along each axis.
+    Per image: a rotation uniform in ``±rotation`` degrees, a scale factor uniform in
+    ``1 ± scale``, a horizontal shear (slant) uniform in ``±shear``, a squeeze (width
+    against height) uniform in ``1 ± squeeze``, and a shift uniform in ``±shift`` pixels
+    along each axis, about the image centre.
 
     Parameters
     ----------
     images : ndarray, shape (N, H, W), float, background 0
     rng : numpy.random.Generator
         The only source of randomness, so a seeded generator gives the same batch.
-    rotation, scale, shift : float
-        Ranges as above; all 0 returns a copy.
+    rotation, scale, shift, shear, squeeze : float
+        Ranges as above; 0 turns a distortion off.
     order : {0, 1}
         Nearest-neighbour (0) or bilinear (1) resampling. Nearest keeps the strokes as
         sharp as the test digits are; bilinear blurs every training digit a little.
@@ -118,15 +122,27 @@ def random_affine(
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W), got {images.shape}")
-    if min(rotation, scale, shift) < 0 or scale >= 1:
-        raise ValueError("rotation, scale and shift must be ≥ 0, and scale < 1")
+    if min(rotation, scale, shift, shear, squeeze, elastic_alpha) < 0 or max(scale, squeeze) >= 1:
+        raise ValueError("distortion ranges must be ≥ 0, and scale and squeeze < 1")
     n = len(images)
     angle = np.deg2rad(rng.uniform(-rotation, rotation, n))
     zoom = rng.uniform(1 - scale, 1 + scale, n)
-    offsets = rng.uniform(-shift, shift, (n, 2))
-    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-    # Output → input map: the inverse of "scale by zoom, then rotate by angle".
-    matrices = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], 1)
+    slant = rng.uniform(-shear, shear, n)
+    aspect = rng.uniform(1 - squeeze, 1 + squeeze, n)
+    moves = rng.uniform(-shift, shift, (n, 2))
+    # Forward map (input offset → output offset) in (row, col) coordinates:
+    # rotate · shear · scale, with the column axis scaled by the aspect factor.
+    cos, sin = np.cos(angle), np.sin(angle)
+    rot = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], 1)
+    shear_m = np.zeros((n, 2, 2))
+    shear_m[:, 0, 0] = shear_m[:, 1, 1] = 1
+    shear_m[:, 1, 0] = slant  # column moves with the row: a slant
+    scale_m = np.zeros((n, 2, 2))
+    scale_m[:, 0, 0] = zoom
+    scale_m[:, 1, 1] = zoom * aspect
+    forward = rot @ shear_m @ scale_m
+    inverse = np.linalg.inv(forward)
+    offsets = -(inverse @ moves[:, :, None])[:, :, 0]
     displacement = None
     if elastic_alpha > 0:
         h, w = images.shape[1:]
@@ -135,4 +151,4 @@ def random_affine(
         # which BLAS does far faster than a filter over thousands of tiny images.
         gh, gw = (_gaussian_matrix(size, elastic_sigma) for size in (h, w))
         displacement = (gh @ field @ gw.T) * np.float32(elastic_alpha)
-    return warp_affine(images, matrices, -offsets, order, displacement)
+    return warp_affine(images, inverse, offsets, order, displacement)
