@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 from .arrays import as_float_image
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .laplacian import _check_levels, gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
-from .operators import Boundary, check_boundary
+from .operators import Boundary, check_boundary, single_threaded_blas
 
 __all__ = ["blend"]
 
@@ -28,6 +28,7 @@ def _check_mask(mask: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
+@single_threaded_blas()
 def blend(
     a: ArrayLike,
     b: ArrayLike,

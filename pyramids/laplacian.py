@@ -15,7 +15,13 @@ from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
-from .operators import Boundary, check_boundary, expand_unchecked, reduce_unchecked
+from .operators import (
+    Boundary,
+    check_boundary,
+    expand_unchecked,
+    reduce_unchecked,
+    single_threaded_blas,
+)
 
 __all__ = [
     "LaplacianPyramid",
@@ -83,6 +89,7 @@ def _check_levels(levels: int | None, shape: Sequence[int], kernel: KernelLike) 
     return int(levels)
 
 
+@single_threaded_blas()
 def gaussian_pyramid(
     image: ArrayLike,
     levels: int | None = None,
@@ -215,6 +222,7 @@ class LaplacianPyramid:
         )
 
 
+@single_threaded_blas()
 def laplacian_pyramid(
     image: ArrayLike,
     levels: int | None = None,
@@ -265,6 +273,7 @@ def laplacian_pyramid(
     return LaplacianPyramid(bands=bands, residual=residual, kernel=weights, boundary=boundary)
 
 
+@single_threaded_blas()
 def reconstruct_laplacian(
     bands: Sequence[ArrayLike],
     residual: ArrayLike,

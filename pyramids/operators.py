@@ -18,8 +18,10 @@ in cache.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -213,25 +215,40 @@ class BandTiles:
         """Multiply-adds per output value in the batch tiles (the cost of one pass)."""
         return self.batch[4].shape[2] if self.batch is not None else self.shape[1]
 
-    def rows_of(self, x: np.ndarray, out: np.ndarray, tiles: tuple[int, int]) -> slice:
-        """``out = matrix @ x`` on the rows of the batch tiles ``tiles[0] … tiles[1] - 1``.
+    def pieces(self, group: int) -> list[tuple[slice, int, int]]:
+        """Work items of a height pass: ``(output rows, first tile, last tile + 1)`` for
+        groups of ``group`` batch tiles, ``(output rows, -1, i)`` for ``rest[i]``."""
+        pieces = []
+        if self.batch is not None:
+            start, count = self.batch[:2]
+            for k0 in range(0, count, group):
+                k1 = min(k0 + group, count)
+                pieces.append((slice(start + k0 * self.tile, start + k1 * self.tile), k0, k1))
+        return pieces + [(rows, -1, i) for i, (rows, _, _) in enumerate(self.rest)]
 
-        ``x`` has shape ``(n, N)``, ``out`` ``(m, N)``, both C-contiguous. Returns the slice
-        of the rows written.
+    def multiply_rows(
+        self, x: np.ndarray, piece: tuple[slice, int, int], out: np.ndarray, offset: int = 0
+    ) -> None:
+        """``out = (matrix @ x)[rows]`` for one of :meth:`pieces`; ``x`` C-contiguous.
+
+        ``x`` may hold only the rows ``offset …`` of the input, if a batch piece's reads
+        all lie among them.
         """
-        start, _, first, step, dense = self.batch
-        k0, k1 = tiles
+        _, k0, k1 = piece
+        if k0 < 0:
+            _, cols, dense = self.rest[k1]
+            np.matmul(dense, x[cols], out=out)
+            return
+        _, _, first, step, dense = self.batch
         n_cols = x.shape[1]
         s0, s1 = x.strides
         view = as_strided(
-            x[first + k0 * step :],
+            x[first + k0 * step - offset :],
             shape=(k1 - k0, dense.shape[2], n_cols),
             strides=(step * s0, s0, s1),
             writeable=False,
         )
-        rows = slice(start + k0 * self.tile, start + k1 * self.tile)
-        np.matmul(dense[k0:k1], view, out=out[rows].reshape(k1 - k0, self.tile, n_cols))
-        return rows
+        np.matmul(dense[k0:k1], view, out=out.reshape(k1 - k0, self.tile, n_cols))
 
     def apply_cols(self, x: np.ndarray, out: np.ndarray) -> None:
         """``out = x @ matrixᵀ`` for ``x (N, n)``, ``out (N, m)``, both with unit column stride."""
@@ -484,72 +501,108 @@ def get_num_threads() -> int:
     return _num_threads
 
 
+_blas_state = threading.local()
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Hold BLAS to one thread while the package's own pool splits the work.
+
+    The passes hand many small products to BLAS from several threads at once; BLAS threads
+    of its own would only compete with them for the cores (on a busy machine a product can
+    then stall for a whole scheduler slice). The limit is process-wide for its duration
+    (threadpoolctl) and nests: only the outermost call sets and restores it.
+    """
+    global _blas_controller
+    depth = getattr(_blas_state, "depth", 0)
+    if depth:
+        _blas_state.depth = depth + 1
+        try:
+            yield
+        finally:
+            _blas_state.depth = depth
+        return
+    if _blas_controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_controller = ThreadpoolController()
+    _blas_state.depth = 1
+    try:
+        with _blas_controller.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        _blas_state.depth = 0
+
+
 def run_split(task, n_items: int, out_elements: int) -> None:
     """Run ``task(start, stop)`` over ``0 … n_items`` split into contiguous parts."""
     parts = min(_num_threads, n_items) if out_elements >= _THREAD_MIN_ELEMENTS else 1
-    if parts <= 1:
-        task(0, n_items)
-        return
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="pyramids")
-    bounds = np.linspace(0, n_items, parts + 1).round().astype(int)
-    futures = [_executor.submit(task, a, b) for a, b in itertools.pairwise(bounds) if b > a]
-    for future in futures:
-        future.result()
+    with single_threaded_blas():
+        if parts <= 1:
+            task(0, n_items)
+            return
+        global _executor
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="pyramids")
+        bounds = np.linspace(0, n_items, parts + 1).round().astype(int)
+        futures = [_executor.submit(task, a, b) for a, b in itertools.pairwise(bounds) if b > a]
+        for future in futures:
+            future.result()
 
 
 # --------------------------------------------------------------------------- 2-D application
 
 
-def _row_items(tiles: BandTiles, row_elements: int) -> list[tuple[int, int] | int]:
-    """Work items of a height pass: groups of batch tiles (cache-sized), then each other tile."""
-    items: list[tuple[int, int] | int] = []
-    if tiles.batch is not None:
-        count = tiles.batch[1]
-        group = max(1, _BLOCK_ELEMENTS // (tiles.tile * row_elements))
-        items += [(k, min(k + group, count)) for k in range(0, count, group)]
-    return items + list(range(len(tiles.rest)))
-
-
-def _height_pass(
-    x: np.ndarray, op: PreparedOperator, combine: Combine | None = None
+def height_pass(
+    x: np.ndarray,
+    tiles: BandTiles,
+    combine: Combine | None = None,
+    out: np.ndarray | None = None,
+    accumulate: bool = False,
 ) -> np.ndarray:
-    """``op @ x`` along axis 0 of a ``(h, w·c)`` array, in row groups over threads.
+    """``M @ x`` for the matrix ``M`` of ``tiles`` and ``x (h, N)``, in row groups over threads.
 
-    With ``combine = (ufunc, base)`` the result is ``ufunc(base, op @ x)``, computed group
-    by group while the group is still in cache (the Laplacian's ``g - F g'`` and
-    ``L + F g'``), which saves a pass over the full-size output.
+    With ``combine = (ufunc, base)`` the result is ``ufunc(base, M @ x)``, computed group by
+    group while the group is still in cache (the Laplacian's ``g - F g'`` and ``L + F g'``),
+    which saves a pass over the full-size output. With ``accumulate``, ``out += M @ x``.
     """
-    tiles = op.tiles()
-    out = np.empty((op.shape[0], x.shape[1]), dtype=np.result_type(x, op.matrix.dtype))
-    items = _row_items(tiles, x.shape[1])
+    x = np.ascontiguousarray(x)
+    if out is None:
+        out = np.empty((tiles.shape[0], x.shape[1]), dtype=x.dtype)
+    pieces = tiles.pieces(max(1, _BLOCK_ELEMENTS // (tiles.tile * x.shape[1])))
 
     def task(a: int, b: int) -> None:
-        for item in items[a:b]:
-            if isinstance(item, tuple):
-                rows = tiles.rows_of(x, out, item)
-            else:
-                rows, cols, dense = tiles.rest[item]
-                np.matmul(dense, x[cols], out=out[rows])
+        for piece in pieces[a:b]:
+            rows = piece[0]
+            if accumulate:
+                result = np.empty((rows.stop - rows.start, x.shape[1]), dtype=x.dtype)
+                tiles.multiply_rows(x, piece, result)
+                out[rows] += result
+                continue
+            tiles.multiply_rows(x, piece, out[rows])
             if combine is not None:
                 ufunc, base = combine
                 ufunc(base[rows], out[rows], out=out[rows])
 
-    run_split(task, len(items), out.size)
+    run_split(task, len(pieces), out.size)
     return out
 
 
-def _width_pass(
-    x: np.ndarray, op: PreparedOperator, channels: int, combine: Combine | None = None
+def width_pass(
+    x: np.ndarray,
+    tiles: BandTiles,
+    combine: Combine | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``x @ opᵀ`` along axis 1 of a ``(h, w·c)`` array, in row blocks over threads.
+    """``x @ Mᵀ`` for the matrix ``M`` of ``tiles`` and ``x (N, w)``, in row blocks over threads.
 
-    ``combine`` as for :func:`_height_pass`, applied block by block.
+    ``combine`` as for :func:`height_pass`, applied block by block. ``out`` may be a view
+    with any row stride (its columns must be contiguous).
     """
     h = x.shape[0]
-    tiles = op.tiles(channels)
-    out = np.empty((h, tiles.shape[0]), dtype=np.result_type(x, op.matrix.dtype))
+    if out is None:
+        out = np.empty((h, tiles.shape[0]), dtype=x.dtype)
     block = max(1, _BLOCK_ELEMENTS // out.shape[1])
 
     def task(a: int, b: int) -> None:
@@ -589,8 +642,8 @@ def _apply(
         ufunc, base = combine
         combine = (ufunc, np.ascontiguousarray(base).reshape(h_out, w_out * c))
     if height_first <= width_first:
-        return _width_pass(_height_pass(x, rows), cols, c, combine).reshape(shape)
-    return _height_pass(_width_pass(x, cols, c), rows, combine).reshape(shape)
+        return width_pass(height_pass(x, rows.tiles()), cols.tiles(c), combine).reshape(shape)
+    return height_pass(width_pass(x, cols.tiles(c)), rows.tiles(), combine).reshape(shape)
 
 
 def apply_separable(

@@ -55,7 +55,13 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
-from .operators import check_boundary, fold_indices, run_split
+from .operators import (
+    BandTiles,
+    check_boundary,
+    fold_indices,
+    run_split,
+    single_threaded_blas,
+)
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
 __all__ = [
@@ -76,9 +82,10 @@ DEFAULT_RANK_TOL = 1e-8
 #: The explicit engine stores ``h·w·s²`` taps per filter; beyond this many pixels·channels it
 #: would need gigabytes, so it is refused.
 _MATRIX_MAX_ELEMENTS = 1 << 17
-#: Elements of the intermediate array per strip of the fused separable product: small enough
-#: for the cache, large enough for long contiguous rows (measured at 512² and 2048²).
+#: Elements of the intermediate array per block of the mixing of bands (cache-sized).
 _STRIP_ELEMENTS = 1 << 18
+#: Rows per dense band tile of the separable engine's 1-D operators.
+_TILE = 8
 
 
 # --------------------------------------------------------------------------- validation
@@ -407,62 +414,84 @@ def analysis_matrix(
 
 
 class _SeparableSum:
-    """``Y = Σ_t U_t X V_tᵀ`` on ``(h, w)`` or ``(h, w, c)`` images, fused strip by strip.
+    """``Y = Σ_t U_t X V_tᵀ`` on ``(h, w)`` or ``(h, w, c)`` images, through dense band tiles.
 
-    For a strip of output rows, one sparse product with the stacked vertical factors
-    ``[U_1; …; U_R]`` (rows of the strip only) gives every term's height pass at once. The
-    width passes and the sum over terms are then one more sparse product,
-    ``[V_1 … V_R] · Hᵀ``, on the strip transposed so that scipy multiplies contiguous rows
-    (a gather along the rows costs about twice as much). The strip stays in cache, no
-    full-size temporary per term is written, and strips are split over the thread pool of
-    :mod:`pyramids.operators` (scipy's sparse products release the GIL).
+    Strip by strip of output rows: the width pass of every term, on just the input rows the
+    strip needs, writes one slot of a small array ``Z (rows, R, m_w·c)``; read as
+    ``(rows·R, m_w·c)``, its rows are ordered (input row, term), so the vertical factors
+    interleaved the same way, ``U_int[i, k·R + t] = U_t[i, k]``, form one banded matrix whose
+    height pass applies every term *and* sums them. Both passes are BLAS products over band
+    tiles (:class:`pyramids.operators.BandTiles`); ``Z`` stays in cache, and the strips are
+    split over the thread pool of :mod:`pyramids.operators`.
     """
 
     def __init__(self, rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: str):
         self.terms = len(rows)
-        self.rows = [r.astype(dtype) for r in rows]
         self.shape_in = (rows[0].shape[1], cols[0].shape[1])
         self.shape_out = (rows[0].shape[0], cols[0].shape[0])
-        self.col_stack = sp.hstack(cols, format="csr").astype(dtype)  # (w_out, R·w)
-        self._chunks: dict[int, list[tuple[int, int, sp.csr_array]]] = {}
+        picks = [sp.csr_array(np.eye(1, self.terms, t)) for t in range(self.terms)]
+        interleaved = sum(sp.kron(r, e, format="csr") for r, e in zip(rows, picks))
+        self.height = BandTiles(sp.csr_array(interleaved).astype(dtype), _TILE)
+        self.cols = [c.astype(dtype) for c in cols]
+        self._plans: dict[int, tuple[list[BandTiles], list[tuple]]] = {}
 
-    def _strips(self, channels: int) -> list[tuple[int, int, sp.csr_array]]:
-        """Strips ``(start, stop, [U_1[start:stop]; …; U_R[start:stop]])`` of output rows."""
-        w_in = self.shape_in[1]
-        block = _STRIP_ELEMENTS // (self.terms * w_in * channels)
-        block = int(min(max(block, 8), 256, self.shape_out[0]))
-        if block not in self._chunks:
-            m = self.shape_out[0]
-            self._chunks[block] = [
-                (a, min(a + block, m), sp.vstack([r[a : a + block] for r in self.rows], "csr"))
-                for a in range(0, m, block)
-            ]
-        return self._chunks[block]
+    def _plan(self, channels: int) -> tuple[list[BandTiles], list[tuple]]:
+        """The width tiles of each term, and the strips.
+
+        A strip is ``(output rows, input rows, payload)``: input rows are a slice for a
+        group of batch tiles (payload ``(k0, k1, offset)``) or an index array for a border
+        tile (payload its dense weights on those rows' ``Z``).
+        """
+        if channels not in self._plans:
+            widths = [BandTiles(_with_channels(c, channels), _TILE * channels) for c in self.cols]
+            r, tiles = self.terms, self.height
+            # A batch tile reads `step` more rows of Z than the one before: group the tiles
+            # so that a strip's Z holds about _STRIP_ELEMENTS values.
+            step = tiles.batch[3] if tiles.batch is not None else 1
+            group = max(1, _STRIP_ELEMENTS // (step * self.shape_out[1] * channels))
+            strips = []
+            for out_rows, k0, k1 in tiles.pieces(group):
+                if k0 >= 0:  # Z rows first + k0·step … of the batch, whole input rows
+                    _, _, first, step, dense = tiles.batch
+                    lo = (first + k0 * step) // r
+                    hi = -(-(first + (k1 - 1) * step + dense.shape[2]) // r)
+                    strips.append((out_rows, slice(lo, hi), (k0, k1, lo * r)))
+                    continue
+                _, cols, dense = tiles.rest[k1]
+                cols = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
+                needed = np.unique(cols // r)
+                local = np.zeros((dense.shape[0], len(needed) * r), dense.dtype)
+                local[:, np.searchsorted(needed, cols // r) * r + cols % r] = dense
+                strips.append((out_rows, needed, local))
+            self._plans[channels] = (widths, strips)
+        return self._plans[channels]
 
     def __call__(self, image: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
         """``Y`` for ``image`` of shape ``(h, w[, c])``; with ``into``, ``into += Y``."""
         h, w = image.shape[:2]
         c = image.shape[2] if image.ndim == 3 else 1
         m, m_w = self.shape_out
-        r = self.terms
-        strips = self._strips(c)
+        widths, strips = self._plan(c)
         x = np.ascontiguousarray(image).reshape(h, w * c)
         # into is a contiguous array made by this module, so the reshape is a view.
-        out = np.empty((m, m_w, c), image.dtype) if into is None else into.reshape(m, m_w, c)
+        out = np.empty((m, m_w * c), image.dtype) if into is None else into.reshape(m, m_w * c)
 
         def task(a: int, b: int) -> None:
-            for start, stop, stack in strips[a:b]:
-                n = stop - start
-                heights = (stack @ x).reshape(r, n, w, c)  # every term's height pass
-                # Rows (term, column), vectors (row, channel): the width passes become
-                # contiguous row operations, and the product sums the terms.
-                columns = heights.transpose(0, 2, 1, 3).reshape(r * w, n * c)
-                product = self.col_stack @ columns  # (m_w, n·c)
-                result = product.reshape(m_w, n, c).transpose(1, 0, 2)
-                if into is None:
-                    out[start:stop] = result
+            for out_rows, in_rows, payload in strips[a:b]:
+                rows = x[in_rows]
+                z = np.empty((len(rows), self.terms, m_w * c), image.dtype)
+                for t, tiles in enumerate(widths):
+                    tiles.apply_cols(rows, z[:, t])
+                z = z.reshape(-1, m_w * c)
+                n = out_rows.stop - out_rows.start
+                target = out[out_rows] if into is None else np.empty((n, m_w * c), out.dtype)
+                if isinstance(payload, tuple):
+                    k0, k1, offset = payload
+                    self.height.multiply_rows(z, (out_rows, k0, k1), target, offset)
                 else:
-                    out[start:stop] += result
+                    np.matmul(payload, z, out=target)
+                if into is not None:
+                    out[out_rows] += target
 
         run_split(task, len(strips), out.size)
         return out.reshape((m, m_w, *image.shape[2:])) if into is None else into
@@ -730,6 +759,7 @@ class SteerablePyramid:
 
     # ------------------------------------------------------------------ reconstruction
 
+    @single_threaded_blas()
     def reconstruct(
         self, method: str = "adjoint", tol: float = 1e-6, maxiter: int = 100
     ) -> np.ndarray:
@@ -955,6 +985,7 @@ def steer(level_bands: Sequence[ArrayLike] | np.ndarray, theta: float) -> np.nda
     return out.astype(dtype, copy=False)
 
 
+@single_threaded_blas()
 def steerable_pyramid(
     image: ArrayLike,
     levels: int | None = None,

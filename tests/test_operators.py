@@ -149,12 +149,8 @@ def test_band_tiles_equal_the_sparse_product(kind, boundary, tile):
     tiles.apply_cols(x.T.copy(), out.T)
     np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
     out[:] = np.nan
-    for item in (0, tiles.batch[1]), *range(len(tiles.rest)):
-        if isinstance(item, tuple):
-            tiles.rows_of(x, out, item)
-        else:
-            rows, cols, dense = tiles.rest[item]
-            out[rows] = dense @ x[cols]
+    for piece in tiles.pieces(group=3):
+        tiles.multiply_rows(x, piece, out[piece[0]])
     np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
 
 
