@@ -1,6 +1,7 @@
 """Checkpoints, preprocessing, a short training run and the ``convnet`` command line."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,9 +13,9 @@ from PIL import Image
 from convnet import lenet5
 from convnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from convnet.cli import main
-from convnet.data import embedded_digits, load_mnist, normalise
+from convnet.data import embedded_digits, load_mnist, normalise, validation_split
 from convnet.preprocess import prepare_digit
-from convnet.train import TrainConfig, evaluate, train
+from convnet.train import TrainConfig, choose_epoch, evaluate, train
 
 # --------------------------------------------------------------------------- checkpoints
 
@@ -115,6 +116,31 @@ def test_short_training_learns_and_is_reproducible():
     assert runs[0].history["loss"][1] < runs[0].history["loss"][0]
 
 
+def test_best_epoch_is_the_latest_within_one_standard_error():
+    loss = [0.40, 0.030, 0.045, 0.036, 0.050]
+    se = [0.05, 0.008, 0.008, 0.008, 0.008]
+    assert choose_epoch(loss, se) == 4  # 0.036 ≤ 0.030 + 0.008 < 0.045, 0.050
+    # A lucky minimum with a small error bar: a later epoch within its own error counts.
+    assert choose_epoch([0.05, 0.013, 0.03, 0.022], [0.01, 0.004, 0.005, 0.0105]) == 4
+    assert choose_epoch(loss, [0.0] * 5) == 2  # no noise: the minimum itself
+    assert choose_epoch([float("nan")] * 3, [float("nan")] * 3) == 3  # no validation split
+
+
+def test_chosen_epoch_is_the_one_the_model_holds():
+    data = embedded_digits()
+    config = TrainConfig(epochs=3, batch_size=64, seed=2, warmup_epochs=0.5, augment=False)
+    result = train(data, config, log=lambda _: None, progress=False)
+    h = result.history
+    assert result.best_epoch == choose_epoch(h["val_loss"], h["val_loss_se"])
+    probs_acc = evaluate(result.model, *_validation(data, config))[1]
+    assert probs_acc == pytest.approx(h["val_acc"][result.best_epoch - 1])
+
+
+def _validation(data, config):
+    _, val_idx = validation_split(data.train_labels, config.val_fraction, config.seed)
+    return normalise(data.train_images[val_idx]), data.train_labels[val_idx]
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -148,7 +174,7 @@ def test_cli_train_writes_checkpoint_and_plot(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert code == 0
     assert text.splitlines()[0].startswith("data: embedded scikit-learn digits")
-    assert "epoch   1/1" in text and "images/s" in text
+    assert "epoch   1/1" in text and re.search(r" [1-9][\d,]* images/s", text)
     assert "test accuracy" in text and "confusion matrix" in text
     assert load_checkpoint(out)[1]["training"]["epochs"] == 1
     with Image.open(plot) as image:
