@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,6 +142,8 @@ def save_curves(history: dict, path: str | os.PathLike, best_epoch: int, title: 
     """Plot loss and accuracy per epoch (training and validation) to a PNG, atomically."""
     import matplotlib
 
+    from pyramids.io import atomic_path
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -161,15 +162,11 @@ def save_curves(history: dict, path: str | os.PathLike, best_epoch: int, title: 
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- commands

@@ -445,10 +445,17 @@ class _SeparableSum:
         if channels not in self._plans:
             widths = [BandTiles(_with_channels(c, channels), _TILE * channels) for c in self.cols]
             r, tiles = self.terms, self.height
-            # A batch tile reads `step` more rows of Z than the one before: group the tiles
-            # so that a strip's Z holds about _STRIP_ELEMENTS values.
-            step = tiles.batch[3] if tiles.batch is not None else 1
-            group = max(1, _STRIP_ELEMENTS // (step * self.shape_out[1] * channels))
+            # A batch tile reads `step` more rows of Z than the one before, and a strip reads
+            # `window - step` rows that the next strip makes again: group the tiles so that
+            # a strip's Z holds about _STRIP_ELEMENTS values, but at least enough tiles
+            # that the rows made twice cost under a quarter more.
+            group = 1
+            if tiles.batch is not None:
+                step, window = tiles.batch[3], tiles.batch[4].shape[2]
+                group = max(
+                    _STRIP_ELEMENTS // (step * self.shape_out[1] * channels),
+                    -(-4 * (window - step) // step),
+                )
             strips = []
             for out_rows, k0, k1 in tiles.pieces(group):
                 if k0 >= 0:  # Z rows first + k0·step … of the batch, whole input rows

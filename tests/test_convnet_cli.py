@@ -1,6 +1,7 @@
 """Checkpoints, preprocessing, a short training run and the ``convnet`` command line."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -32,6 +33,9 @@ def test_checkpoint_round_trip(tmp_path):
     assert meta["training"] == {"epochs": 3}
     assert meta["parameters"]["conv1.weight"] == [6, 1, 5, 5]
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
     with np.load(path, allow_pickle=False) as npz:  # plain arrays, no pickles
         assert "conv1.weight" in npz.files
 

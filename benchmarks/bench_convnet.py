@@ -1,0 +1,170 @@
+"""Throughput of LeNet-5: this package's numpy layers beside the same network in PyTorch.
+
+Times a training step (forward, backward and an SGD-with-momentum update) at batch sizes
+64 and 256, and inference at batch 256, in float32, as the median of several repeats of
+several steps each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
+LeNet-5 runs in PyTorch on the CPU with the same number of threads, and the ratio is
+printed. A parity check first loads identical weights into both and compares logits and
+gradients.
+
+    python benchmarks/bench_convnet.py [--threads N] [--repeats R] [--steps S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def _limit_threads(n: int):
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _median_rate(step, batch: int, steps: int, repeats: int) -> float:
+    for _ in range(3):  # warm-up: allocations, BLAS buffers
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append((time.perf_counter() - start) / steps)
+    return batch / statistics.median(times)
+
+
+def ours(batch: int, train: bool, steps: int, repeats: int) -> float:
+    from convnet import SGD, cross_entropy, lenet5
+
+    rng = np.random.default_rng(0)
+    net = lenet5(seed=0)
+    opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+
+    def train_step():
+        _, d = cross_entropy(net.forward(x), y)
+        net.backward(d, input_grad=False)
+        opt.step(net.grads())
+
+    if not train:
+        net.eval()
+    return _median_rate(train_step if train else lambda: net.forward(x), batch, steps, repeats)
+
+
+def _torch_lenet():
+    import torch
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    ).to(torch.float32)  # fmt: skip
+
+
+def theirs(batch: int, train: bool, steps: int, repeats: int) -> float:
+    import torch
+
+    torch.manual_seed(0)
+    net = _torch_lenet()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    def infer():
+        with torch.inference_mode():
+            net(x)
+
+    net.train(train)
+    return _median_rate(train_step if train else infer, batch, steps, repeats)
+
+
+def parity() -> tuple[float, float]:
+    """Max relative difference of logits and of parameter gradients, float64, same weights."""
+    import torch
+
+    from convnet import cross_entropy, lenet5
+
+    ours_net = lenet5(np.float64, seed=1)
+    net = _torch_lenet().to(torch.float64)
+    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    modules = [m for m in net if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    state = ours_net.state_dict()
+    with torch.no_grad():
+        for name, module in zip(names, modules, strict=True):
+            module.weight.copy_(torch.from_numpy(state[f"{name}.weight"]))
+            module.bias.copy_(torch.from_numpy(state[f"{name}.bias"]))
+    rng = np.random.default_rng(2)
+    # Quantised inputs, as MNIST's are, so that max-pool ties really occur.
+    x = np.round(rng.random((16, 1, 28, 28)) * 4) / 4
+    x[:, :, :6] = 0
+    y = rng.integers(0, 10, 16)
+    logits = ours_net.forward(x)
+    _, d = cross_entropy(logits, y)
+    ours_net.backward(d)
+    t_logits = net(torch.from_numpy(x))
+    torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(y)).backward()
+    logit_err = np.abs(logits - t_logits.detach().numpy()).max() / np.abs(logits).max()
+    grads = ours_net.grads()
+    grad_err = max(
+        np.abs(grads[f"{n}.{p}"] - getattr(m, p).grad.numpy()).max()
+        / np.abs(grads[f"{n}.{p}"]).max()
+        for n, m in zip(names, modules, strict=True)
+        for p in ("weight", "bias")
+    )
+    return float(logit_err), float(grad_err)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    print(f"LeNet-5, float32, {args.threads} thread(s), median of {args.repeats} x "
+          f"{args.steps} steps")  # fmt: skip
+    if have_torch:
+        logit_err, grad_err = parity()
+        print(f"parity with PyTorch {torch.__version__} (float64, same weights): logits "
+              f"{logit_err:.1e}, gradients {grad_err:.1e} (max relative difference)")  # fmt: skip
+    else:
+        print("torch not importable: numpy figures only (pip install torch==2.13.0)")
+    header = f"{'workload':<22}{'convnet img/s':>15}"
+    if have_torch:
+        header += f"{'PyTorch img/s':>15}{'ratio':>8}"
+    print(header)
+    with _limit_threads(args.threads):
+        for label, batch, train in (
+            ("train, batch 64", 64, True),
+            ("train, batch 256", 256, True),
+            ("inference, batch 256", 256, False),
+        ):
+            mine = ours(batch, train, args.steps, args.repeats)
+            line = f"{label:<22}{mine:>15,.0f}"
+            if have_torch:
+                ref = theirs(batch, train, args.steps, args.repeats)
+                line += f"{ref:>15,.0f}{mine / ref:>8.2f}"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
