@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -158,6 +158,21 @@ def _fold_matrix(
     return rows[valid], cols[valid], weights[valid]
 
 
+class TileBatch(NamedTuple):
+    """The interior tiles of a :class:`BandTiles`, applied by one batched product."""
+
+    start: int  #: first output row
+    count: int  #: number of tiles
+    first: int  #: first input row (column of the matrix) read by the first tile
+    step: int  #: how many input rows each tile's window starts after the one before
+    dense: np.ndarray  #: the tiles, shape (count, tile, window)
+
+    @property
+    def window(self) -> int:
+        """Input rows read by each tile."""
+        return self.dense.shape[2]
+
+
 class BandTiles:
     """A banded sparse matrix cut into dense tiles of rows, so that BLAS can apply it.
 
@@ -190,7 +205,7 @@ class BandTiles:
         ks = np.arange(len(blocks))
         regular = (first == first[mid] + (ks - mid) * step) & (first >= 0) & (step > 0)
         regular[-1] &= m % tile == 0  # a partial last tile cannot join the batch
-        self.batch: tuple[int, int, int, int, np.ndarray] | None = None
+        self.batch: TileBatch | None = None
         a, b = _longest_run(regular, mid)
         width = int((last[a:b] - first[a:b]).max()) + 1 if b - a >= 2 else 0
         while b - a >= 2 and first[b - 1] + width > n:  # every window must fit the input
@@ -199,7 +214,7 @@ class BandTiles:
             dense = np.stack(
                 [blocks[k].toarray()[:, first[k] : first[k] + width] for k in range(a, b)]
             )
-            self.batch = (a * tile, b - a, int(first[a]), step, dense)
+            self.batch = TileBatch(a * tile, b - a, int(first[a]), step, dense)
             self.batch_t = np.ascontiguousarray(dense.transpose(0, 2, 1))
         else:
             a = b = 0
@@ -217,14 +232,14 @@ class BandTiles:
     @property
     def macs(self) -> int:
         """Multiply-adds per output value in the batch tiles (the cost of one pass)."""
-        return self.batch[4].shape[2] if self.batch is not None else self.shape[1]
+        return self.batch.window if self.batch is not None else self.shape[1]
 
     def pieces(self, group: int) -> list[tuple[slice, int, int]]:
         """Work items of a height pass: ``(output rows, first tile, last tile + 1)`` for
         groups of ``group`` batch tiles, ``(output rows, -1, i)`` for ``rest[i]``."""
         pieces = []
         if self.batch is not None:
-            start, count = self.batch[:2]
+            start, count = self.batch.start, self.batch.count
             for k0 in range(0, count, group):
                 k1 = min(k0 + group, count)
                 pieces.append((slice(start + k0 * self.tile, start + k1 * self.tile), k0, k1))
@@ -243,7 +258,7 @@ class BandTiles:
             _, cols, dense = self.rest[k1]
             np.matmul(dense, x[cols], out=out)
             return
-        _, _, first, step, dense = self.batch
+        first, step, dense = self.batch.first, self.batch.step, self.batch.dense
         n_cols = x.shape[1]
         s0, s1 = x.strides
         view = as_strided(

@@ -451,7 +451,7 @@ class _SeparableSum:
             # that the rows made twice cost under a quarter more.
             group = 1
             if tiles.batch is not None:
-                step, window = tiles.batch[3], tiles.batch[4].shape[2]
+                step, window = tiles.batch.step, tiles.batch.window
                 group = max(
                     _STRIP_ELEMENTS // (step * self.shape_out[1] * channels),
                     -(-4 * (window - step) // step),
@@ -459,9 +459,9 @@ class _SeparableSum:
             strips = []
             for out_rows, k0, k1 in tiles.pieces(group):
                 if k0 >= 0:  # Z rows first + k0·step … of the batch, whole input rows
-                    _, _, first, step, dense = tiles.batch
+                    first, step, window = tiles.batch.first, tiles.batch.step, tiles.batch.window
                     lo = (first + k0 * step) // r
-                    hi = -(-(first + (k1 - 1) * step + dense.shape[2]) // r)
+                    hi = -(-(first + (k1 - 1) * step + window) // r)
                     strips.append((out_rows, slice(lo, hi), (k0, k1, lo * r)))
                     continue
                 _, cols, dense = tiles.rest[k1]
