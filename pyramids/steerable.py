@@ -56,7 +56,7 @@ from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
 from .operators import (
-    BandTiles,
+    SeparableSum,
     check_boundary,
     fold_indices,
     run_split,
@@ -413,97 +413,6 @@ def analysis_matrix(
 # --------------------------------------------------------------------------- separable engine
 
 
-class _SeparableSum:
-    """``Y = Σ_t U_t X V_tᵀ`` on ``(h, w)`` or ``(h, w, c)`` images, through dense band tiles.
-
-    Strip by strip of output rows: the width pass of every term, on just the input rows the
-    strip needs, writes one slot of a small array ``Z (rows, R, m_w·c)``; read as
-    ``(rows·R, m_w·c)``, its rows are ordered (input row, term), so the vertical factors
-    interleaved the same way, ``U_int[i, k·R + t] = U_t[i, k]``, form one banded matrix whose
-    height pass applies every term *and* sums them. Both passes are BLAS products over band
-    tiles (:class:`pyramids.operators.BandTiles`); ``Z`` stays in cache, and the strips are
-    split over the thread pool of :mod:`pyramids.operators`.
-    """
-
-    def __init__(self, rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: str):
-        self.terms = len(rows)
-        self.shape_in = (rows[0].shape[1], cols[0].shape[1])
-        self.shape_out = (rows[0].shape[0], cols[0].shape[0])
-        picks = [sp.csr_array(np.eye(1, self.terms, t)) for t in range(self.terms)]
-        interleaved = sum(sp.kron(r, e, format="csr") for r, e in zip(rows, picks))
-        self.height = BandTiles(sp.csr_array(interleaved).astype(dtype), _TILE)
-        self.cols = [c.astype(dtype) for c in cols]
-        self._plans: dict[int, tuple[list[BandTiles], list[tuple]]] = {}
-
-    def _plan(self, channels: int) -> tuple[list[BandTiles], list[tuple]]:
-        """The width tiles of each term, and the strips.
-
-        A strip is ``(output rows, input rows, payload)``: input rows are a slice for a
-        group of batch tiles (payload ``(k0, k1, offset)``) or an index array for a border
-        tile (payload its dense weights on those rows' ``Z``).
-        """
-        if channels not in self._plans:
-            widths = [BandTiles(_with_channels(c, channels), _TILE * channels) for c in self.cols]
-            r, tiles = self.terms, self.height
-            # A batch tile reads `step` more rows of Z than the one before, and a strip reads
-            # `window - step` rows that the next strip makes again: group the tiles so that
-            # a strip's Z holds about _STRIP_ELEMENTS values, but at least enough tiles
-            # that the rows made twice cost under a quarter more.
-            group = 1
-            if tiles.batch is not None:
-                step, window = tiles.batch.step, tiles.batch.window
-                group = max(
-                    _STRIP_ELEMENTS // (step * self.shape_out[1] * channels),
-                    -(-4 * (window - step) // step),
-                )
-            strips = []
-            for out_rows, k0, k1 in tiles.pieces(group):
-                if k0 >= 0:  # Z rows first + k0·step … of the batch, whole input rows
-                    first, step, window = tiles.batch.first, tiles.batch.step, tiles.batch.window
-                    lo = (first + k0 * step) // r
-                    hi = -(-(first + (k1 - 1) * step + window) // r)
-                    strips.append((out_rows, slice(lo, hi), (k0, k1, lo * r)))
-                    continue
-                _, cols, dense = tiles.rest[k1]
-                cols = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
-                needed = np.unique(cols // r)
-                local = np.zeros((dense.shape[0], len(needed) * r), dense.dtype)
-                local[:, np.searchsorted(needed, cols // r) * r + cols % r] = dense
-                strips.append((out_rows, needed, local))
-            self._plans[channels] = (widths, strips)
-        return self._plans[channels]
-
-    def __call__(self, image: np.ndarray, into: np.ndarray | None = None) -> np.ndarray:
-        """``Y`` for ``image`` of shape ``(h, w[, c])``; with ``into``, ``into += Y``."""
-        h, w = image.shape[:2]
-        c = image.shape[2] if image.ndim == 3 else 1
-        m, m_w = self.shape_out
-        widths, strips = self._plan(c)
-        x = np.ascontiguousarray(image).reshape(h, w * c)
-        # into is a contiguous array made by this module, so the reshape is a view.
-        out = np.empty((m, m_w * c), image.dtype) if into is None else into.reshape(m, m_w * c)
-
-        def task(a: int, b: int) -> None:
-            for out_rows, in_rows, payload in strips[a:b]:
-                rows = x[in_rows]
-                z = np.empty((len(rows), self.terms, m_w * c), image.dtype)
-                for t, tiles in enumerate(widths):
-                    tiles.apply_cols(rows, z[:, t])
-                z = z.reshape(-1, m_w * c)
-                n = out_rows.stop - out_rows.start
-                target = out[out_rows] if into is None else np.empty((n, m_w * c), out.dtype)
-                if isinstance(payload, tuple):
-                    k0, k1, offset = payload
-                    self.height.multiply_rows(z, (out_rows, k0, k1), target, offset)
-                else:
-                    np.matmul(payload, z, out=target)
-                if into is not None:
-                    out[out_rows] += target
-
-        run_split(task, len(strips), out.size)
-        return out.reshape((m, m_w, *image.shape[2:])) if into is None else into
-
-
 @lru_cache(maxsize=256)
 def _separable_stage(
     fs: SteerableFilterSet,
@@ -514,7 +423,7 @@ def _separable_stage(
     dtype: str,
     rank_tol: float,
     adjoint: bool,
-) -> _SeparableSum:
+) -> SeparableSum:
     """The separable form of a stage (or its transpose) for an input of shape (h, w)."""
     kernel, step = _stage_filter(fs, stage)
     us, vs = separable_terms(kernel, rank_tol)
@@ -523,7 +432,7 @@ def _separable_stage(
     if adjoint:  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
         rows = [r.T.tocsr() for r in rows]
         cols = [c.T.tocsr() for c in cols]
-    return _SeparableSum(rows, cols, dtype)
+    return SeparableSum(rows, cols, dtype, _TILE)
 
 
 # --------------------------------------------------------------------------- the transform

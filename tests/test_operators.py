@@ -122,17 +122,22 @@ def test_separable_expand_equals_kronecker_and_reference(shape, boundary, dtype)
     np.testing.assert_allclose(x, ref, rtol=0, atol=tol)
 
 
-def test_large_image_uses_threads_and_matches_single_thread():
+@pytest.mark.parametrize("op", ["reduce", "expand"])
+def test_large_image_uses_threads_and_matches_single_thread(op):
     x = np.random.default_rng(3).random((300, 517, 3)).astype(np.float32)
+    run = {"reduce": pyramids.reduce, "expand": lambda y: pyramids.expand(y, (599, 1033))}[op]
     before = pyramids.get_num_threads()
     try:
         pyramids.set_num_threads(1)
-        one = pyramids.reduce(x)
+        one = run(x)
         pyramids.set_num_threads(2)
-        two = pyramids.reduce(x)
+        two = run(x)
     finally:
         pyramids.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
+    if op == "expand":  # and the strip-fused path equals the Kronecker matrix
+        kron = pyramids.expand_matrix((599, 1033, 3), dtype=np.float32)
+        np.testing.assert_allclose(one.ravel(), kron @ x.ravel(), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("tile", [1, 4, 16])
