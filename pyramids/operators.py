@@ -342,8 +342,17 @@ class SeparableSum:
     ``(rows·R, m_w·c)``, its rows are ordered (input row, term), so the vertical factors
     interleaved the same way, ``U_int[i, k·R + t] = U_t[i, k]``, form one banded matrix whose
     height pass applies every term *and* sums them. Both passes are BLAS products over band
-    tiles (:class:`pyramids.operators.BandTiles`); ``Z`` stays in cache, and the strips are
-    split over the thread pool of :mod:`pyramids.operators`.
+    tiles (:class:`BandTiles`); ``Z`` stays in cache, and the strips are split over the
+    thread pool. With one term it is a plain separable operator (the Laplacian pyramid's
+    expansions); the steerable pyramid's stages have several.
+
+    Parameters
+    ----------
+    rows, cols : list of scipy.sparse.csr_array
+        The factors ``U_t (m_h × h)`` and ``V_t (m_w × w)``, one pair per term.
+    dtype : float32 or float64
+    tile : int
+        Output rows per band tile of the height pass (and pixels per tile of the width pass).
     """
 
     def __init__(

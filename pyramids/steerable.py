@@ -26,7 +26,8 @@ Two engines apply the stages:
     it drops are at the 1e-17 level), so the fast path *is* the operator, not an
     approximation. The oriented bands are first rewritten in the basis of "angular
     monomials" ``D_a`` (``B_k = Σ_a C(K, a) cos^a θ_k sin^(K-a) θ_k D_a``): for ``sp3`` that
-    needs 16 separable terms instead of 24, for ``sp5`` 18 instead of 30.
+    needs 16 separable terms instead of 24, for ``sp5`` 18 instead of 30. A stage's terms
+    are applied together, strip by strip, by :class:`pyramids.operators.SeparableSum`.
 
 Both engines handle grey ``(h, w)`` and colour ``(h, w, c)`` images, float32 and float64
 (float32 stays float32), and the five boundary modes of :data:`pyramids.operators.BOUNDARIES`.
