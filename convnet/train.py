@@ -137,10 +137,13 @@ def evaluate(
     predictions : ndarray of int, shape (N,)
     """
     probs = predict(model, images, batch_size)
-    n = len(labels)
-    loss = float(-np.log(np.maximum(probs[np.arange(n), labels], 1e-30)).mean())
     pred = probs.argmax(axis=1)
-    return loss, float((pred == labels).mean()), pred
+    return float(_sample_losses(probs, labels).mean()), float((pred == labels).mean()), pred
+
+
+def _sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of every sample, ``-log p[label]`` (floored at 1e-30)."""
+    return -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))
 
 
 def predict(model: Sequential, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -263,7 +266,7 @@ def train(
         seconds = time.perf_counter() - start
         if len(val_idx):
             probs = predict(model, x_val)
-            losses = -np.log(np.maximum(probs[np.arange(len(y_val)), y_val], 1e-30))
+            losses = _sample_losses(probs, y_val)
             val_loss, val_acc = losses.mean(), (probs.argmax(axis=1) == y_val).mean()
             val_se = losses.std(ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0.0
         else:

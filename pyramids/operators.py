@@ -209,6 +209,7 @@ class BandTiles:
         regular = (first == first[mid] + (ks - mid) * step) & (first >= 0) & (step > 0)
         regular[-1] &= m % tile == 0  # a partial last tile cannot join the batch
         self.batch: TileBatch | None = None
+        self.batch_t: np.ndarray | None = None  # the batch tiles transposed, for apply_cols
         a, b = _longest_run(regular, mid)
         width = int((last[a:b] - first[a:b]).max()) + 1 if b - a >= 2 else 0
         while b - a >= 2 and first[b - 1] + width > n:  # every window must fit the input
@@ -266,7 +267,7 @@ class BandTiles:
         s0, s1 = x.strides
         view = as_strided(
             x[first + k0 * step - offset :],
-            shape=(k1 - k0, dense.shape[2], n_cols),
+            shape=(k1 - k0, self.batch.window, n_cols),
             strides=(step * s0, s0, s1),
             writeable=False,
         )
@@ -276,11 +277,11 @@ class BandTiles:
         """``out = x @ matrixᵀ`` for ``x (N, n)``, ``out (N, m)``, both with unit column stride."""
         n_rows = x.shape[0]
         if self.batch is not None:
-            start, count, first, step, dense = self.batch
+            start, count, first, step, _ = self.batch
             s0, s1 = x.strides
             view = as_strided(
                 x[:, first:],
-                shape=(count, n_rows, dense.shape[2]),
+                shape=(count, n_rows, self.batch.window),
                 strides=(step * s1, s0, s1),
                 writeable=False,
             )
