@@ -250,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: the input's")
     p.add_argument(
         "--method",
-        choices=("exact", "adjoint"),
+        choices=("exact", "mirror", "adjoint"),
         default="exact",
-        help="steerable pyramids: least-squares inverse (default) or the adjoint",
+        help="steerable pyramids: least-squares inverse (default), the mirror synthesis or "
+        "the adjoint",
     )
     p.set_defaults(run=_cmd_reconstruct)
 

@@ -32,16 +32,24 @@ Two engines apply the stages:
 Both engines handle grey ``(h, w)`` and colour ``(h, w, c)`` images, float32 and float64
 (float32 stays float32), and the five boundary modes of :data:`pyramids.operators.BOUNDARIES`.
 
-Reconstruction is the adjoint ``Aᵀ c`` (the published filter sets are approximately
-self-inverting, ``AᵀA ≈ I``; the size of the error is each set's
-``energy_tolerance``) or, with ``method='exact'``, the least-squares inverse by conjugate
-gradients on ``AᵀA`` warm-started from the adjoint.
+Reconstruction (:meth:`SteerablePyramid.reconstruct`) is one of three:
 
-Only with ``boundary='periodic'`` is ``AᵀA ≈ I`` everywhere (camera at 512², sp3, 5 levels:
-adjoint error 0.024 at most, RMS 0.005). With the other modes the folded border rows are not
-self-inverting: the true transpose errs near the borders, and at coarse levels, whose
-borders are wide, well inside too (reflect: 1.5 at most, 0.37 inside a 32-pixel margin, RMS
-0.18). ``method='exact'`` removes that error (1.5e-7 relative at ``tol=1e-7``).
+``'adjoint'``
+    ``Aᵀ c``: the published filter sets are approximately self-inverting, ``AᵀA ≈ I``, to
+    each set's ``energy_tolerance``. That holds everywhere only with ``boundary='periodic'``
+    (camera at 512², sp3, 5 levels: error 0.024 at most, RMS 0.005). With ``'reflect'`` the
+    transpose of the mirror fold counts the mirrored samples twice, so it errs near the
+    borders, and at coarse levels, whose borders are wide, well inside too (1.5 at most, 0.37
+    inside a 32-pixel margin, RMS 0.18).
+``'mirror'`` (default)
+    The same synthesis filters applied to the coefficients extended as the analysis extended
+    the image: zeros between the samples of a downsampled level, then a mirror in which each
+    angular monomial band keeps its symmetry (even or odd about either axis). It costs what
+    the adjoint costs; with ``'reflect'`` its error is the filter set's, borders included
+    (0.07 at most, 0.024 inside, RMS 0.006). With the other boundaries it is the adjoint.
+``'exact'``
+    The least-squares inverse, by conjugate gradients on ``AᵀA`` started from the mirror
+    synthesis (``tol=1e-7``: 1.9e-7 relative).
 """
 
 from __future__ import annotations
@@ -294,6 +302,90 @@ def _correlation_2d(
     return matrix
 
 
+def _parities(kernel: np.ndarray) -> tuple[int, int] | None:
+    """The mirror symmetry of a 2-D filter on each axis: +1 even, -1 odd; None if neither."""
+    scale = 1e-10 * float(np.abs(kernel).max(initial=0.0))
+    out = []
+    for axis in (0, 1):
+        flipped = np.flip(kernel, axis)
+        if np.abs(flipped - kernel).max() <= scale:
+            out.append(1)
+        elif np.abs(flipped + kernel).max() <= scale:
+            out.append(-1)
+        else:
+            return None
+    return out[0], out[1]
+
+
+def _mirror_fold(positions: np.ndarray, n: int, parity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the mirror extension (boundary ``'reflect'``) and the sign each reads with.
+
+    An odd (``parity = -1``) signal changes sign at every mirror: ``x[-i] = -x[i]``.
+    """
+    folded, _ = fold_indices(positions, n, "reflect")
+    if parity == 1 or n == 1:
+        return folded, np.ones(folded.shape)
+    reflected = np.mod(positions, 2 * (n - 1)) >= n
+    return folded, np.where(reflected, -1.0, 1.0)
+
+
+def _mirror_synthesis_1d(taps: np.ndarray, parity: int, n: int, step: int) -> sp.csr_array:
+    """The mirror synthesis of a folded 1-D correlation with ``↓step`` (boundary ``'reflect'``).
+
+    An ``n × ceil(n/step)`` matrix: put the coefficients on every ``step``-th sample of a
+    length-``n`` signal (zeros between), extend it by mirroring with the taps' ``parity``
+    (the extension the analysis saw), and correlate with the flipped taps.
+    """
+    radius = len(taps) // 2
+    positions = np.arange(n)[:, None] + np.arange(-radius, radius + 1)
+    cols, signs = _mirror_fold(positions, n, parity)
+    weights = taps[::-1] * signs
+    keep = cols % step == 0
+    rows = np.broadcast_to(np.arange(n)[:, None], positions.shape)
+    matrix = sp.csr_array(
+        (weights[keep], (rows[keep], cols[keep] // step)), shape=(n, -(-n // step))
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _mirror_synthesis_2d(
+    kernel: np.ndarray, shape: tuple[int, int], step: int, parities: tuple[int, int]
+) -> sp.csr_array:
+    """The mirror synthesis of a 2-D stage, built tap by tap (the reference engine).
+
+    ``(S c)[(i, j)] = Σ_{a,b} f[p-1-a, q-1-b] c̃[i + a - r, j + b - r]``, where ``c̃`` is
+    ``c`` on every ``step``-th row and column (zeros between), mirror-extended on each axis
+    with the filter's parity on that axis.
+    """
+    h, w = shape
+    p, q = kernel.shape
+    mw = -(-w // step)
+    ri, si = _mirror_fold(np.arange(h)[:, None] + np.arange(p) - p // 2, h, parities[0])
+    cj, sj = _mirror_fold(np.arange(w)[:, None] + np.arange(q) - q // 2, w, parities[1])
+    # Axes: output row i, output column j, tap row a, tap column b.
+    rows = np.broadcast_to(np.arange(h * w).reshape(h, w, 1, 1), (h, w, p, q))
+    cols = (ri[:, None, :, None] // step) * mw + cj[None, :, None, :] // step
+    keep = (ri[:, None, :, None] % step == 0) & (cj[None, :, None, :] % step == 0)
+    keep = np.broadcast_to(keep, rows.shape)
+    data = kernel[::-1, ::-1] * si[:, None, :, None] * sj[None, :, None, :]
+    matrix = sp.csr_array(
+        (data[keep], (rows[keep], np.broadcast_to(cols, rows.shape)[keep])),
+        shape=(h * w, -(-h // step) * mw),
+        dtype=np.float64,
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+@lru_cache(maxsize=8)
+def _mirrors(fs: SteerableFilterSet) -> bool:
+    """Whether every stage filter (the bands as angular monomials) has a mirror symmetry."""
+    names = ["highpass0", "lowpass0", "lowpass"]
+    names += [f"monomial{a}" for a in range(fs.orientations)]
+    return all(_parities(_stage_filter(fs, name)[0]) is not None for name in names)
+
+
 def _with_channels(matrix: sp.csr_array, channels: int) -> sp.csr_array:
     """``kron(matrix, I_c)``: the same operator on every channel of a row-major image."""
     if channels == 1:
@@ -314,6 +406,15 @@ def _stage_matrix_cached(
 ) -> sp.csr_array:
     kernel, step = _stage_filter(fs, stage)
     return _correlation_2d(kernel, (h, w), boundary, step).astype(dtype)
+
+
+@lru_cache(maxsize=64)
+def _mirror_matrix_cached(
+    fs: SteerableFilterSet, stage: str, h: int, w: int, dtype: str
+) -> sp.csr_array:
+    """The mirror synthesis of a stage whose input (analysis side) has shape (h, w)."""
+    kernel, step = _stage_filter(fs, stage)
+    return _mirror_synthesis_2d(kernel, (h, w), step, _parities(kernel)).astype(dtype)
 
 
 def stage_matrix(
@@ -423,14 +524,26 @@ def _separable_stage(
     boundary: str,
     dtype: str,
     rank_tol: float,
-    adjoint: bool,
+    synthesis: str | None,
 ) -> SeparableSum:
-    """The separable form of a stage (or its transpose) for an input of shape (h, w)."""
+    """The separable form of a stage for an input of shape (h, w), or of its synthesis.
+
+    ``synthesis`` is None (the analysis), ``'adjoint'`` (its transpose) or ``'mirror'`` (the
+    mirror synthesis, boundary ``'reflect'`` only; see :meth:`SteerablePyramid.reconstruct`).
+    """
     kernel, step = _stage_filter(fs, stage)
     us, vs = separable_terms(kernel, rank_tol)
+    if synthesis == "mirror":
+        # Give each factor its axis's symmetry; the sum of the terms is unchanged because the
+        # kernel has that symmetry.
+        py, px = _parities(kernel)
+        us, vs = (us + py * us[:, ::-1]) / 2, (vs + px * vs[:, ::-1]) / 2
+        rows = [_mirror_synthesis_1d(u, py, h, step) for u in us]
+        cols = [_mirror_synthesis_1d(v, px, w, step) for v in vs]
+        return SeparableSum(rows, cols, dtype, _TILE)
     rows = [_correlation_1d(u, h, boundary, step) for u in us]
     cols = [_correlation_1d(v, w, boundary, step) for v in vs]
-    if adjoint:  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
+    if synthesis == "adjoint":  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
         rows = [r.T.tocsr() for r in rows]
         cols = [c.T.tocsr() for c in cols]
     return SeparableSum(rows, cols, dtype, _TILE)
@@ -444,36 +557,44 @@ class _Operators:
 
     def __init__(self, fs: SteerableFilterSet, boundary: str, engine: str, rank_tol: float):
         self.fs, self.boundary, self.engine, self.rank_tol = fs, boundary, engine, rank_tol
+        # The mirror synthesis differs from the adjoint only with 'reflect' (with the other
+        # mirrored or periodic extensions the transpose already is it; 'nearest' has none).
+        self.mirrors = boundary == "reflect" and _mirrors(fs)
 
     def stage(
         self,
         name: str,
         x: np.ndarray,
-        adjoint: bool = False,
+        synthesis: str | None = None,
         shape: tuple[int, int] | None = None,
         into: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Apply a stage (or, with ``adjoint``, its transpose) to ``x``.
+        """Apply a stage, or with ``synthesis`` ('adjoint' or 'mirror') its synthesis.
 
-        For the adjoint, ``shape`` is the stage's input shape. With ``into``, the result is
+        For a synthesis, ``shape`` is the stage's input shape. With ``into``, the result is
         added to that array, which is returned.
         """
-        h, w = shape if adjoint else x.shape[:2]
+        if synthesis == "mirror" and not self.mirrors:
+            synthesis = "adjoint"
+        h, w = x.shape[:2] if synthesis is None else shape
         if self.engine == "matrix":
             c = x.shape[2] if x.ndim == 3 else 1
-            matrix = _stage_matrix_cached(self.fs, name, h, w, self.boundary, x.dtype.name)
-            if adjoint:
-                matrix = matrix.T
+            if synthesis == "mirror":
+                matrix = _mirror_matrix_cached(self.fs, name, h, w, x.dtype.name)
+            else:
+                matrix = _stage_matrix_cached(self.fs, name, h, w, self.boundary, x.dtype.name)
+                if synthesis == "adjoint":
+                    matrix = matrix.T
             flat = matrix @ x.reshape(-1, c)
             _, step = _stage_filter(self.fs, name)
-            size = (h, w) if adjoint else (-(-h // step), -(-w // step))
+            size = (h, w) if synthesis else (-(-h // step), -(-w // step))
             result = flat.reshape((*size, *x.shape[2:]))
             if into is None:
                 return result
             into += result
             return into
         op = _separable_stage(
-            self.fs, name, h, w, self.boundary, x.dtype.name, self.rank_tol, adjoint
+            self.fs, name, h, w, self.boundary, x.dtype.name, self.rank_tol, synthesis
         )
         return op(x, into)
 
@@ -485,16 +606,19 @@ class _Operators:
         monomials = [self.stage(f"monomial{a}", x) for a in range(self.fs.orientations)]
         return _mix(monomials, _monomial_matrix(self.fs))
 
-    def bands_adjoint(self, bands: Sequence[np.ndarray], shape, into: np.ndarray) -> None:
-        """Add ``Σ_k B_kᵀ b_k`` for one level of input shape ``shape`` to ``into``."""
-        if self.engine == "matrix":
+    def bands_synthesis(
+        self, bands: Sequence[np.ndarray], shape, into: np.ndarray, synthesis: str
+    ) -> None:
+        """Add the synthesis of one level's bands (input shape ``shape``) to ``into``."""
+        if self.engine == "matrix" and synthesis == "adjoint":
             for k, band in enumerate(bands):
-                into += self.stage(f"band{k}", band, adjoint=True, shape=shape)
+                into += self.stage(f"band{k}", band, "adjoint", shape)
             return
-        # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k)
+        # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k); the monomials D_a are also where the
+        # mirror synthesis is defined, because each is even or odd about either axis.
         mixed = _mix(bands, _monomial_matrix(self.fs).T)
         for a, coef in enumerate(mixed):
-            self.stage(f"monomial{a}", coef, adjoint=True, shape=shape, into=into)
+            self.stage(f"monomial{a}", coef, synthesis, shape, into)
 
     def analyse(self, x: np.ndarray, levels: int):
         highpass = self.stage("highpass0", x)
@@ -505,16 +629,17 @@ class _Operators:
             low = self.stage("lowpass", low)
         return highpass, bands, low
 
-    def synthesise(self, highpass, bands, residual) -> np.ndarray:
-        """``Aᵀ c`` (DESIGN.md §4): ``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))``."""
+    def synthesise(self, highpass, bands, residual, synthesis: str = "adjoint") -> np.ndarray:
+        """``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))`` (DESIGN.md §4), each ``ᵀ`` the stage's
+        adjoint or its mirror synthesis."""
         low = residual
         for level_bands in reversed(bands):
             shape = level_bands[0].shape[:2]
-            low = self.stage("lowpass", low, adjoint=True, shape=shape)
-            self.bands_adjoint(level_bands, shape, into=low)
+            low = self.stage("lowpass", low, synthesis, shape)
+            self.bands_synthesis(level_bands, shape, low, synthesis)
         shape = highpass.shape[:2]
-        image = self.stage("lowpass0", low, adjoint=True, shape=shape)
-        return self.stage("highpass0", highpass, adjoint=True, shape=shape, into=image)
+        image = self.stage("lowpass0", low, synthesis, shape)
+        return self.stage("highpass0", highpass, synthesis, shape, into=image)
 
 
 def _mix(arrays: Sequence[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
@@ -678,18 +803,28 @@ class SteerablePyramid:
 
     @single_threaded_blas()
     def reconstruct(
-        self, method: str = "adjoint", tol: float = 1e-6, maxiter: int = 100
+        self, method: str = "mirror", tol: float = 1e-6, maxiter: int = 100
     ) -> np.ndarray:
         """Collapse the pyramid into an image.
 
         Parameters
         ----------
-        method : {'adjoint', 'exact'}
-            ``'adjoint'``: ``Aᵀ c``, what a self-inverting filter set needs; its error is the
-            filter set's (:attr:`SteerableFilterSet.energy_tolerance`) with the periodic
-            boundary, and larger near the borders with the others (module docstring).
+        method : {'mirror', 'adjoint', 'exact'}
+            ``'adjoint'``: ``Aᵀ c`` (DESIGN.md §4), what a self-inverting filter set needs.
+            Its error is the filter set's (:attr:`SteerableFilterSet.energy_tolerance`)
+            with ``boundary='periodic'``, but with ``'reflect'`` the transpose of the fold
+            counts the mirrored samples twice, and it errs near the borders (module
+            docstring).
+            ``'mirror'`` (default): the same synthesis filters applied to the coefficients
+            extended the way the analysis extended the image: zeros between the samples of
+            a downsampled level, then a mirror with each angular monomial band's symmetry
+            (even or odd about either axis). It costs what the adjoint costs, and with
+            ``'reflect'`` its error is the filter set's, near the borders too. With the
+            other boundaries it *is* the adjoint: for ``'symmetric'``, ``'periodic'`` and
+            ``'zero'`` the transpose already extends the coefficients that way, and
+            ``'nearest'`` has no mirror.
             ``'exact'``: the least-squares solution of ``A x = c`` by conjugate gradients
-            on ``AᵀA``, warm-started from the adjoint.
+            on ``AᵀA``, started from the mirror synthesis.
         tol : float
             For ``'exact'``: stop when ``‖Aᵀ(c - A x)‖ ≤ tol · ‖Aᵀ c‖``. Because ``AᵀA`` is
             close to the identity, the relative error of ``x`` is of the same size. Float32
@@ -709,18 +844,20 @@ class SteerablePyramid:
         >>> bool(np.abs(pyr.reconstruct("exact", tol=1e-10) - x).max() < 1e-8)
         True
         """
+        if method not in ("mirror", "adjoint", "exact"):
+            raise ValueError(f"method must be 'mirror', 'adjoint' or 'exact', got {method!r}")
         ops = self._operators()
-        rhs = ops.synthesise(self.highpass, self.bands, self.residual)
-        if method == "adjoint":
-            return rhs
+        coefficients = (self.highpass, self.bands, self.residual)
         if method != "exact":
-            raise ValueError(f"method must be 'adjoint' or 'exact', got {method!r}")
+            return ops.synthesise(*coefficients, method)
         tol = float(tol)
         if not tol > 0:
             raise ValueError(f"tol must be positive, got {tol}")
         if isinstance(maxiter, bool) or not isinstance(maxiter, int | np.integer) or maxiter < 0:
             raise ValueError(f"maxiter must be a non-negative int, got {maxiter!r}")
-        return _conjugate_gradients(ops, rhs, self.levels, tol, int(maxiter))
+        rhs = ops.synthesise(*coefficients, "adjoint")
+        start = ops.synthesise(*coefficients, "mirror") if ops.mirrors else rhs.copy()
+        return _conjugate_gradients(ops, rhs, start, self.levels, tol, int(maxiter))
 
     # ------------------------------------------------------------------ steering
 
@@ -825,14 +962,13 @@ class SteerablePyramid:
 
 
 def _conjugate_gradients(
-    ops: _Operators, rhs: np.ndarray, levels: int, tol: float, maxiter: int
+    ops: _Operators, rhs: np.ndarray, x: np.ndarray, levels: int, tol: float, maxiter: int
 ) -> np.ndarray:
-    """Solve ``AᵀA x = Aᵀ c = rhs`` by conjugate gradients, starting from ``x = rhs``."""
+    """Solve ``AᵀA x = Aᵀ c = rhs`` by conjugate gradients, starting from ``x`` (updated)."""
 
     def normal(v: np.ndarray) -> np.ndarray:
         return ops.synthesise(*ops.analyse(v, levels))
 
-    x = rhs.copy()
     r = rhs - normal(x)
     p = r.copy()
     rr = float(np.vdot(r, r))
