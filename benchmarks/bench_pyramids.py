@@ -1,8 +1,10 @@
 """Laplacian pyramid build and collapse: this package against scikit-image, OpenCV, pyrtools.
 
 Every peer runs in the same process, on the same float32 image, with the same number of
-reductions; each time is the median of several repeats, and the table gives our time and
-the ratio peer / ours (above 1: we are faster).
+reductions. The repeats are interleaved (one run of every method, then the next round), so
+that a change in the machine's load hits every method alike; each time is the median of
+the repeats, and the table gives our time and the ratio peer / ours (above 1: we are
+faster).
 
     pip install opencv-python-headless pyrtools   # optional peers
     python benchmarks/bench_pyramids.py                          # 512², 2048², 4096²
@@ -26,14 +28,17 @@ import numpy as np
 import pyramids
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm up: operator caches, thread pools, first-touch of memory
-    times = []
+def median_times(functions: dict, repeats: int) -> dict[str, float]:
+    """Median time of each function, the repeats interleaved across the functions."""
+    for fn in functions.values():
+        fn()  # warm up: operator caches, thread pools, first-touch of memory
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_memory_ratio(image: np.ndarray, levels: int) -> float:
@@ -104,32 +109,37 @@ def main() -> None:
         for channels in (1, 3):
             shape = (n, n) if channels == 1 else (n, n, 3)
             x = rng.random(shape, dtype=np.float32)
-            build = median_time(
-                functools.partial(pyramids.laplacian_pyramid, x, args.levels), args.repeats
-            )
             pyr = pyramids.laplacian_pyramid(x, args.levels)
             assert np.abs(pyr.reconstruct() - x).max() < 1e-5
-            collapse = median_time(pyr.reconstruct, args.repeats)
+            functions = {
+                "build": functools.partial(pyramids.laplacian_pyramid, x, args.levels),
+                "collapse": pyr.reconstruct,
+            }
+            if pyramid_laplacian:
+                axis = -1 if channels == 3 else None
+                run = functools.partial(pyramid_laplacian, x, args.levels, channel_axis=axis)
+                functions["skimage"] = lambda run=run: list(run())
+            if cv2:
+                functions["cv build"] = functools.partial(cv_build, x)
+                functions["cv collapse"] = functools.partial(cv_collapse, *cv_build(x))
+            t = median_times(functions, args.repeats)
+            build, collapse = t["build"], t["collapse"]
             memory = peak_memory_ratio(x, args.levels)
             row = f"| {'×'.join(map(str, shape))} | {build * 1e3:.1f} ms | "
             row += f"{collapse * 1e3:.1f} ms | {memory:.2f} |"
             if pyramid_laplacian:
-                axis = -1 if channels == 3 else None
-                run = functools.partial(pyramid_laplacian, x, args.levels, channel_axis=axis)
-                t = median_time(lambda run=run: list(run()), args.repeats)
-                row += f" {t * 1e3:.0f} ms ({t / build:.1f}×) |"
+                row += f" {t['skimage'] * 1e3:.0f} ms ({t['skimage'] / build:.1f}×) |"
             if cv2:
-                t = median_time(functools.partial(cv_build, x), args.repeats)
-                c = median_time(functools.partial(cv_collapse, *cv_build(x)), args.repeats)
-                row += f" {t * 1e3:.1f} ms ({t / build:.2f}×) | {c * 1e3:.1f} ms "
+                b, c = t["cv build"], t["cv collapse"]
+                row += f" {b * 1e3:.1f} ms ({b / build:.2f}×) | {c * 1e3:.1f} ms "
                 row += f"({c / collapse:.2f}×) |"
             if pyrtools:
                 if channels == 1:
                     run = functools.partial(
                         pyrtools.pyramids.LaplacianPyramid, x, height=args.levels + 1
                     )
-                    t = median_time(run, max(1, args.repeats // 2))
-                    row += f" {t * 1e3:.0f} ms ({t / build:.1f}×) |"
+                    p = median_times({"pyrtools": run}, max(1, args.repeats // 2))["pyrtools"]
+                    row += f" {p * 1e3:.0f} ms ({p / build:.1f}×) |"
                 else:
                     row += " – |"
             print(row, flush=True)
