@@ -5,7 +5,8 @@ Times a training step (forward, backward and an SGD-with-momentum update) at bat
 several steps each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
 LeNet-5 runs in PyTorch on the CPU with the same number of threads, and the ratio is
 printed. A parity check first loads identical weights into both and compares logits and
-gradients.
+gradients. Our network runs batches larger than ``Sequential.chunk_size`` in chunks on as
+many threads as BLAS may use (``--threads``).
 
     python benchmarks/bench_convnet.py [--threads N] [--repeats R] [--steps S]
 """
@@ -107,10 +108,12 @@ def parity() -> tuple[float, float]:
             module.weight.copy_(torch.from_numpy(state[f"{name}.weight"]))
             module.bias.copy_(torch.from_numpy(state[f"{name}.bias"]))
     rng = np.random.default_rng(2)
-    # Quantised inputs, as MNIST's are, so that max-pool ties really occur.
-    x = np.round(rng.random((16, 1, 28, 28)) * 4) / 4
+    # Quantised inputs, as MNIST's are, so that max-pool ties really occur; more images
+    # than one chunk (Sequential.chunk_size), so that the chunked path is compared too.
+    n = ours_net.chunk_size + 8
+    x = np.round(rng.random((n, 1, 28, 28)) * 4) / 4
     x[:, :, :6] = 0
-    y = rng.integers(0, 10, 16)
+    y = rng.integers(0, 10, n)
     logits = ours_net.forward(x)
     _, d = cross_entropy(logits, y)
     ours_net.backward(d)

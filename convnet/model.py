@@ -1,18 +1,105 @@
-"""The ``Sequential`` container and the LeNet-5 reference network (DESIGN.md §5)."""
+"""The ``Sequential`` container and the LeNet-5 reference network (DESIGN.md §5).
+
+A batch larger than ``chunk_size`` runs through the network as fixed-size chunks of the
+batch, each through its own set of layer twins (shallow copies that share the parameter
+arrays but keep their own caches and gradients). That serves two ends:
+
+- cache: the im2col buffers of a 32-image chunk stay in the core's cache between the gather
+  and the product, where those of a whole 256-image batch do not;
+- cores: the chunks run on a few threads with BLAS held to one thread (numpy releases the
+  GIL in matrix products and in ufuncs over large arrays), so the elementwise work (ReLU,
+  pooling, the im2col copies) uses every core as well as the products do.
+
+The split depends only on the batch size, never on the thread count, and the chunks'
+parameter gradients are summed in chunk order; a given batch therefore gives the same
+results bit for bit with one thread or several, and the same as one whole-batch pass up to
+rounding.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .layers import Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU
+from pyramids.operators import blas_threads, single_threaded_blas
 
-__all__ = ["LENET5_INPUT_SHAPE", "Sequential", "lenet5"]
+from .layers import AvgPool2D, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "LENET5_INPUT_SHAPE", "Sequential", "lenet5"]
 
 #: One normalised MNIST digit, ``(C, H, W)``.
 LENET5_INPUT_SHAPE = (1, 28, 28)
+
+#: Images per chunk of a large batch: LeNet-5's im2col buffers for 32 images (about 3 MB
+#: for conv1) stay in a core's L2 cache, and a batch of 64 already gives two chunks to run
+#: side by side; larger chunks were slower at batch 256, smaller ones pay more per-call
+#: overhead than they save.
+DEFAULT_CHUNK_SIZE = 32
+
+#: Layer types whose only state between ``forward`` and ``backward`` is a per-call cache,
+#: so that twins sharing ``params`` can run other chunks at the same time. Dropout is not
+#: among them: chunks running in parallel would draw its masks from the shared generator in
+#: an order that depends on thread timing.
+_CHUNKABLE = (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh)
+
+
+# --------------------------------------------------------------------------- threads
+
+_executor: ThreadPoolExecutor | None = None
+_executor_size = 0
+_executor_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of at least ``workers`` threads (created on first use)."""
+    global _executor, _executor_size
+    with _executor_lock:
+        if _executor is None or _executor_size < workers:
+            # Not shut down: another caller may still be submitting to the old pool, whose
+            # idle threads exit once it is garbage-collected.
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convnet")
+            _executor_size = workers
+        return _executor
+
+
+def _run_chunks(task: Callable[[int], None], count: int, threads: int) -> None:
+    """Run ``task(0) … task(count - 1)`` on up to ``threads`` threads, the caller's included.
+
+    Thread ``t`` takes chunks ``t, t + threads, …``; which thread runs a chunk never
+    changes its result, since every chunk has its own layer twins. BLAS is held to one
+    thread even when the chunks run one after the other, so that every product is computed
+    the same way whatever the thread count.
+    """
+    threads = min(threads, count)
+
+    def part(first: int) -> None:
+        for i in range(first, count, threads):
+            task(i)
+
+    with single_threaded_blas():
+        if threads <= 1:
+            part(0)
+            return
+        pool = _pool(threads - 1)
+        futures = [pool.submit(part, t) for t in range(1, threads)]
+        try:
+            part(0)
+        finally:
+            wait(futures)
+        for future in futures:
+            future.result()  # re-raise a worker's exception
+
+
+def _twin(layer: Layer) -> Layer:
+    """A shallow copy of ``layer`` that shares its ``params`` but has its own gradients."""
+    twin = copy.copy(layer)
+    twin.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
+    return twin
 
 
 class Sequential:
@@ -23,6 +110,16 @@ class Sequential:
     layers : iterable of (str, Layer) pairs, or of Layer
         The layers in order; unnamed layers are called ``"0"``, ``"1"``, … Parameter names
         are ``"<layer>.<param>"``, e.g. ``"conv1.weight"``.
+    chunk_size : int or None
+        A batch of more than ``chunk_size`` samples runs as chunks of that many (the last
+        one smaller), with the parameter gradients summed over the chunks in order (see the
+        module docstring). None runs every batch whole. Networks with a layer that is not
+        safe to run on several chunks at once (:class:`~convnet.layers.Dropout`, or any
+        layer type this module does not know) always run whole batches.
+    num_threads : int or None
+        Most threads the chunks run on; None (default) uses as many as BLAS may use at the
+        time of the call (``threadpoolctl.threadpool_limits`` sets that). The results do not
+        depend on it.
 
     Examples
     --------
@@ -31,7 +128,20 @@ class Sequential:
     ['fc.bias', 'fc.weight']
     """
 
-    def __init__(self, layers: Iterable[tuple[str, Layer] | Layer]) -> None:
+    def __init__(
+        self,
+        layers: Iterable[tuple[str, Layer] | Layer],
+        *,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        num_threads: int | None = None,
+    ) -> None:
+        for value, name in ((chunk_size, "chunk_size"), (num_threads, "num_threads")):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.num_threads = None if num_threads is None else int(num_threads)
         self.layers: list[tuple[str, Layer]] = []
         for i, item in enumerate(layers):
             name, layer = item if isinstance(item, tuple) else (str(i), item)
@@ -41,6 +151,9 @@ class Sequential:
                 raise ValueError(f"layer names must be unique, {name!r} repeats")
             self.layers.append((name, layer))
         self.training = True
+        # _stacks[0] is the layers themselves, _stacks[i] the twins that run chunk i.
+        self._stacks: list[list[Layer]] = []
+        self._spans: list[tuple[int, int]] | None = None  # the last forward's chunks
 
     # ------------------------------------------------------------------ passes
 
@@ -56,11 +169,61 @@ class Sequential:
         ndarray
             The last layer's output (logits for a classifier).
         """
-        for _, layer in self.layers:
-            x = layer.forward(x)
-        return x
+        spans = self._split(x)
+        self._spans = spans
+        if spans is None:
+            for _, layer in self.layers:
+                x = layer.forward(x)
+            return x
+        stacks = self._chunk_stacks(len(spans))
+        outs: list[np.ndarray | None] = [None] * len(spans)
+
+        def run(i: int) -> None:
+            start, stop = spans[i]
+            h = x[start:stop]
+            for layer in stacks[i]:
+                h = layer.forward(h)
+            outs[i] = h
+
+        _run_chunks(run, len(spans), self._threads())
+        return np.concatenate(outs)
 
     __call__ = forward
+
+    def _split(self, x: np.ndarray) -> list[tuple[int, int]] | None:
+        """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
+        size = self.chunk_size
+        n = len(x) if getattr(x, "ndim", 0) else 0
+        if size is None or n <= size or not self._chunkable():
+            return None
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+    def _chunkable(self) -> bool:
+        return all(type(layer) in _CHUNKABLE for _, layer in self.layers)
+
+    def _threads(self) -> int:
+        return self.num_threads if self.num_threads is not None else blas_threads()
+
+    def _chunk_stacks(self, count: int) -> list[list[Layer]]:
+        """``count`` layer stacks, the model's own first, twins (kept between calls) after.
+
+        Twins are rebuilt when a layer or its parameter dict has been replaced, and take
+        the current training flags.
+        """
+        own = [layer for _, layer in self.layers]
+        stacks = self._stacks
+        if not stacks or any(a is not b for a, b in zip(stacks[0], own, strict=False)):
+            stacks = self._stacks = [own]
+        for stack in stacks[1:]:
+            if any(t.params is not layer.params for t, layer in zip(stack, own, strict=True)):
+                del stacks[1:]
+                break
+        while len(stacks) < count:
+            stacks.append([_twin(layer) for layer in own])
+        for stack in stacks[1:count]:
+            for twin, layer in zip(stack, own, strict=True):
+                twin.training = layer.training
+        return stacks[:count]
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dL/d(output)``; every layer stores its parameter gradients.
@@ -78,12 +241,41 @@ class Sequential:
         ndarray or None
             ``dL/dx`` for the last forward's input.
         """
-        first = self.layers[0][1]
-        if isinstance(first, Conv2D):
-            first.need_input_grad = input_grad
-        for i, (_, layer) in enumerate(reversed(self.layers)):
+        spans = self._spans
+        if spans is None:
+            return self._backward_stack([layer for _, layer in self.layers], dout, input_grad)
+        n = spans[-1][1]
+        if np.shape(dout)[:1] != (n,):
+            raise ValueError(
+                f"dout must have the last forward's batch size {n} first, got shape "
+                f"{np.shape(dout)}"
+            )
+        stacks = self._stacks[: len(spans)]
+        dxs: list[np.ndarray | None] = [None] * len(spans)
+
+        def run(i: int) -> None:
+            start, stop = spans[i]
+            dxs[i] = self._backward_stack(stacks[i], dout[start:stop], input_grad)
+
+        _run_chunks(run, len(spans), self._threads())
+        # Sum the twins' gradients into the model's own (which hold chunk 0's), always in
+        # chunk order, so that the result does not depend on which thread finished first.
+        for j, (_, layer) in enumerate(self.layers):
+            for key, grad in layer.grads.items():
+                for stack in stacks[1:]:
+                    grad += stack[j].grads[key]
+        return np.concatenate(dxs) if input_grad else None
+
+    @staticmethod
+    def _backward_stack(
+        layers: list[Layer], dout: np.ndarray, input_grad: bool
+    ) -> np.ndarray | None:
+        """Backpropagate through one stack of layers (the model's own or a chunk's twins)."""
+        if isinstance(layers[0], Conv2D):
+            layers[0].need_input_grad = input_grad
+        for i, layer in enumerate(reversed(layers)):
             dout = layer.backward(dout)
-            if dout is None and i < len(self.layers) - 1:
+            if dout is None and i < len(layers) - 1:
                 raise RuntimeError("an inner layer returned no input gradient")
         return dout if input_grad else None
 

@@ -647,38 +647,51 @@ def get_num_threads() -> int:
     return _num_threads
 
 
-_blas_state = threading.local()
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
 _blas_controller = None
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Hold BLAS to one thread while the package's own pool splits the work.
-
-    The passes hand many small products to BLAS from several threads at once; BLAS threads
-    of its own would only compete with them for the cores (on a busy machine a product can
-    then stall for a whole scheduler slice). The limit is process-wide for its duration
-    (threadpoolctl) and nests: only the outermost call sets and restores it.
-    """
+def _controller():
     global _blas_controller
-    depth = getattr(_blas_state, "depth", 0)
-    if depth:
-        _blas_state.depth = depth + 1
-        try:
-            yield
-        finally:
-            _blas_state.depth = depth
-        return
     if _blas_controller is None:
         from threadpoolctl import ThreadpoolController
 
         _blas_controller = ThreadpoolController()
-    _blas_state.depth = 1
+    return _blas_controller
+
+
+def blas_threads() -> int:
+    """How many threads BLAS may use now (threadpoolctl's view of every BLAS loaded)."""
+    libs = _controller().select(user_api="blas").lib_controllers
+    return max([lib.num_threads for lib in libs] or [1])
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Hold BLAS to one thread while the package's own threads split the work.
+
+    The passes hand many small products to BLAS from several threads at once; BLAS threads
+    of its own would only compete with them for the cores (on a busy machine a product can
+    then stall for a whole scheduler slice). The limit is process-wide (threadpoolctl), so
+    the calls share it, nested or from several threads: the first one in sets it and the
+    last one out restores the original. (OpenBLAS was seen to ignore a raise of its thread
+    count asked from a worker thread; the package enters this first from the caller's.)
+    """
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = _controller().limit(limits=1, user_api="blas")
+        _blas_users += 1
     try:
-        with _blas_controller.limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
-        _blas_state.depth = 0
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def run_split(task, n_items: int, out_elements: int) -> None:

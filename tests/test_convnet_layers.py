@@ -27,6 +27,7 @@ CONV_CASES = [
     (2, 3, 3, 2, 1, 9, 7),  # stride 2, padding, odd non-square input
     (3, 2, (3, 2), (2, 1), (1, 2), 8, 9),  # non-square kernel, stride and padding
     (2, 3, 1, 1, 0, 4, 5),  # 1×1 kernel
+    (2, 3, (3, 2), 1, (1, 0), 7, 8),  # stride 1 with a non-square kernel and padding
     (1, 1, 3, 3, 0, 7, 10),  # windows that do not cover the whole input
 ]
 

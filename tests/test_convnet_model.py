@@ -9,9 +9,13 @@ import pytest
 from convnet import (
     SGD,
     Adam,
+    Conv2D,
     CosineLR,
+    Dropout,
+    Flatten,
     Layer,
     Linear,
+    MaxPool2D,
     ReLU,
     Sequential,
     StepLR,
@@ -220,6 +224,113 @@ def test_sequential_rejects_duplicates_and_non_layers():
     with pytest.raises(TypeError, match="Layer"):
         Sequential([("a", object())])
     assert isinstance(ReLU(), Layer)
+
+
+# --------------------------------------------------------------------------- chunked batches
+
+
+def _step(net, x, labels):
+    """Logits, parameter gradients (copies) and input gradient of one training step."""
+    logits = net.forward(x)
+    _, d = cross_entropy(logits, labels)
+    dx = net.backward(d)
+    return logits, {k: g.copy() for k, g in net.grads().items()}, dx
+
+
+def _batch(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 1, 28, 28)).astype(dtype), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("batch", [33, 64, 70])
+def test_chunked_step_equals_whole_batch_step(batch):
+    """Chunks change only the order of the gradient sums: equal to rounding in float64."""
+    x, labels = _batch(batch, np.float64)
+    chunked, whole = lenet5(np.float64, seed=1), lenet5(np.float64, seed=1)
+    whole.chunk_size = None
+    logits, grads, dx = _step(chunked, x, labels)
+    ref_logits, ref_grads, ref_dx = _step(whole, x, labels)
+    assert len(chunked._spans) == -(-batch // chunked.chunk_size) > 1  # it did chunk
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-15)
+    for name, g in ref_grads.items():
+        np.testing.assert_allclose(grads[name], g, rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_chunked_gradients_do_not_depend_on_thread_count():
+    """The split depends on the batch size only and chunk gradients are summed in order,
+    so float32 results are bit-for-bit the same with any thread count and on every run."""
+    x, labels = _batch(100, np.float32)
+    results = []
+    for threads in (1, 2, 3, 2):
+        net = lenet5(seed=0)
+        net.num_threads = threads
+        results.append(_step(net, x, labels))
+    logits, grads, dx = results[0]
+    assert logits.dtype == dx.dtype == np.float32
+    for other_logits, other_grads, other_dx in results[1:]:
+        np.testing.assert_array_equal(other_logits, logits)
+        np.testing.assert_array_equal(other_dx, dx)
+        for name, g in grads.items():
+            np.testing.assert_array_equal(other_grads[name], g, err_msg=name)
+
+
+def test_chunked_model_gradient_matches_finite_differences():
+    net = Sequential(
+        [
+            ("conv", Conv2D(2, 3, 3, padding=1, dtype=np.float64, rng=np.random.default_rng(0))),
+            ("relu", ReLU()),
+            ("pool", MaxPool2D(2)),
+            ("flatten", Flatten()),
+            ("fc", Linear(12, 4, dtype=np.float64, rng=np.random.default_rng(1))),
+        ],
+        chunk_size=2,
+        num_threads=2,
+    )
+    x = np.random.default_rng(2).standard_normal((5, 2, 4, 4))
+    errors = check_gradients(net, x, labels=np.array([0, 3, 1, 2, 3]))
+    assert net._spans == [(0, 2), (2, 4), (4, 5)]
+    assert max(errors.values()) <= 1e-6, errors
+
+
+def test_chunk_twins_follow_loaded_parameters():
+    a, b = lenet5(seed=0), lenet5(seed=1)
+    x, _ = _batch(40, np.float32)
+    b.forward(x)  # creates b's chunk twins
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(b.forward(x), a.forward(x))
+
+
+def test_network_with_dropout_runs_whole_batches():
+    """Dropout draws its masks from one generator: chunks on several threads would draw
+    them in a timing-dependent order, so such a network is never split."""
+
+    def make(chunk_size):
+        rng = np.random.default_rng(0)
+        layers = [("fc", Linear(6, 5, rng=rng)), ("drop", Dropout(0.5, rng=rng))]
+        return Sequential(layers, chunk_size=chunk_size, num_threads=2)
+
+    x = np.random.default_rng(1).standard_normal((9, 6)).astype(np.float32)
+    net = make(2)
+    np.testing.assert_array_equal(net.forward(x), make(None).forward(x))
+    assert net._spans is None
+
+
+def test_backward_rejects_another_batch_size():
+    net = lenet5(seed=0)
+    x, labels = _batch(40, np.float32)
+    _, d = cross_entropy(net.forward(x), labels)
+    with pytest.raises(ValueError, match="batch size 40"):
+        net.backward(d[:39])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"chunk_size": 0}, "chunk_size"), ({"num_threads": 1.5}, "num_threads")],
+)
+def test_sequential_rejects_bad_chunking_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Sequential([ReLU()], **kwargs)
 
 
 # --------------------------------------------------------------------------- optimisers

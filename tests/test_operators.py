@@ -224,3 +224,27 @@ def test_complex_image_is_a_type_error():
 
 def test_burt_adelson_binomial_case():
     np.testing.assert_allclose(burt_adelson_kernel(0.375), binomial_kernel(5))
+
+
+def test_single_threaded_blas_nests_across_threads_and_restores_the_limit():
+    import threading
+
+    from pyramids.operators import blas_threads, single_threaded_blas
+
+    before = blas_threads()
+    seen = []
+
+    def worker():
+        with single_threaded_blas():
+            seen.append(blas_threads())
+        seen.append(blas_threads())  # the caller is still inside: the limit holds
+
+    with single_threaded_blas():
+        with single_threaded_blas():
+            assert blas_threads() == 1
+        assert blas_threads() == 1
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert seen == [1, 1]
+    assert blas_threads() == before
