@@ -174,7 +174,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     elif kind == "gaussian":
         image = arrays["level0"]  # the Gaussian pyramid keeps the image as its first level
     elif kind == "steerable":
-        image = SteerablePyramid.from_arrays(arrays).reconstruct(args.method)
+        if args.refine and args.method == "exact":
+            raise CommandError("--refine applies to --method mirror or adjoint")
+        image = SteerablePyramid.from_arrays(arrays).reconstruct(args.method, refine=args.refine)
     else:
         raise CommandError(f"{args.source}: unknown pyramid kind {kind!r}")
     bit_depth = args.bit_depth or int(arrays.get("bit_depth", 8))
@@ -254,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="exact",
         help="steerable pyramids: least-squares inverse (default), the mirror synthesis or "
         "the adjoint",
+    )
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="N",
+        help="steerable, --method mirror or adjoint: N correction steps x += S(c - Ax)",
     )
     p.set_defaults(run=_cmd_reconstruct)
 

@@ -803,7 +803,7 @@ class SteerablePyramid:
 
     @single_threaded_blas()
     def reconstruct(
-        self, method: str = "mirror", tol: float = 1e-6, maxiter: int = 100
+        self, method: str = "mirror", tol: float = 1e-6, maxiter: int = 100, *, refine: int = 0
     ) -> np.ndarray:
         """Collapse the pyramid into an image.
 
@@ -832,6 +832,14 @@ class SteerablePyramid:
         maxiter : int
             For ``'exact'``: most conjugate-gradient iterations (each costs one analysis
             and one synthesis). A ``RuntimeWarning`` says when ``tol`` was not reached.
+        refine : int
+            For ``'mirror'`` and ``'adjoint'``: correction steps ``x ← x + S(c - A x)``
+            after ``x = S c``, ``S`` the method's synthesis; each costs one analysis and
+            one synthesis. On the coefficients of an image, each mirror step divides the
+            error by about ten (camera, 512², sp3, float32: 0.072 at most, RMS 0.0059;
+            after one step 0.0078 and 0.00049; after two 0.0011 and 0.00006). On edited
+            coefficients the steps tend to the inverse ``(SA)⁻¹ S c``, which with
+            ``'mirror'`` is not the least-squares one (``'exact'`` is).
 
         Returns
         -------
@@ -846,10 +854,19 @@ class SteerablePyramid:
         """
         if method not in ("mirror", "adjoint", "exact"):
             raise ValueError(f"method must be 'mirror', 'adjoint' or 'exact', got {method!r}")
+        if isinstance(refine, bool) or not isinstance(refine, int | np.integer) or refine < 0:
+            raise ValueError(f"refine must be a non-negative int, got {refine!r}")
+        if refine and method == "exact":
+            raise ValueError("refine applies to the 'mirror' and 'adjoint' methods, not 'exact'")
         ops = self._operators()
         coefficients = (self.highpass, self.bands, self.residual)
         if method != "exact":
-            return ops.synthesise(*coefficients, method)
+            x = ops.synthesise(*coefficients, method)
+            for _ in range(refine):
+                x += ops.synthesise(
+                    *_subtract_from(coefficients, ops.analyse(x, self.levels)), method
+                )
+            return x
         tol = float(tol)
         if not tol > 0:
             raise ValueError(f"tol must be positive, got {tol}")
@@ -959,6 +976,17 @@ class SteerablePyramid:
             coefficients themselves (2-D or 3-D), not rescaled.
         """
         return [[self.highpass], *[list(level) for level in self.bands], [self.residual]]
+
+
+def _subtract_from(coefficients: tuple, estimate: tuple) -> tuple:
+    """``c - A x`` for coefficients ``c`` and ``estimate = A x``, written over the estimate."""
+    (h, bands, r), (eh, ebands, er) = coefficients, estimate
+    np.subtract(h, eh, out=eh)
+    for level, elevel in zip(bands, ebands):
+        for band, eband in zip(level, elevel):
+            np.subtract(band, eband, out=eband)
+    np.subtract(r, er, out=er)
+    return eh, ebands, er
 
 
 def _conjugate_gradients(

@@ -165,6 +165,10 @@ def test_steerable_decompose_and_exact_reconstruct(tmp_path):
     assert run("reconstruct", out / "pyramid.npz", "-o", tmp_path / "back.png") == 0
     back = read_image(tmp_path / "back.png").astype(int)
     assert np.abs(back - x).max() <= 1  # exact inverse, then rounded to 8 bits
+    refined = tmp_path / "refined.png"
+    assert run("reconstruct", out, "--method", "mirror", "--refine", "2", "-o", refined) == 0
+    assert np.abs(read_image(refined).astype(int) - x).max() <= 3
+    assert run("reconstruct", out, "--refine", "1", "-o", tmp_path / "no.png") == 2
 
 
 def test_orientations_only_apply_to_steerable(tmp_path, capsys):

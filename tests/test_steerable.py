@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -289,12 +290,32 @@ def test_exact_reconstruction_reaches_the_tolerance(boundary, dtype, tol):
     assert np.linalg.norm(out - x) <= 20 * tol * np.linalg.norm(x)
 
 
+@pytest.mark.parametrize("shape", [(96, 128), (101, 87, 2)])
+def test_each_refinement_step_divides_the_mirror_error(shape):
+    from skimage import data
+
+    camera = data.camera()[: 4 * shape[0] : 4, : 4 * shape[1] : 4] / 255.0
+    x = camera if len(shape) == 2 else np.stack([camera, camera[::-1, ::-1]], -1)
+    x = x.astype(np.float32)
+    pyr = steerable_pyramid(x)
+    errors = [np.abs(pyr.reconstruct(refine=k) - x) for k in range(3)]
+    assert all(e.dtype == np.float32 for e in errors)
+    for before, after in itertools.pairwise(errors):
+        assert after.max() <= 0.25 * before.max()
+        assert np.sqrt(np.mean(after**2)) <= 0.25 * np.sqrt(np.mean(before**2))
+
+
 def test_reconstruction_rejects_bad_arguments_and_warns_when_not_converged():
     pyr = steerable_pyramid(_rng(11).random((40, 40)), orientations=2)
     with pytest.raises(ValueError, match="method"):
         pyr.reconstruct("pseudo")
     with pytest.raises(ValueError, match="tol"):
         pyr.reconstruct("exact", tol=0)
+    for refine in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="refine"):
+            pyr.reconstruct(refine=refine)
+    with pytest.raises(ValueError, match="refine"):
+        pyr.reconstruct("exact", refine=1)
     with pytest.warns(RuntimeWarning, match="iterations"):
         pyr.reconstruct("exact", tol=1e-12, maxiter=1)
 
