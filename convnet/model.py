@@ -205,7 +205,8 @@ class Sequential:
         return self.num_threads if self.num_threads is not None else blas_threads()
 
     def _chunk_stacks(self, count: int) -> list[list[Layer]]:
-        """``count`` layer stacks, the model's own first, twins (kept between calls) after.
+        """``count`` layer stacks, the model's own first, then twins (kept between calls
+        while the count does not shrink).
 
         Twins are rebuilt when a layer or its parameter dict has been replaced, and take
         the current training flags.
@@ -218,12 +219,14 @@ class Sequential:
             if any(t.params is not layer.params for t, layer in zip(stack, own, strict=True)):
                 del stacks[1:]
                 break
+        # Drop the twins a larger batch needed: they would keep its caches alive.
+        del stacks[max(count, 1) :]
         while len(stacks) < count:
             stacks.append([_twin(layer) for layer in own])
-        for stack in stacks[1:count]:
+        for stack in stacks[1:]:
             for twin, layer in zip(stack, own, strict=True):
                 twin.training = layer.training
-        return stacks[:count]
+        return stacks
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate ``dL/d(output)``; every layer stores its parameter gradients.

@@ -301,6 +301,17 @@ def test_chunk_twins_follow_loaded_parameters():
     np.testing.assert_array_equal(b.forward(x), a.forward(x))
 
 
+def test_twins_of_a_larger_batch_are_released():
+    net = lenet5(seed=0)
+    net.forward(_batch(200, np.float32)[0])
+    assert len(net._stacks) == 7
+    x, labels = _batch(64, np.float32)
+    logits = _step(net, x, labels)[0]
+    assert len(net._stacks) == 2  # the other five no longer hold the first batch's caches
+    reference = lenet5(seed=0)
+    np.testing.assert_array_equal(logits, reference.forward(x))
+
+
 def test_network_with_dropout_runs_whole_batches():
     """Dropout draws its masks from one generator: chunks on several threads would draw
     them in a timing-dependent order, so such a network is never split."""
