@@ -19,6 +19,7 @@ rounding.
 from __future__ import annotations
 
 import copy
+import operator
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -118,8 +119,9 @@ class Sequential:
         layer type this module does not know) always run whole batches.
     num_threads : int or None
         Most threads the chunks run on; None (default) uses as many as BLAS may use at the
-        time of the call (``threadpoolctl.threadpool_limits`` sets that). The results do not
-        depend on it.
+        time of the call (``threadpoolctl.threadpool_limits`` sets that; inside another
+        call that holds BLAS to one thread, such as a pyramid running at the same time,
+        that is 1). The results do not depend on it.
 
     Examples
     --------
@@ -172,6 +174,7 @@ class Sequential:
         spans = self._split(x)
         self._spans = spans
         if spans is None:
+            del self._stacks[1:]  # twins of an earlier, larger batch would keep its caches
             for _, layer in self.layers:
                 x = layer.forward(x)
             return x
@@ -213,7 +216,7 @@ class Sequential:
         """
         own = [layer for _, layer in self.layers]
         stacks = self._stacks
-        if not stacks or any(a is not b for a, b in zip(stacks[0], own, strict=False)):
+        if not stacks or len(stacks[0]) != len(own) or any(map(operator.is_not, stacks[0], own)):
             stacks = self._stacks = [own]
         for stack in stacks[1:]:
             if any(t.params is not layer.params for t, layer in zip(stack, own, strict=True)):

@@ -169,6 +169,8 @@ def _load_arrays(source: Path) -> dict[str, np.ndarray]:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     arrays = _load_arrays(Path(args.source))
     kind = str(arrays.get("kind", ""))
+    if args.refine and kind != "steerable":
+        raise CommandError("--refine applies to steerable pyramids only")
     if kind == "laplacian":
         image = LaplacianPyramid.from_arrays(arrays).reconstruct()
     elif kind == "gaussian":

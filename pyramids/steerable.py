@@ -44,9 +44,10 @@ Reconstruction (:meth:`SteerablePyramid.reconstruct`) is one of three:
 ``'mirror'`` (default)
     The same synthesis filters applied to the coefficients extended as the analysis extended
     the image: zeros between the samples of a downsampled level, then a mirror in which each
-    angular monomial band keeps its symmetry (even or odd about either axis). It costs what
-    the adjoint costs; with ``'reflect'`` its error is the filter set's, borders included
-    (0.07 at most, 0.024 inside, RMS 0.006). With the other boundaries it is the adjoint.
+    angular monomial band keeps its symmetry (even or odd about either axis). It costs about
+    what the adjoint costs; with ``'reflect'`` its error is close to the filter set's,
+    borders included, but for a border term where a level has an even side (0.07 at most,
+    0.024 inside, RMS 0.006). With the other boundaries it is the adjoint.
 ``'exact'``
     The least-squares inverse, by conjugate gradients on ``AᵀA`` started from the mirror
     synthesis (``tol=1e-7``: 1.9e-7 relative).
@@ -818,11 +819,16 @@ class SteerablePyramid:
             ``'mirror'`` (default): the same synthesis filters applied to the coefficients
             extended the way the analysis extended the image: zeros between the samples of
             a downsampled level, then a mirror with each angular monomial band's symmetry
-            (even or odd about either axis). It costs what the adjoint costs, and with
-            ``'reflect'`` its error is the filter set's, near the borders too. With the
-            other boundaries it *is* the adjoint: for ``'symmetric'``, ``'periodic'`` and
-            ``'zero'`` the transpose already extends the coefficients that way, and
-            ``'nearest'`` has no mirror.
+            (even or odd about either axis). It costs about what the adjoint costs. With
+            ``'reflect'`` its error is close to the filter set's, borders included, but
+            for a border term where a level has an even side (camera, 512²: 0.072 at most,
+            0.024 inside a 32-pixel margin). With the other boundaries it *is* the
+            adjoint: for ``'symmetric'``, ``'periodic'`` and ``'zero'`` the transpose
+            already extends the coefficients that way, and ``'nearest'`` has no mirror.
+            Only ``'periodic'`` then inverts as well (0.024 at most, at even sides); the
+            others keep large border errors (camera, 512²: 15 at most with
+            ``'symmetric'``, 17 with ``'nearest'``, 0.6 with ``'zero'``), which only
+            ``'exact'`` removes.
             ``'exact'``: the least-squares solution of ``A x = c`` by conjugate gradients
             on ``AᵀA``, started from the mirror synthesis.
         tol : float
@@ -833,13 +839,16 @@ class SteerablePyramid:
             For ``'exact'``: most conjugate-gradient iterations (each costs one analysis
             and one synthesis). A ``RuntimeWarning`` says when ``tol`` was not reached.
         refine : int
-            For ``'mirror'`` and ``'adjoint'``: correction steps ``x ← x + S(c - A x)``
-            after ``x = S c``, ``S`` the method's synthesis; each costs one analysis and
-            one synthesis. On the coefficients of an image, each mirror step divides the
-            error by about ten (camera, 512², sp3, float32: 0.072 at most, RMS 0.0059;
-            after one step 0.0078 and 0.00049; after two 0.0011 and 0.00006). On edited
-            coefficients the steps tend to the inverse ``(SA)⁻¹ S c``, which with
-            ``'mirror'`` is not the least-squares one (``'exact'`` is).
+            Correction steps ``x ← x + S(c - A x)`` after ``x = S c``, ``S`` the mirror
+            synthesis; each costs one analysis and one synthesis. On the coefficients of
+            an image, each step divides the error by about ten (camera, 512², sp3,
+            float32: 0.072 at most, RMS 0.0059; after one step 0.0078 and 0.00049; after
+            two 0.0011 and 0.00006). The steps converge only where ``S`` is close to an
+            inverse of ``A``, so they are allowed with ``method='mirror'`` and
+            ``boundary='reflect'``, or ``'periodic'`` when every level but the residual
+            has even sides; elsewhere a ``ValueError`` points to ``'exact'``. On edited
+            coefficients the steps tend to ``(SA)⁻¹ S c``, which is not the least-squares
+            inverse (``'exact'`` is).
 
         Returns
         -------
@@ -856,16 +865,20 @@ class SteerablePyramid:
             raise ValueError(f"method must be 'mirror', 'adjoint' or 'exact', got {method!r}")
         if isinstance(refine, bool) or not isinstance(refine, int | np.integer) or refine < 0:
             raise ValueError(f"refine must be a non-negative int, got {refine!r}")
-        if refine and method == "exact":
-            raise ValueError("refine applies to the 'mirror' and 'adjoint' methods, not 'exact'")
         ops = self._operators()
+        if refine and (method != "mirror" or not self._refines(ops)):
+            raise ValueError(
+                "refine needs method='mirror' with boundary 'reflect', or 'periodic' with even "
+                "sides at every level but the residual's (elsewhere the steps need not "
+                f"converge); got method={method!r}, boundary={self.boundary!r}, levels of "
+                f"shapes {[level[0].shape[:2] for level in self.bands]}: use method='exact'"
+            )
         coefficients = (self.highpass, self.bands, self.residual)
         if method != "exact":
             x = ops.synthesise(*coefficients, method)
             for _ in range(refine):
-                x += ops.synthesise(
-                    *_subtract_from(coefficients, ops.analyse(x, self.levels)), method
-                )
+                residual = _subtract_from(coefficients, ops.analyse(x, self.levels))
+                x += ops.synthesise(*residual, "mirror")
             return x
         tol = float(tol)
         if not tol > 0:
@@ -875,6 +888,13 @@ class SteerablePyramid:
         rhs = ops.synthesise(*coefficients, "adjoint")
         start = ops.synthesise(*coefficients, "mirror") if ops.mirrors else rhs.copy()
         return _conjugate_gradients(ops, rhs, start, self.levels, tol, int(maxiter))
+
+    def _refines(self, ops: _Operators) -> bool:
+        """Whether the mirror synthesis is close enough to an inverse for ``refine``."""
+        if self.boundary == "periodic":  # the period survives ↓2 only at even sides
+            sides = [side for level in self.bands for side in level[0].shape[:2]]
+            return all(side % 2 == 0 for side in sides)
+        return ops.mirrors
 
     # ------------------------------------------------------------------ steering
 

@@ -312,6 +312,18 @@ def test_twins_of_a_larger_batch_are_released():
     np.testing.assert_array_equal(logits, reference.forward(x))
 
 
+def test_whole_batch_releases_twins_and_a_changed_layer_list_rebuilds_them():
+    net = lenet5(seed=0)
+    net.forward(_batch(100, np.float32)[0])
+    assert len(net._stacks) == 4
+    net.forward(_batch(10, np.float32)[0])
+    assert len(net._stacks) == 1
+    net.forward(_batch(100, np.float32)[0])
+    net.layers.append(("relu5", ReLU()))
+    x = _batch(100, np.float32)[0]
+    np.testing.assert_array_equal(net.forward(x), np.maximum(lenet5(seed=0).forward(x), 0))
+
+
 def test_network_with_dropout_runs_whole_batches():
     """Dropout draws its masks from one generator: chunks on several threads would draw
     them in a timing-dependent order, so such a network is never split."""

@@ -169,6 +169,10 @@ def test_steerable_decompose_and_exact_reconstruct(tmp_path):
     assert run("reconstruct", out, "--method", "mirror", "--refine", "2", "-o", refined) == 0
     assert np.abs(read_image(refined).astype(int) - x).max() <= 3
     assert run("reconstruct", out, "--refine", "1", "-o", tmp_path / "no.png") == 2
+    lap = tmp_path / "lap"
+    assert run("decompose", src, "--kind", "laplacian", "-o", lap) == 0
+    no = tmp_path / "no2.png"
+    assert run("reconstruct", lap, "--method", "mirror", "--refine", "1", "-o", no) == 2
 
 
 def test_orientations_only_apply_to_steerable(tmp_path, capsys):
