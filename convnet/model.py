@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import copy
 import operator
-import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from pyramids.operators import blas_threads, single_threaded_blas
+from pyramids.operators import blas_threads, run_split
 
 from .layers import AvgPool2D, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
 
@@ -51,49 +49,19 @@ _CHUNKABLE = (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
 
 # --------------------------------------------------------------------------- threads
 
-_executor: ThreadPoolExecutor | None = None
-_executor_size = 0
-_executor_lock = threading.Lock()
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A shared pool of at least ``workers`` threads (created on first use)."""
-    global _executor, _executor_size
-    with _executor_lock:
-        if _executor is None or _executor_size < workers:
-            # Not shut down: another caller may still be submitting to the old pool, whose
-            # idle threads exit once it is garbage-collected.
-            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convnet")
-            _executor_size = workers
-        return _executor
-
 
 def _run_chunks(task: Callable[[int], None], count: int, threads: int) -> None:
-    """Run ``task(0) … task(count - 1)`` on up to ``threads`` threads, the caller's included.
+    """Run ``task(0) … task(count - 1)`` on up to ``threads`` threads of the package's pool.
 
-    Thread ``t`` takes chunks ``t, t + threads, …``; which thread runs a chunk never
-    changes its result, since every chunk has its own layer twins. BLAS is held to one
-    thread even when the chunks run one after the other, so that every product is computed
-    the same way whatever the thread count.
+    Which thread runs a chunk never changes its result, since every chunk has its own layer
+    twins; BLAS is held to one thread (:func:`pyramids.operators.run_split`).
     """
-    threads = min(threads, count)
 
-    def part(first: int) -> None:
-        for i in range(first, count, threads):
+    def part(start: int, stop: int) -> None:
+        for i in range(start, stop):
             task(i)
 
-    with single_threaded_blas():
-        if threads <= 1:
-            part(0)
-            return
-        pool = _pool(threads - 1)
-        futures = [pool.submit(part, t) for t in range(1, threads)]
-        try:
-            part(0)
-        finally:
-            wait(futures)
-        for future in futures:
-            future.result()  # re-raise a worker's exception
+    run_split(part, count, parts=threads)
 
 
 def _twin(layer: Layer) -> Layer:

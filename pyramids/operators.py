@@ -627,6 +627,8 @@ def expand_matrix(
 
 _num_threads = max(1, int(os.environ.get("PYRAMIDS_NUM_THREADS", min(4, os.cpu_count() or 1))))
 _executor: ThreadPoolExecutor | None = None
+_executor_size = 0
+_executor_lock = threading.Lock()
 
 
 def set_num_threads(n: int) -> None:
@@ -634,12 +636,8 @@ def set_num_threads(n: int) -> None:
 
     The environment variable ``PYRAMIDS_NUM_THREADS`` sets the initial value.
     """
-    global _num_threads, _executor
-    n = _check_length(n, "n")
-    if n != _num_threads and _executor is not None:
-        _executor.shutdown(wait=True)
-        _executor = None
-    _num_threads = n
+    global _num_threads
+    _num_threads = _check_length(n, "n")  # the pool grows to it on its next use
 
 
 def get_num_threads() -> int:
@@ -694,18 +692,35 @@ def single_threaded_blas():
                 _blas_limiter = None
 
 
-def run_split(task, n_items: int, out_elements: int) -> None:
-    """Run ``task(start, stop)`` over ``0 … n_items`` split into contiguous parts."""
-    parts = min(_num_threads, n_items) if out_elements >= _THREAD_MIN_ELEMENTS else 1
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared pool, grown to at least ``workers`` threads."""
+    global _executor, _executor_size
+    with _executor_lock:
+        if _executor is None or _executor_size < workers:
+            # The old pool is not shut down: another caller may still be submitting to it;
+            # its idle threads exit once it is garbage-collected.
+            _executor_size = max(workers, _num_threads)
+            _executor = ThreadPoolExecutor(_executor_size, thread_name_prefix="pyramids")
+        return _executor
+
+
+def run_split(task, n_items: int, out_elements: int = 0, *, parts: int | None = None) -> None:
+    """Run ``task(start, stop)`` over ``0 … n_items`` split into contiguous parts.
+
+    ``parts`` defaults to the package's thread count when the output has at least
+    ``_THREAD_MIN_ELEMENTS`` elements, else 1. BLAS is held to one thread throughout, also
+    when the parts run one after the other, so every product is computed the same way.
+    """
+    if parts is None:
+        parts = _num_threads if out_elements >= _THREAD_MIN_ELEMENTS else 1
+    parts = min(parts, n_items)
     with single_threaded_blas():
         if parts <= 1:
             task(0, n_items)
             return
-        global _executor
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=_num_threads, thread_name_prefix="pyramids")
         bounds = np.linspace(0, n_items, parts + 1).round().astype(int)
-        futures = [_executor.submit(task, a, b) for a, b in itertools.pairwise(bounds) if b > a]
+        pool = _pool(parts)
+        futures = [pool.submit(task, a, b) for a, b in itertools.pairwise(bounds) if b > a]
         for future in futures:
             future.result()
 
