@@ -3,10 +3,10 @@
 Times a training step (forward, backward and an SGD-with-momentum update) at batch sizes
 64 and 256, and inference at batch 256, in float32, as the median of several repeats of
 several steps each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
-LeNet-5 runs in PyTorch on the CPU with the same number of threads, and the ratio is
-printed. A parity check first loads identical weights into both and compares logits and
-gradients. Our network runs batches larger than ``Sequential.chunk_size`` in chunks on as
-many threads as BLAS may use (``--threads``).
+LeNet-5 runs in PyTorch on the CPU with the same number of threads, its repeats interleaved
+with ours, and the ratio is printed. A parity check first loads identical weights into
+both and compares logits and gradients. Our network runs batches larger than
+``Sequential.chunk_size`` in chunks on as many threads as BLAS may use (``--threads``).
 
     python benchmarks/bench_convnet.py [--threads N] [--repeats R] [--steps S]
 """
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from harness import interleaved_medians, print_machine
 
 
 def _limit_threads(n: int):
@@ -27,19 +26,8 @@ def _limit_threads(n: int):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _median_rate(step, batch: int, steps: int, repeats: int) -> float:
-    for _ in range(3):  # warm-up: allocations, BLAS buffers
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        times.append((time.perf_counter() - start) / steps)
-    return batch / statistics.median(times)
-
-
-def ours(batch: int, train: bool, steps: int, repeats: int) -> float:
+def ours(batch: int, train: bool):
+    """One training step (or one forward pass) of our LeNet-5 on a fixed random batch."""
     from convnet import SGD, cross_entropy, lenet5
 
     rng = np.random.default_rng(0)
@@ -55,7 +43,7 @@ def ours(batch: int, train: bool, steps: int, repeats: int) -> float:
 
     if not train:
         net.eval()
-    return _median_rate(train_step if train else lambda: net.forward(x), batch, steps, repeats)
+    return train_step if train else lambda: net.forward(x)
 
 
 def _torch_lenet():
@@ -69,7 +57,8 @@ def _torch_lenet():
     ).to(torch.float32)  # fmt: skip
 
 
-def theirs(batch: int, train: bool, steps: int, repeats: int) -> float:
+def theirs(batch: int, train: bool):
+    """The same step in PyTorch, with the same loss and optimizer."""
     import torch
 
     torch.manual_seed(0)
@@ -89,7 +78,7 @@ def theirs(batch: int, train: bool, steps: int, repeats: int) -> float:
             net(x)
 
     net.train(train)
-    return _median_rate(train_step if train else infer, batch, steps, repeats)
+    return train_step if train else infer
 
 
 def parity() -> tuple[float, float]:
@@ -143,7 +132,8 @@ def main() -> None:
         have_torch = True
     except ImportError:
         have_torch = False
-    print(f"LeNet-5, float32, {args.threads} thread(s), median of {args.repeats} x "
+    print_machine()
+    print(f"LeNet-5, float32, {args.threads} thread(s), median of {args.repeats} interleaved x "
           f"{args.steps} steps")  # fmt: skip
     if have_torch:
         logit_err, grad_err = parity()
@@ -161,10 +151,14 @@ def main() -> None:
             ("train, batch 256", 256, True),
             ("inference, batch 256", 256, False),
         ):
-            mine = ours(batch, train, args.steps, args.repeats)
+            steps = {"ours": ours(batch, train)}
+            if have_torch:
+                steps["torch"] = theirs(batch, train)
+            seconds = interleaved_medians(steps, args.repeats, warmup=3, inner=args.steps)
+            mine = batch / seconds["ours"]
             line = f"{label:<22}{mine:>15,.0f}"
             if have_torch:
-                ref = theirs(batch, train, args.steps, args.repeats)
+                ref = batch / seconds["torch"]
                 line += f"{ref:>15,.0f}{mine / ref:>8.2f}"
             print(line, flush=True)
 

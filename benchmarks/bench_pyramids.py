@@ -18,27 +18,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import statistics
-import time
 import tracemalloc
 
 import numpy as np
+from harness import interleaved_medians, print_machine
 
 import pyramids
-
-
-def median_times(functions: dict, repeats: int) -> dict[str, float]:
-    """Median time of each function, the repeats interleaved across the functions."""
-    for fn in functions.values():
-        fn()  # warm up: operator caches, thread pools, first-touch of memory
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_memory_ratio(image: np.ndarray, levels: int) -> float:
@@ -92,8 +77,9 @@ def main() -> None:
     if args.pyrtools:
         import pyrtools
 
-    print(f"float32, {args.levels} reductions, median of {args.repeats}, {args.threads} threads,"
-          f" {os.cpu_count()} CPUs")  # fmt: skip
+    print_machine()
+    print(f"float32, {args.levels} reductions, median of {args.repeats} interleaved repeats, "
+          f"{args.threads} threads")  # fmt: skip
     header = "| image | ours build | ours collapse | peak mem / pyramid |"
     peers = []
     if pyramid_laplacian:
@@ -122,7 +108,11 @@ def main() -> None:
             if cv2:
                 functions["cv build"] = functools.partial(cv_build, x)
                 functions["cv collapse"] = functools.partial(cv_collapse, *cv_build(x))
-            t = median_times(functions, args.repeats)
+            if pyrtools and channels == 1:
+                functions["pyrtools"] = functools.partial(
+                    pyrtools.pyramids.LaplacianPyramid, x, height=args.levels + 1
+                )
+            t = interleaved_medians(functions, args.repeats)
             build, collapse = t["build"], t["collapse"]
             memory = peak_memory_ratio(x, args.levels)
             row = f"| {'×'.join(map(str, shape))} | {build * 1e3:.1f} ms | "
@@ -134,14 +124,8 @@ def main() -> None:
                 row += f" {b * 1e3:.1f} ms ({b / build:.2f}×) | {c * 1e3:.1f} ms "
                 row += f"({c / collapse:.2f}×) |"
             if pyrtools:
-                if channels == 1:
-                    run = functools.partial(
-                        pyrtools.pyramids.LaplacianPyramid, x, height=args.levels + 1
-                    )
-                    p = median_times({"pyrtools": run}, max(1, args.repeats // 2))["pyrtools"]
-                    row += f" {p * 1e3:.0f} ms ({p / build:.1f}×) |"
-                else:
-                    row += " – |"
+                p = t.get("pyrtools")
+                row += f" {p * 1e3:.0f} ms ({p / build:.1f}×) |" if p else " – |"
             print(row, flush=True)
 
 

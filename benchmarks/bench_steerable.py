@@ -28,6 +28,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from harness import print_machine
 
 from pyramids.steerable import steerable_pyramid
 
@@ -162,6 +163,7 @@ def main() -> None:
         "--exact-max", type=int, default=512, help="largest size for the (slow) exact inverse"
     )
     args = parser.parse_args()
+    print_machine()
     if args.memory:
         memory(args.memory, None, np.float64 if args.float64 else np.float32)
         return
