@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,71 @@ class Optimizer:
         self.params = dict(params)
         self.lr = float(lr)
         self.steps = 0
+
+    #: Names of the attributes that hold one buffer per parameter (``{name: ndarray}``).
+    _buffers: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a later step depends on, as copies: ``steps``, ``lr`` and the buffers.
+
+        Returns
+        -------
+        dict
+            ``{"steps": int, "lr": float, <buffer>: {parameter name: ndarray}, …}`` with
+            the buffers of the optimiser (``velocity`` for :class:`SGD`, ``m`` and ``v``
+            for :class:`Adam`); plain values and arrays only, so that it can be saved
+            without pickling.
+        """
+        state: dict[str, Any] = {"steps": self.steps, "lr": self.lr}
+        for buffer in self._buffers:
+            state[buffer] = {k: v.copy() for k, v in getattr(self, buffer).items()}
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict`, so that the next step is the one it would have made.
+
+        Parameters
+        ----------
+        state : mapping
+            As returned by :meth:`state_dict` of an optimiser of the same class over
+            parameters of the same names and shapes.
+
+        Raises
+        ------
+        ValueError
+            If an entry is missing or has the wrong name, shape or value.
+        """
+        expected = {"steps", "lr", *self._buffers}
+        if set(state) != expected:
+            raise ValueError(
+                f"{type(self).__name__} state must have the entries {sorted(expected)}, "
+                f"got {sorted(state)}"
+            )
+        steps, lr = state["steps"], state["lr"]
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+            raise ValueError(f"steps must be a whole number ≥ 0, got {steps!r}")
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        for buffer in self._buffers:
+            own, new = getattr(self, buffer), state[buffer]
+            if set(new) != set(own):
+                raise ValueError(
+                    f"{buffer} buffers are for the parameters {sorted(new)}, "
+                    f"expected {sorted(own)}"
+                )
+            for name, value in new.items():
+                value = np.asarray(value)
+                if value.shape != own[name].shape or value.dtype != own[name].dtype:
+                    raise ValueError(
+                        f"{buffer} buffer {name!r} must be {own[name].dtype} of shape "
+                        f"{own[name].shape}, got {value.dtype} of shape {value.shape}"
+                    )
+                if not np.isfinite(value).all():
+                    raise ValueError(f"{buffer} buffer {name!r} contains NaN or infinity")
+        for buffer in self._buffers:
+            for name, value in state[buffer].items():
+                getattr(self, buffer)[name][...] = value
+        self.steps, self.lr = int(steps), float(lr)
 
     def _check(self, grads: Mapping[str, np.ndarray]) -> None:
         missing = set(self.params) - set(grads)
@@ -68,6 +134,8 @@ class SGD(Optimizer):
     >>> p["w"]
     array([0.8])
     """
+
+    _buffers = ("velocity",)
 
     def __init__(
         self,
@@ -118,6 +186,8 @@ class Adam(Optimizer):
         L2 penalty added to the gradient (as ``torch.optim.Adam``).
     """
 
+    _buffers = ("m", "v")
+
     def __init__(
         self,
         params: Mapping[str, np.ndarray],
@@ -161,6 +231,18 @@ class _Schedule:
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.count = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """The schedule's position, ``{"count": steps taken}``."""
+        return {"count": self.count}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Return to a :meth:`state_dict`'s position and set the optimiser's rate to match."""
+        count = state.get("count") if isinstance(state, Mapping) else None
+        if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 0:
+            raise ValueError(f"a schedule state needs a whole number count ≥ 0, got {count!r}")
+        self.count = int(count)
+        self.optimizer.lr = self.lr_at(self.count)
 
     def step(self) -> float:
         """Advance one step and set (and return) the optimiser's learning rate."""
