@@ -8,7 +8,7 @@ repository. When it is missing, tests that need it are skipped with the reason, 
 import os
 from pathlib import Path
 
-import pytest
+from requires import skip_or_fail
 
 FILES = (
     "train-images-idx3-ubyte.gz",
@@ -29,7 +29,5 @@ def mnist5k_dir() -> Path:
     missing = [f for f in FILES if not (path / f).is_file()]
     if missing:
         reason = f"mnist-5k data not found at {path} (missing {', '.join(missing)})"
-        if os.environ.get("REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(reason + "; REQUIRE_SHARED_DATA=1 makes this an error")
-        pytest.skip(reason)
+        skip_or_fail(reason, "REQUIRE_SHARED_DATA")
     return path

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from requires import require_module
 
 import pyramids
 from pyramids import operators
@@ -144,7 +145,7 @@ def test_matches_opencv_when_available():
     For an odd output length OpenCV upsamples to the even length and crops, so its last
     row and column differ from F of DESIGN.md §1, which reflects on the exact length.
     """
-    cv2 = pytest.importorskip("cv2", reason="OpenCV is an optional benchmark peer")
+    cv2 = require_module("cv2", "OpenCV is the reference for pyrDown/pyrUp")
     for h, w in [(34, 46), (33, 45)]:
         x = np.random.default_rng(8).random((h, w)).astype(np.float32)
         np.testing.assert_allclose(pyramids.reduce(x), cv2.pyrDown(x), atol=1e-6)

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+from requires import require_module
 from scipy import ndimage as ndi
 
 from pyramids.steerable import (
@@ -73,7 +74,9 @@ def test_filter_sets_are_selected_by_name_order_or_orientations():
 
 @pytest.mark.parametrize("name", SETS)
 def test_filter_tables_equal_the_published_numbers(name):
-    filters = pytest.importorskip("pyrtools.pyramids.filters")
+    filters = require_module(
+        "pyrtools.pyramids.filters", "pyrtools holds the published filter tables"
+    )
     published = filters.steerable_filters(f"{name}_filters")
     fs = get_filter_set(name)
     side = fs.bands.shape[-1]
