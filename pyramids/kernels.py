@@ -6,24 +6,48 @@ Every function that takes ``kernel=`` accepts any of:
 * ``"binomial"`` (the default): ``[1, 4, 6, 4, 1] / 16``, which is the Burt–Adelson kernel
   with ``a = 0.375``;
 * ``"binomial3"``, ``"binomial5"``, ``"binomial7"``, ...: the normalised binomial
-  coefficients of that (odd) length;
+  coefficients of that (odd) length, up to :data:`MAX_KERNEL_TAPS`;
 * a float ``a``: the Burt–Adelson 5-tap kernel ``[1/4 - a/2, 1/4, a, 1/4, 1/4 - a/2]``;
 * an array of weights, validated as above.
+
+Kernels are at most :data:`MAX_KERNEL_TAPS` = 16383 taps long. A pyramid reduces an image
+only while its smaller side is at least as long as the kernel
+(:func:`pyramids.laplacian.default_levels`), and the largest image that
+:func:`pyramids.io.read_image` accepts by default, ``2**28`` pixels, has a smaller side of at
+most ``2**14 = 16384``: a longer kernel could never be used, and is refused at once rather
+than costing minutes of arithmetic and gigabytes of operator.
 """
 
 from __future__ import annotations
 
 import re
-from math import comb
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["KernelLike", "binomial_kernel", "burt_adelson_kernel", "resolve_kernel"]
+__all__ = [
+    "MAX_KERNEL_TAPS",
+    "KernelLike",
+    "binomial_kernel",
+    "burt_adelson_kernel",
+    "resolve_kernel",
+]
 
 KernelLike = str | float | ArrayLike
 
 DEFAULT_KERNEL = "binomial"
+
+MAX_KERNEL_TAPS = 16383
+"""The longest kernel accepted: the largest odd length not above ``2**14`` (module docstring)."""
+
+
+def _check_taps(length: int | str) -> None:
+    if isinstance(length, str) or length > MAX_KERNEL_TAPS:
+        raise ValueError(
+            f"a kernel of {length} taps is longer than any image could use: at most "
+            f"{MAX_KERNEL_TAPS} taps (a pyramid reduces only sides at least as long as its "
+            "kernel, and an image of at most 2**28 pixels has a smaller side of at most 16384)"
+        )
 
 
 def binomial_kernel(length: int = 5) -> np.ndarray:
@@ -37,7 +61,15 @@ def binomial_kernel(length: int = 5) -> np.ndarray:
     Returns
     -------
     ndarray, shape (length,), float64
-        ``C(length - 1, k) / 2**(length - 1)`` for ``k = 0 … length - 1``.
+        ``C(length - 1, k) / 2**(length - 1)`` for ``k = 0 … length - 1``, each correctly
+        rounded: the coefficients are exact integers and the division is Python's exact
+        integer true division, so no intermediate overflows (far taps of long kernels
+        round to 0). Linear in ``length`` big-integer steps: 16383 taps take tens of ms.
+
+    Raises
+    ------
+    ValueError
+        If ``length`` is even, below 1 or above :data:`MAX_KERNEL_TAPS`.
 
     Examples
     --------
@@ -48,8 +80,15 @@ def binomial_kernel(length: int = 5) -> np.ndarray:
         raise TypeError(f"length must be an int, got {type(length).__name__}")
     if length < 1 or length % 2 == 0:
         raise ValueError(f"length must be odd and at least 1, got {length}")
+    _check_taps(int(length))
     n = int(length) - 1
-    return np.array([comb(n, k) for k in range(n + 1)], dtype=np.float64) / 2.0**n
+    denominator = 1 << n
+    half = []  # C(n, k) / 2**n for k = 0 … n/2, by the recurrence C(n, k+1) = C(n, k)(n-k)/(k+1)
+    coefficient = 1
+    for k in range(n // 2 + 1):
+        half.append(coefficient / denominator)
+        coefficient = coefficient * (n - k) // (k + 1)
+    return np.array(half + half[-2::-1], dtype=np.float64)
 
 
 def burt_adelson_kernel(a: float = 0.375) -> np.ndarray:
@@ -92,8 +131,8 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the kernel is unknown, empty, of even length, not symmetric, not finite, or does
-        not sum to 1.
+        If the kernel is unknown, empty, of even length, longer than
+        :data:`MAX_KERNEL_TAPS`, not symmetric, not finite, or does not sum to 1.
     TypeError
         If ``kernel`` is of an unsupported type.
     """
@@ -104,7 +143,10 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
                 f"unknown kernel name {kernel!r}; use 'binomial', 'binomialN' (N odd), "
                 "a Burt–Adelson parameter a (float) or an array of weights"
             )
-        weights = binomial_kernel(int(match.group(1) or 5))
+        digits = match.group(1) or "5"
+        if len(digits) > len(str(MAX_KERNEL_TAPS)):  # refuse before converting huge numbers
+            _check_taps(f"{digits[:8]}… ({len(digits)} digits)")
+        weights = binomial_kernel(int(digits))
     elif isinstance(kernel, bool):
         raise TypeError("kernel must be a name, a float or an array, got bool")
     elif isinstance(kernel, int | float | np.floating | np.integer):
@@ -116,6 +158,7 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
             raise TypeError(f"kernel must be a name, a float or an array: {exc}") from None
         if weights.ndim != 1 or weights.size == 0:
             raise ValueError(f"kernel must be a non-empty 1-D array, got shape {weights.shape}")
+        _check_taps(weights.size)
         if weights.size % 2 == 0:
             raise ValueError(f"kernel must have odd length, got {weights.size}")
         if not np.all(np.isfinite(weights)):
