@@ -15,6 +15,8 @@ def as_float_image(image: ArrayLike, name: str = "image", *, min_ndim: int = 2) 
     are scaled to ``[0, 1]`` by the maximum of their dtype (``uint8 / 255``,
     ``uint16 / 65535``; signed types by their positive maximum, so they land in ``[-1, 1]``),
     and booleans become 0.0 and 1.0, all as float64, as ``skimage.img_as_float`` does.
+    Any byte order is accepted: a big-endian array (``'>f4'``, ``'>u2'``) is treated as the
+    native array of the same kind and size, so ``'>f4'`` gives native float32.
     The input is never modified; the result may share its memory when no conversion is
     needed.
 
@@ -42,6 +44,8 @@ def as_float_image(image: ArrayLike, name: str = "image", *, min_ndim: int = 2) 
         array = np.asarray(image)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if not array.dtype.isnative:  # e.g. '>f4' read from a big-endian file: same kind and size
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == bool:
         array = array.astype(np.float64)
     elif np.issubdtype(array.dtype, np.integer):
