@@ -15,10 +15,7 @@ __all__ = ["blend"]
 
 def _check_mask(mask: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     """Validate a blending mask against the image shape; return it as float in [0, 1]."""
-    raw = np.asarray(mask)
-    if raw.dtype != bool and not np.issubdtype(raw.dtype, np.floating):
-        raise TypeError(f"mask must be boolean or float in [0, 1], got dtype {raw.dtype}")
-    m = as_float_image(raw, "mask")
+    m = as_float_image(mask, "mask")  # integer masks scaled by their dtype's maximum
     if m.shape != shape and m.shape != shape[:2]:
         allowed = f"{shape[:2]} or {shape}" if len(shape) == 3 else f"{shape}"
         raise ValueError(f"mask must have shape {allowed} to match the images, got {m.shape}")
@@ -50,9 +47,11 @@ def blend(
     a, b : array_like, shape (h, w) or (h, w, c)
         The two images, of equal shape. Float32 stays float32 when both are float32;
         integer images are scaled to [0, 1] by their dtype's maximum (``uint8 / 255``).
-    mask : array_like of bool or float, shape (h, w) or (h, w, c)
-        Weight of ``a``, in [0, 1] (``True`` / 1 takes ``a``). A 2-D mask applies to every
-        channel; a 3-D one gives each channel its own mask.
+    mask : array_like of bool, float or integers, shape (h, w) or (h, w, c)
+        Weight of ``a``, in [0, 1] (``True`` / 1 takes ``a``). Integer masks are scaled by
+        their dtype's maximum, as images are, so the ``uint8`` array that
+        ``read_image("images/mask.png")`` returns works as it is (255 takes ``a``). A 2-D
+        mask applies to every channel; a 3-D one gives each channel its own mask.
     levels : int, optional
         Number of reductions; default :func:`pyramids.laplacian.default_levels`.
     kernel : str, float or array_like
@@ -73,7 +72,7 @@ def blend(
         If the images differ in shape, are empty or not finite, or the mask has the wrong
         shape, NaN, or values outside [0, 1].
     TypeError
-        If the mask is neither boolean nor float.
+        If an image or the mask is not numeric.
 
     Examples
     --------
