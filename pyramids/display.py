@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["band_to_display", "grid_montage", "pyramid_montage"]
+__all__ = ["band_to_display", "grid_montage", "lowpass_to_display", "pyramid_montage"]
 
 
 def band_to_display(band: np.ndarray, percentile: float = 99.5) -> np.ndarray:
@@ -23,6 +23,23 @@ def band_to_display(band: np.ndarray, percentile: float = 99.5) -> np.ndarray:
     if scale == 0:
         return np.full_like(band, 0.5)
     return np.clip(0.5 + band / (2 * scale), 0.0, 1.0)
+
+
+def lowpass_to_display(image: np.ndarray) -> np.ndarray:
+    """Map a low-pass image of any range to [0, 1] for display: its minimum black, maximum white.
+
+    A steerable pyramid's low-pass residual carries the gain of its low-pass filters (a DC
+    gain of 2 per level: 8 after 3 levels, values from 0.25 to 6 on the grey cat), so
+    clipping it to [0, 1] shows a white patch; stretched to its own range it looks like the
+    blurred image it is. One range serves all channels, so colours keep their balance; a
+    constant image becomes mid-grey.
+    Display only: the ``.npz`` files keep the exact values.
+    """
+    array = np.asarray(image, dtype=np.float64)
+    low, high = float(array.min()), float(array.max())
+    if not high > low:
+        return np.full_like(array, 0.5)
+    return (array - low) / (high - low)
 
 
 def _as_rgb(image: np.ndarray, colour: bool) -> np.ndarray:
