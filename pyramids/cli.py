@@ -1,33 +1,57 @@
 """Command line: ``pyramids blend | decompose | reconstruct | figures``.
 
-Every failure a user can cause (a missing or corrupt file, a bad argument) ends with one
-line on stderr and exit status 2; outputs are written atomically and never onto an input.
+Exit status: 0 on success; 2 for a usage or input error (a bad argument; a missing,
+unreadable, corrupt, too large or inconsistent input file); 1 for a runtime failure (an
+output that cannot be written, memory exhausted); 130 when interrupted (Ctrl-C). Each
+failure is one line on stderr. Outputs are written atomically and never onto an input
+unless ``--force`` is given; ``decompose`` writes its whole directory or nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .arrays import as_float_image
 from .blend import blend
-from .display import band_to_display, grid_montage, pyramid_montage
-from .io import ImageFileError, atomic_path, read_image, write_image
-from .laplacian import LaplacianPyramid, gaussian_pyramid, laplacian_pyramid
+from .display import band_to_display, grid_montage, lowpass_to_display, pyramid_montage
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    image_size,
+    read_image,
+    read_pyramid,
+    write_image,
+    write_pyramid,
+)
+from .laplacian import gaussian_pyramid, laplacian_pyramid
 from .operators import BOUNDARIES
 from .samples import sample_images
 from .steerable import SteerablePyramid, steerable_pyramid
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 SAMPLE_NAMES = ("cat.png", "coffee.png", "mask.png")
+FIGURE_NAMES = (
+    "blend.jpg",
+    "blend_vs_cut.jpg",
+    "laplacian_montage.jpg",
+    "gaussian_montage.jpg",
+    "steerable_montage.jpg",
+)
+STEERABLE_METHODS = ("mirror", "adjoint", "exact")
+_RECONSTRUCT = inspect.signature(SteerablePyramid.reconstruct).parameters
 
 
 class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
+    """A usage or input error found by the command line itself: one line, exit status 2."""
 
 
 def _kernel(text: str) -> str | float:
@@ -38,15 +62,29 @@ def _kernel(text: str) -> str | float:
         return text
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _bit_depth(array: np.ndarray) -> int:
     return 16 if array.dtype == np.uint16 else 8
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
 def _check_output(output: Path, inputs: Sequence[Path], force: bool) -> None:
-    if force or not output.exists():
+    if force:
         return
     for path in inputs:
-        if path.exists() and output.resolve() == path.resolve():
+        if _same_file(output, path):
             raise CommandError(
                 f"output {output} is also an input; choose another name or pass --force"
             )
@@ -59,22 +97,26 @@ def _cmd_blend(args: argparse.Namespace) -> None:
     given = [args.a, args.b, args.mask]
     if any(given) and not all(given):
         raise CommandError("blend takes three images, A B MASK, or none for the samples")
+    output = Path(args.output)
     if all(given):
         paths = [Path(p) for p in given]
-        a, b, mask_image = (read_image(p) for p in paths)
     else:
         paths = [IMAGES / name for name in SAMPLE_NAMES]
-        if all(p.is_file() for p in paths):
-            a, b, mask_image = (read_image(p) for p in paths)
-        else:  # an installed package without the repository's images/
-            a, b, mask_image = sample_images()
-            paths = []
+        if not all(p.is_file() for p in paths):
+            paths = []  # an installed package without the repository's images/
         print(f"blending the sample images {', '.join(SAMPLE_NAMES)}")
-    mask = as_float_image(mask_image, "mask")
+    _check_output(output, paths, args.force)
+    if paths:
+        # sizes from the headers first: a mismatch is found without decoding anything
+        sizes = [image_size(p, max_pixels=args.max_pixels) for p in paths]
+        if len(set(sizes)) > 1:
+            listed = ", ".join(f"{p} {w}×{h}" for p, (h, w) in zip(paths, sizes))
+            raise CommandError(f"A, B and MASK must have the same shape (width×height): {listed}")
+        a, b, mask = (read_image(p, max_pixels=args.max_pixels) for p in paths)
+    else:
+        a, b, mask = sample_images()
     if mask.ndim == 3 and a.ndim == 2:
         raise CommandError("a colour mask needs colour images")
-    output = Path(args.output)
-    _check_output(output, paths, args.force)
     result = blend(a, b, mask, levels=args.levels, kernel=args.kernel, boundary=args.boundary)
     write_image(output, result, bit_depth=max(_bit_depth(a), _bit_depth(b)))
     print(f"wrote {output}")
@@ -83,106 +125,119 @@ def _cmd_blend(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- decompose
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with atomic_path(path) as tmp:
-        np.savez_compressed(tmp, **arrays)
-
-
-def _decompose_laplacian(
-    image: np.ndarray, args: argparse.Namespace, out: Path
-) -> tuple[int, dict[str, np.ndarray]]:
+def _decompose_laplacian(image: np.ndarray, args: argparse.Namespace, out: Path):
     pyr = laplacian_pyramid(image, args.levels, args.kernel, args.boundary)
     shown = [band_to_display(band) for band in pyr.bands] + [np.clip(pyr.residual, 0, 1)]
     for k, band in enumerate(shown[:-1]):
         write_image(out / f"band{k}.png", band)
     write_image(out / "residual.png", shown[-1])
     write_image(out / "montage.png", pyramid_montage(shown))
-    return pyr.levels, pyr.to_arrays()
+    return pyr.levels, pyr
 
 
-def _decompose_gaussian(
-    image: np.ndarray, args: argparse.Namespace, out: Path
-) -> tuple[int, dict[str, np.ndarray]]:
+def _decompose_gaussian(image: np.ndarray, args: argparse.Namespace, out: Path):
     levels = gaussian_pyramid(image, args.levels, args.kernel, args.boundary)
     for k, level in enumerate(levels):
         write_image(out / f"level{k}.png", level)
     write_image(out / "montage.png", pyramid_montage([np.clip(g, 0, 1) for g in levels]))
-    arrays = {f"level{k}": level for k, level in enumerate(levels)}
-    arrays.update(kind=np.array("gaussian"), boundary=np.array(args.boundary))
-    return len(levels) - 1, arrays
+    return len(levels) - 1, levels
 
 
-def _decompose_steerable(
-    image: np.ndarray, args: argparse.Namespace, out: Path
-) -> tuple[int, dict[str, np.ndarray]]:
+def _decompose_steerable(image: np.ndarray, args: argparse.Namespace, out: Path):
     pyr = steerable_pyramid(
         image, levels=args.levels, orientations=args.orientations, boundary=args.boundary
     )
     highpass = band_to_display(pyr.highpass)
     bands = [[band_to_display(band) for band in level] for level in pyr.bands]
-    residual = np.clip(pyr.residual, 0, 1)
+    residual = lowpass_to_display(pyr.residual)
     write_image(out / "highpass.png", highpass)
     for k, level in enumerate(bands):
         for j, band in enumerate(level):
             write_image(out / f"level{k}_orientation{j}.png", band)
     write_image(out / "residual.png", residual)
     write_image(out / "montage.png", grid_montage([[highpass], *bands, [residual]]))
-    return pyr.levels, pyr.to_arrays()
+    return pyr.levels, pyr
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A temporary directory on ``out``'s file system, removed at the end whatever happens.
+
+    It lies inside ``out`` when that exists, else in the nearest existing ancestor, so that
+    nothing (not even an empty ``out``) is created until everything is ready.
+    """
+    anchor = out if out.is_dir() else next(p for p in out.absolute().parents if p.is_dir())
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=anchor))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _publish(stage: Path, out: Path, inputs: Sequence[Path], force: bool) -> None:
+    """Move every file of ``stage`` into ``out``, refusing to replace an input."""
+    names = sorted(p.name for p in stage.iterdir())
+    if not out.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; give it the usual permissions
+        os.replace(stage, out)
+        return
+    for name in names:
+        for path in inputs:
+            if not force and _same_file(out / name, path):
+                raise CommandError(
+                    f"{out / name} would overwrite the input {path}; choose another output "
+                    "directory or pass --force"
+                )
+    # The old pyramid.npz goes first and the new one comes last, so that new pictures never
+    # sit beside an old pyramid.npz, even if a move fails halfway.
+    (out / "pyramid.npz").unlink(missing_ok=True)
+    for name in sorted(names, key=lambda name: name == "pyramid.npz"):
+        os.replace(stage / name, out / name)
 
 
 def _cmd_decompose(args: argparse.Namespace) -> None:
+    if args.kind != "steerable" and args.orientations is not None:
+        raise CommandError("--orientations applies to --kind steerable only")
     source = Path(args.image)
-    raw = read_image(source)
-    image = as_float_image(raw)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"output {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.kind != "steerable" and args.orientations is not None:
-        raise CommandError("--orientations applies to --kind steerable only")
+    raw = read_image(source, max_pixels=args.max_pixels)
+    image = as_float_image(raw)
     decompose = {
         "gaussian": _decompose_gaussian,
         "laplacian": _decompose_laplacian,
         "steerable": _decompose_steerable,
     }[args.kind]
-    levels, arrays = decompose(image, args, out)
-    # remember the input's bit depth, so that reconstruct writes it back the same way
-    arrays["bit_depth"] = np.array(_bit_depth(raw))
-    _save_npz(out / "pyramid.npz", arrays)
+    with _staging(out) as stage:
+        levels, pyramid = decompose(image, args, stage)
+        # remember the input's bit depth, so that reconstruct writes it back the same way
+        write_pyramid(
+            stage / "pyramid.npz", pyramid, bit_depth=_bit_depth(raw), boundary=args.boundary
+        )
+        _publish(stage, out, [source], args.force)
     print(f"wrote a {args.kind} pyramid of {levels} levels to {out}/ (montage.png, pyramid.npz)")
 
 
 # --------------------------------------------------------------------------- reconstruct
 
 
-def _load_arrays(source: Path) -> dict[str, np.ndarray]:
-    npz = source / "pyramid.npz" if source.is_dir() else source
-    if not npz.is_file():
-        raise CommandError(f"{npz}: no such file (expected a pyramid.npz or its directory)")
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            return dict(data)
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"{npz}: not a pyramid file ({exc})") from None
-
-
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
-    arrays = _load_arrays(Path(args.source))
-    kind = str(arrays.get("kind", ""))
-    if args.refine and kind != "steerable":
-        raise CommandError("--refine applies to steerable pyramids only")
-    if kind == "laplacian":
-        image = LaplacianPyramid.from_arrays(arrays).reconstruct()
-    elif kind == "gaussian":
-        image = arrays["level0"]  # the Gaussian pyramid keeps the image as its first level
-    elif kind == "steerable":
-        if args.refine and args.method == "exact":
-            raise CommandError("--refine applies to --method mirror or adjoint")
-        image = SteerablePyramid.from_arrays(arrays).reconstruct(args.method, refine=args.refine)
-    else:
-        raise CommandError(f"{args.source}: unknown pyramid kind {kind!r}")
-    bit_depth = args.bit_depth or int(arrays.get("bit_depth", 8))
-    write_image(args.output, image, bit_depth=bit_depth)
+    source = Path(args.source)
+    npz = source / "pyramid.npz" if source.is_dir() else source
+    saved = read_pyramid(npz, max_pixels=args.max_pixels)
+    options = {}
+    if args.method is not None:
+        options["method"] = args.method
+    if args.refine is not None:
+        options["refine"] = args.refine
+    if options and saved.kind != "steerable":
+        raise CommandError(f"--method and --refine apply to steerable pyramids, not {saved.kind}")
+    image = saved.reconstruct(**options)
+    write_image(args.output, image, bit_depth=args.bit_depth or saved.bit_depth)
     print(f"wrote {args.output}")
 
 
@@ -190,6 +245,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def _cmd_figures(args: argparse.Namespace) -> None:
+    """Write the sample inputs and the pyramid figures; nothing else (see the help)."""
     out = Path(args.output)
     cat, coffee, mask = sample_images()
     for name, image in zip(SAMPLE_NAMES, (cat, coffee, mask.astype(np.uint8) * 255)):
@@ -206,9 +262,9 @@ def _cmd_figures(args: argparse.Namespace) -> None:
     steerable = steerable_pyramid(grey, levels=3)
     rows = [[band_to_display(steerable.highpass)]]
     rows += [[band_to_display(band) for band in level] for level in steerable.bands]
-    rows.append([np.clip(steerable.residual, 0, 1)])
+    rows.append([lowpass_to_display(steerable.residual)])
     write_image(out / "steerable_montage.jpg", grid_montage(rows))
-    print(f"wrote the sample images and figures to {out}/")
+    print(f"wrote {', '.join(SAMPLE_NAMES + FIGURE_NAMES)} to {out}/")
 
 
 # --------------------------------------------------------------------------- parser
@@ -220,14 +276,30 @@ def _add_pyramid_options(parser: argparse.ArgumentParser) -> None:
         "--kernel",
         type=_kernel,
         default="binomial",
-        help="low-pass kernel: binomial (default), binomialN, or a Burt–Adelson a such as 0.4",
+        help="low-pass kernel: binomial (default), binomialN (N odd, at most 16383), or a "
+        "Burt–Adelson a such as 0.4",
     )
     parser.add_argument("--boundary", choices=BOUNDARIES, default="reflect")
 
 
+def _add_max_pixels(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse {what} of more than N pixels (width × height), read from the header "
+        f"before decoding (default 2**28 = {DEFAULT_MAX_PIXELS})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pyramids`` command."""
     parser = argparse.ArgumentParser(
-        prog="pyramids", description="Image pyramids on sparse operators."
+        prog="pyramids",
+        description="Image pyramids on sparse operators.",
+        epilog="Exit status: 0 success, 2 usage or input error, 1 runtime failure (e.g. an "
+        "output that cannot be written), 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,14 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="blend.png", help="output image (blend.png)")
     p.add_argument("--force", action="store_true", help="allow overwriting an input")
     _add_pyramid_options(p)
+    _add_max_pixels(p, "images")
     p.set_defaults(run=_cmd_blend)
 
     p = sub.add_parser("decompose", help="write every level, a montage and an .npz")
     p.add_argument("image")
     p.add_argument("--kind", choices=("gaussian", "laplacian", "steerable"), default="laplacian")
     p.add_argument("--orientations", type=int, help="steerable: 1, 2, 4 (default) or 6")
-    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output directory, written all at once (its files are replaced, the others kept)",
+    )
+    p.add_argument("--force", action="store_true", help="allow overwriting the input image")
     _add_pyramid_options(p)
+    _add_max_pixels(p, "an image")
     p.set_defaults(run=_cmd_decompose)
 
     p = sub.add_parser("reconstruct", help="collapse a pyramid.npz (or its directory)")
@@ -254,35 +334,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bit-depth", type=int, choices=(8, 16), help="default: the input's")
     p.add_argument(
         "--method",
-        choices=("exact", "mirror", "adjoint"),
-        default="exact",
-        help="steerable pyramids: least-squares inverse (default), the mirror synthesis or "
-        "the adjoint",
+        choices=STEERABLE_METHODS,
+        help="steerable pyramids: the mirror synthesis, the adjoint, or the least-squares "
+        f"inverse (default: the library's, {_RECONSTRUCT['method'].default})",
     )
     p.add_argument(
         "--refine",
         type=int,
-        default=0,
         metavar="N",
-        help="steerable, --method mirror or adjoint: N correction steps x += S(c - Ax)",
+        help="steerable pyramids, --method mirror only: N correction steps x += S(c - Ax), "
+        "refused where they need not converge (boundaries other than reflect, or periodic "
+        f"with an odd side); default {_RECONSTRUCT['refine'].default}",
     )
+    _add_max_pixels(p, "arrays")
     p.set_defaults(run=_cmd_reconstruct)
 
-    p = sub.add_parser("figures", help="write the sample inputs and the README pictures")
+    p = sub.add_parser(
+        "figures",
+        help=f"write the sample inputs ({', '.join(SAMPLE_NAMES)}) and the pyramid pictures "
+        f"of the README ({', '.join(FIGURE_NAMES)}); not learning_curves.png, which "
+        "'convnet train --plot' draws",
+    )
     p.add_argument("-o", "--output", default="images", help="output directory (images)")
     p.set_defaults(run=_cmd_figures)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (0, 1, 2 or 130: module docstring)."""
     args = build_parser().parse_args(argv)
+    prefix = f"pyramids {args.command}"
     try:
         args.run(args)
-    except (CommandError, ImageFileError, ValueError, TypeError, OSError) as exc:
-        print(f"pyramids {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError) as exc:  # ImageFileError, PyramidFileError included
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # inputs are read through io, which turns their failures into
+        # ValueErrors: an OSError here is an output that could not be written
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{prefix}: error: out of memory", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":
