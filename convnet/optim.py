@@ -74,8 +74,9 @@ class Optimizer:
         steps, lr = state["steps"], state["lr"]
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
             raise ValueError(f"steps must be a whole number ≥ 0, got {steps!r}")
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        # A schedule may have brought the rate down to 0 by the time the state was taken.
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 <= lr < math.inf:
+            raise ValueError(f"lr must be a finite number ≥ 0, got {lr!r}")
         for buffer in self._buffers:
             own, new = getattr(self, buffer), state[buffer]
             if set(new) != set(own):

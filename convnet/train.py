@@ -4,16 +4,32 @@ One seeded generator drives everything random (initialisation, shuffling, augmen
 the validation split), so a seed reproduces a run. The best epoch is chosen on a
 validation split carved from the training data (:func:`choose_epoch`); the test set is
 only ever evaluated at the end, never used to choose anything.
+
+A run can keep a training-state file, rewritten atomically after every epoch, from which
+an interrupted run resumes (``train(..., resume=path)``) and ends bit for bit where the
+uninterrupted run would have ended: the parameters, the optimiser's buffers and step
+count, the learning-rate schedule's position, the epoch, the history, the best epoch's
+parameters and the state of every random generator. It is an ``.npz`` of arrays with one
+JSON document, never a pickle (:data:`STATE_FORMAT`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import struct
 import sys
 import time
-from collections.abc import Callable
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from pyramids.io import atomic_path
 
 from .augment import random_affine
 from .data import Dataset, normalise, validation_split
@@ -22,8 +38,10 @@ from .model import Sequential, lenet5
 from .optim import SGD, Adam, CosineLR
 
 __all__ = [
+    "STATE_FORMAT",
     "TrainConfig",
     "TrainResult",
+    "TrainStateError",
     "choose_epoch",
     "confusion_matrix",
     "evaluate",
@@ -117,6 +135,11 @@ class TrainResult:
         return {**asdict(self.config), "best_epoch": self.best_epoch}
 
 
+#: The per-epoch entries of :attr:`TrainResult.history`, in order.
+HISTORY_KEYS = ("loss", "train_acc", "val_loss", "val_loss_se", "val_acc", "lr", "images_per_s",
+                "seconds")  # fmt: skip
+
+
 def evaluate(
     model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
 ) -> tuple[float, float, np.ndarray]:
@@ -159,7 +182,28 @@ def predict(model: Sequential, images: np.ndarray, batch_size: int = 1000) -> np
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
-    """``m[true, predicted]`` counts, shape ``(classes, classes)``."""
+    """Counts of (true, predicted) label pairs: rows are true labels, columns predictions.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+        The true labels, in ``0 … classes - 1``.
+    predictions : ndarray of int, shape (N,)
+        The predicted labels.
+    classes : int
+
+    Returns
+    -------
+    ndarray of int64, shape (classes, classes)
+        ``m[true, predicted]``: row ``i`` holds the digits whose true label is ``i``, spread
+        over the labels they were given, so the diagonal counts the correct answers.
+
+    Examples
+    --------
+    >>> confusion_matrix(np.array([0, 0, 1]), np.array([1, 1, 1]), classes=2)
+    array([[0, 2],
+           [0, 1]])
+    """
     m = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(m, (labels, predictions), 1)
     return m
@@ -181,6 +225,8 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     train_subset: int | None = None,
+    state_path: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train LeNet-5 (or ``model``) on a :class:`~convnet.data.Dataset`.
 
@@ -193,15 +239,31 @@ def train(
     model : Sequential, optional
         Defaults to ``lenet5(seed=config.seed)``.
     log : callable
-        Receives one line per epoch.
+        Receives one line per epoch (after that epoch's state is written).
     progress : bool
         Show a tqdm bar per epoch (on stderr).
     train_subset : int, optional
         Use only the first this many training images (for quick runs and tests).
+    state_path : str or path-like, optional
+        Write the training state here after every epoch, atomically (see the module
+        docstring); None (default) writes none. The file is left in place at the end: the
+        caller removes it once the trained model is safely saved.
+    resume : str or path-like, optional
+        Continue from a training-state file written by a run with the same data, settings,
+        ``train_subset`` and architecture; a state written after the last epoch returns
+        that run's result at once. It may be the same file as ``state_path``.
 
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    TrainStateError
+        If ``resume`` cannot be read as a training state or belongs to another run (it
+        names what differs); a :class:`ValueError`.
+    FileNotFoundError
+        If ``resume`` does not exist.
     """
     config = config or TrainConfig()
     config.validate()
@@ -225,12 +287,36 @@ def train(
     total = steps * config.epochs
     warmup = min(int(config.warmup_epochs * steps), total - 1)
     schedule = CosineLR(opt, total=total, warmup=warmup)
-    keys = ("loss", "train_acc", "val_loss", "val_loss_se", "val_acc", "lr", "images_per_s",
-            "seconds")  # fmt: skip
+    keys = HISTORY_KEYS
     history: dict[str, list[float]] = {k: [] for k in keys}
-    states = []  # the parameters after every epoch, for the choice of the best one
+    # Only the epoch chosen so far can still be the final choice (see choose_epoch), so its
+    # parameters are the only ones kept.
+    best_epoch, best_state = 0, model.state_dict()
+    run = _run_identity(config, model, images, labels, train_subset)
+    first = 1
+    if resume is not None:
+        saved = _read_state(resume, run, model)
+        done = saved["epoch"] * steps
+        if saved["schedule"].get("count") != done or saved["optimizer"]["steps"] != done:
+            raise TrainStateError(
+                f"{os.fspath(resume)}: the schedule and optimiser have not taken the "
+                f"{done} steps of {saved['epoch']} epochs"
+            )
+        try:  # each load checks everything before it changes anything
+            opt.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            model.load_state_dict(saved["params"])
+        except ValueError as exc:
+            raise TrainStateError(f"{os.fspath(resume)}: {exc}") from None
+        rng.bit_generator.state = saved["rng"]
+        for name, state in saved["layer_rngs"].items():
+            _layer_rngs(model)[name].bit_generator.state = state
+        history = saved["history"]
+        best_epoch, best_state = saved["best_epoch"], saved["best"]
+        first = saved["epoch"] + 1
+        log(f"resumed from {os.fspath(resume)} after epoch {saved['epoch']}/{config.epochs}")
     model.train()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first, config.epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(n)
         batch = pixels[order]
@@ -275,15 +361,244 @@ def train(
         row = (loss_sum / n, correct / n, val_loss, val_se, val_acc, lr, rate, seconds)
         for k, v in zip(keys, row, strict=True):
             history[k].append(float(v))
-        states.append(model.state_dict())
+        chosen = choose_epoch(history["val_loss"], history["val_loss_se"])
+        if chosen == epoch:
+            best_epoch, best_state = epoch, model.state_dict()
+        elif chosen != best_epoch:  # pragma: no cover - impossible by choose_epoch's rule
+            raise RuntimeError(f"epoch {chosen} was chosen after its parameters were dropped")
+        if state_path is not None:
+            _write_state(
+                state_path,
+                run=run,
+                epoch=epoch,
+                model=model,
+                optimizer=opt,
+                schedule=schedule,
+                rng=rng,
+                history=history,
+                best_epoch=best_epoch,
+                best=best_state,
+            )
         log(
             f"epoch {epoch:3d}/{config.epochs}  loss {row[0]:.4f}  train acc {100 * row[1]:6.2f}%"
             f"  val acc {100 * val_acc:6.2f}%  lr {lr:.4f}  {rate:,.0f} images/s"
         )
-    best_epoch = choose_epoch(history["val_loss"], history["val_loss_se"])
-    model.load_state_dict(states[best_epoch - 1])
+    model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch, config)
+
+
+# --------------------------------------------------------------------------- training state
+
+#: Format tag of a training-state file. The file is an ``.npz`` archive: ``param:<name>``
+#: (the parameters after the last finished epoch), ``best:<name>`` (those of the epoch
+#: chosen so far), ``opt:<buffer>:<name>`` (the optimiser's buffers) and ``meta``, a 0-d
+#: string array holding one JSON document (the run's identity, the epoch, the history,
+#: the optimiser's step count and rate, the schedule's position and the generators'
+#: ``bit_generator.state``).
+STATE_FORMAT = "convnet-train-state/1"
+
+#: What reading a damaged archive can raise (a short or corrupt zip, a malformed array).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+class TrainStateError(ValueError):
+    """A training-state file cannot be read, or belongs to another run."""
+
+
+def _layer_rngs(model: Sequential) -> dict[str, np.random.Generator]:
+    """The generators layers draw from while training (Dropout's masks), by layer name."""
+    return {
+        name: layer.rng
+        for name, layer in model.layers
+        if isinstance(getattr(layer, "rng", None), np.random.Generator)
+    }
+
+
+def _run_identity(
+    config: TrainConfig,
+    model: Sequential,
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_subset: int | None,
+) -> dict:
+    """What a resumed run must share with the run that wrote the state, as JSON values."""
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return {
+        "config": asdict(config),
+        "train_subset": train_subset,
+        "data": {"images": len(labels), "sha256": digest.hexdigest()},
+        "model": [[name, repr(layer)] for name, layer in model.layers],
+        "parameters": {
+            k: [list(v.shape), v.dtype.str] for k, v in model.state_dict(copy=False).items()
+        },
+        "layer_rngs": sorted(_layer_rngs(model)),
+    }
+
+
+def _write_state(
+    path: str | os.PathLike,
+    *,
+    run: dict,
+    epoch: int,
+    model: Sequential,
+    optimizer: SGD | Adam,
+    schedule: CosineLR,
+    rng: np.random.Generator,
+    history: Mapping[str, list[float]],
+    best_epoch: int,
+    best: Mapping[str, np.ndarray],
+) -> None:
+    """Write a training state atomically (a temporary file renamed onto ``path``)."""
+    opt_state = optimizer.state_dict()
+    buffers = [k for k in opt_state if k not in ("steps", "lr")]
+    meta = {
+        "format": STATE_FORMAT,
+        "run": run,
+        "epoch": epoch,
+        "best_epoch": best_epoch,
+        "history": history,
+        "optimizer": {"steps": opt_state["steps"], "lr": opt_state["lr"], "buffers": buffers},
+        "schedule": schedule.state_dict(),
+        "rng": rng.bit_generator.state,
+        "layer_rngs": {k: g.bit_generator.state for k, g in _layer_rngs(model).items()},
+    }
+    arrays = {"meta": np.array(json.dumps(meta, allow_nan=True))}
+    arrays.update({f"param:{k}": v for k, v in model.state_dict(copy=False).items()})
+    arrays.update({f"best:{k}": v for k, v in best.items()})
+    for buffer in buffers:
+        arrays.update({f"opt:{buffer}:{k}": v for k, v in opt_state[buffer].items()})
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _differences(saved: object, expected: dict) -> list[str]:
+    """What differs between a saved run identity and this run's, in words."""
+    if not isinstance(saved, dict):
+        return ["no run description"]
+    out = []
+    config, own = saved.get("config"), expected["config"]
+    if isinstance(config, dict):
+        for key in sorted(set(config) | set(own)):
+            if config.get(key, "(absent)") != own.get(key, "(absent)"):
+                out.append(f"{key} {config.get(key, '(absent)')!r} there, {own.get(key)!r} here")
+    else:
+        out.append("no training settings")
+    words = {
+        "train_subset": "train_subset",
+        "data": "training data",
+        "model": "architecture",
+        "parameters": "parameter shapes",
+        "layer_rngs": "layer generators",
+    }
+    for key, word in words.items():
+        if saved.get(key) != expected[key]:
+            if key == "train_subset":
+                out.append(f"train_subset {saved.get(key)!r} there, {expected[key]!r} here")
+            else:
+                out.append(f"another {word}")
+    return out
+
+
+def _read_state(path: str | os.PathLike, run: dict, model: Sequential) -> dict:
+    """Read and check a training state written by :func:`_write_state` for this run."""
+    path = Path(path)
+    if not path.is_file():
+        if path.is_dir():
+            raise TrainStateError(f"{path}: is a directory, not a training-state file")
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    try:
+        # Opened here, not by np.load, which leaves its own handle open when the archive
+        # turns out to be damaged.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except _READ_ERRORS as exc:
+        raise TrainStateError(f"{path}: not a readable training-state file ({exc})") from None
+    try:
+        meta = json.loads(str(arrays.pop("meta")[()]))
+        if meta.get("format") != STATE_FORMAT:
+            raise TrainStateError(
+                f"{path}: format {meta.get('format')!r}, expected {STATE_FORMAT!r}"
+            )
+        differences = _differences(meta.get("run"), run)
+        if differences:
+            raise TrainStateError(
+                f"{path}: the training state is of another run ({'; '.join(differences)})"
+            )
+        epoch, best_epoch = meta["epoch"], meta["best_epoch"]
+        epochs = run["config"]["epochs"]
+        if not (isinstance(epoch, int) and 1 <= epoch <= epochs):
+            raise TrainStateError(f"{path}: epoch {epoch!r} is not in 1…{epochs}")
+        if not (isinstance(best_epoch, int) and 1 <= best_epoch <= epoch):
+            raise TrainStateError(f"{path}: best epoch {best_epoch!r} is not in 1…{epoch}")
+        history = meta["history"]
+        if not (
+            isinstance(history, dict)
+            and set(history) == set(HISTORY_KEYS)
+            and all(isinstance(v, list) and len(v) == epoch for v in history.values())
+        ):
+            raise TrainStateError(f"{path}: the history does not cover epochs 1…{epoch}")
+        names = model.state_dict(copy=False)
+        opt_meta = meta["optimizer"]
+        groups: dict[str, dict[str, np.ndarray]] = {"param": {}, "best": {}}
+        groups.update({f"opt:{b}": {} for b in opt_meta["buffers"]})
+        for key, value in arrays.items():
+            group, _, name = key.rpartition(":")
+            if group not in groups:
+                raise TrainStateError(f"{path}: unexpected entry {key!r}")
+            groups[group][name] = value
+        for group, values in groups.items():
+            if set(values) != set(names):
+                raise TrainStateError(f"{path}: the {group!r} arrays do not match the model")
+        optimizer = {"steps": opt_meta["steps"], "lr": opt_meta["lr"]}
+        optimizer.update({b: groups[f"opt:{b}"] for b in opt_meta["buffers"]})
+        rng_state = meta["rng"]
+        layer_rngs = meta["layer_rngs"]
+        targets = _layer_rngs(model)
+        if not isinstance(layer_rngs, dict) or set(layer_rngs) != set(targets):
+            raise TrainStateError(f"{path}: the layer generators do not match the model")
+        _check_rng_state(path, rng_state, np.random.default_rng())
+        for name, state in layer_rngs.items():
+            _check_rng_state(path, state, targets[name])
+        schedule = meta["schedule"]
+        if not isinstance(schedule, dict) or not isinstance(opt_meta, dict):
+            raise TrainStateError(f"{path}: malformed optimiser or schedule state")
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise TrainStateError(f"{path}: malformed training state ({exc!r})") from None
+    if any(not np.isfinite(v).all() for g in groups.values() for v in g.values()):
+        raise TrainStateError(f"{path}: the training state contains NaN or infinite values")
+    return {
+        "params": groups["param"],
+        "best": groups["best"],
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "rng": rng_state,
+        "layer_rngs": layer_rngs,
+        "history": {k: [float(x) for x in v] for k, v in history.items()},
+        "epoch": epoch,
+        "best_epoch": best_epoch,
+    }
+
+
+def _check_rng_state(path: Path, state: object, like: np.random.Generator) -> None:
+    """Refuse a generator state that a generator of the kind of ``like`` would not take."""
+    try:
+        type(like.bit_generator)().state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise TrainStateError(f"{path}: a generator state is malformed ({exc})") from None
 
 
 def choose_epoch(val_loss: list[float], val_loss_se: list[float]) -> int:
