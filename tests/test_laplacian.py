@@ -2,38 +2,50 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from requires import require_module
 
 import pyramids
 from pyramids import operators
+from pyramids.kernels import resolve_kernel
+from pyramids.laplacian import reconstruction_error_bound
 
 KERNELS = ["binomial", 0.4, 0.5, "binomial3", "binomial7"]
+
+
+def error_bound(x, levels, kernel, boundary):
+    """The derived bound of :func:`reconstruct_laplacian` for this image (its max |x|)."""
+    return reconstruction_error_bound(
+        x.shape, levels, kernel, boundary, x.dtype, float(np.abs(x).max())
+    )
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=str)
 @pytest.mark.parametrize("boundary", operators.BOUNDARIES)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (13, 1), (37, 50), (64, 64), (21, 8, 3)])
-def test_reconstruction_is_exact_float64(shape, boundary, kernel):
+def test_reconstruction_error_is_within_the_derived_bound_float64(shape, boundary, kernel):
     x = np.random.default_rng(0).random(shape)
-    pyr = pyramids.laplacian_pyramid(x, levels=pyramids.max_levels(shape), kernel=kernel,
-                                     boundary=boundary)  # fmt: skip
-    assert np.abs(pyr.reconstruct() - x).max() <= 1e-12
+    levels = pyramids.max_levels(shape)
+    pyr = pyramids.laplacian_pyramid(x, levels, kernel, boundary)
+    assert np.abs(pyr.reconstruct() - x).max() <= error_bound(x, levels, kernel, boundary)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=str)
 @pytest.mark.parametrize("boundary", operators.BOUNDARIES)
-def test_reconstruction_is_exact_float32(boundary, kernel):
+def test_reconstruction_error_is_within_the_derived_bound_float32(boundary, kernel):
     x = np.random.default_rng(1).random((45, 62, 3)).astype(np.float32)
     pyr = pyramids.laplacian_pyramid(x, levels=4, kernel=kernel, boundary=boundary)
     out = pyr.reconstruct()
     assert out.dtype == np.float32
     assert all(band.dtype == np.float32 for band in pyr.bands)
-    assert np.abs(out - x).max() <= 1e-5
+    assert np.abs(out - x).max() <= error_bound(x, 4, kernel, boundary)
 
 
-@settings(max_examples=60, deadline=None)
+# Every counterexample hypothesis has found stays here as an explicit example, so that the
+# deterministic suite runs it. The first: 1.07e-5 against a tolerance of 1e-5 picked by
+# hand; the derived bound there is 2.3e-4 (F doubles a 1-pixel side, 1.5 at a border row).
+@example(h=64, w=3, channels=0, boundary="symmetric", kernel=0.5, dtype=np.float32, levels=6)
 @given(
     h=st.integers(1, 70),
     w=st.integers(1, 70),
@@ -41,28 +53,103 @@ def test_reconstruction_is_exact_float32(boundary, kernel):
     boundary=st.sampled_from(operators.BOUNDARIES),
     kernel=st.sampled_from(KERNELS),
     dtype=st.sampled_from([np.float32, np.float64]),
-    data=st.data(),
+    levels=st.integers(0, 7),  # 7 = max_levels of a 70-pixel side; fewer for smaller sides
 )
-def test_reconstruction_property(h, w, channels, boundary, kernel, dtype, data):
+def test_reconstruction_property(h, w, channels, boundary, kernel, dtype, levels):
     shape = (h, w) if channels == 0 else (h, w, channels)
-    levels = data.draw(st.integers(0, pyramids.max_levels(shape)))
+    levels = min(levels, pyramids.max_levels(shape))
     x = np.random.default_rng(h * 100 + w).random(shape).astype(dtype)
     pyr = pyramids.laplacian_pyramid(x, levels, kernel, boundary)
     assert len(pyr.bands) == levels
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    assert np.abs(pyr.reconstruct() - x).max() <= tol
+    assert np.abs(pyr.reconstruct() - x).max() <= error_bound(x, levels, kernel, boundary)
 
 
-def test_band_identity_from_design():
-    """L_k = g_k - F g_{k+1}, computed here with the dense Kronecker matrices."""
-    x = np.random.default_rng(2).random((19, 26))
-    gauss = pyramids.gaussian_pyramid(x, levels=3)
-    pyr = pyramids.laplacian_pyramid(x, levels=3)
-    for k in range(3):
-        f = pyramids.expand_matrix(gauss[k].shape).toarray()
-        expected = gauss[k].ravel() - f @ gauss[k + 1].ravel()
-        np.testing.assert_allclose(pyr.bands[k].ravel(), expected, atol=1e-14)
-    np.testing.assert_allclose(pyr.residual, gauss[3], atol=1e-15)
+#: numpy.pad's name for each boundary mode (DESIGN.md §1).
+PAD_MODE = {
+    "reflect": "reflect",
+    "symmetric": "symmetric",
+    "nearest": "edge",
+    "periodic": "wrap",
+    "zero": "constant",
+}
+
+
+def _correlate_axis(x, weights, axis, boundary):
+    """Correlate along ``axis`` with ``weights``, the signal extended by numpy.pad."""
+    r, n = len(weights) // 2, x.shape[axis]
+    pad = [(r, r) if a == axis else (0, 0) for a in range(x.ndim)]
+    extended = np.pad(x, pad, mode=PAD_MODE[boundary])
+    return sum(wk * np.take(extended, np.arange(k, k + n), axis) for k, wk in enumerate(weights))
+
+
+def reference_reduce(x, weights, boundary):
+    """``G x``: correlate each axis with ``w`` and keep the even samples (§1)."""
+    for axis in (0, 1):
+        x = np.take(
+            _correlate_axis(x, weights, axis, boundary), np.arange(0, x.shape[axis], 2), axis
+        )
+    return x
+
+
+def reference_expand(y, shape, weights, boundary):
+    """``F y``: along each axis, zeros at odd positions, then correlate with ``2·w`` (§1)."""
+    for axis in (0, 1):
+        stuffed = np.zeros((*y.shape[:axis], shape[axis], *y.shape[axis + 1 :]))
+        index = [slice(None)] * y.ndim
+        index[axis] = slice(0, shape[axis], 2)
+        stuffed[tuple(index)] = y
+        y = _correlate_axis(stuffed, 2 * np.asarray(weights), axis, boundary)
+    return y
+
+
+def reference_tolerances(levels, weights, scale):
+    """Derived tolerances between the package's float64 levels and bands and the references.
+
+    Both compute each reduce as two 1-D correlations of at most ``t = len(w)`` taps per
+    output, so each errs by at most ``γ_{2t}·B·n_k`` (``B = (Σ|w|)²`` bounds ``‖G‖∞`` of
+    either, ``n_k = B^k·scale`` the size of level ``k``): the levels differ by ``d_k``,
+    ``d_{k+1} = B·d_k + 2·γ_{2t}·B·n_k``. A band ``g_k - F g_{k+1}`` adds ``A·d_{k+1}``
+    (``A = (2Σ|w|)²`` bounds ``‖F‖∞``), the rounding of both expands and of both
+    subtractions. Returns ``(d_K, [band tolerance of level k])``.
+    """
+    u = np.finfo(np.float64).eps / 2
+    t = len(weights)
+    gamma = 2 * t * u / (1 - 2 * t * u)
+    b, a = np.sum(np.abs(weights)) ** 2, (2 * np.sum(np.abs(weights))) ** 2
+    sizes = [scale * b**k * (1 + gamma) ** k for k in range(levels + 1)]
+    d = [0.0]
+    for k in range(levels):
+        d.append(b * d[k] + 2 * gamma * b * sizes[k])
+    bands = [
+        d[k] + a * d[k + 1] + 2 * gamma * a * sizes[k + 1] + 2 * u * (sizes[k] + a * sizes[k + 1])
+        for k in range(levels)
+    ]
+    return d[levels], bands
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("shape", [(37, 50), (21, 8, 3), (1, 9), (64, 64)])
+def test_bands_and_residual_equal_independent_references(shape, boundary, kernel):
+    """Residual ``G^K x`` and bands ``L_k = g_k - F g_{k+1}``, for every boundary and kernel.
+
+    The references extend the signal with numpy.pad and correlate by slicing, so they share
+    nothing with the package's folded sparse operators; every level, the coarsest included,
+    must use the pyramid's boundary (issue 13, item 14: a coarse reduce that always used
+    ``reflect`` went unnoticed, because the collapse adds back whatever the residual is).
+    """
+    x = np.random.default_rng(2).random(shape)
+    weights = resolve_kernel(kernel)
+    levels = pyramids.max_levels(shape)
+    pyr = pyramids.laplacian_pyramid(x, levels, kernel, boundary)
+    gauss = [x]
+    for _ in range(levels):
+        gauss.append(reference_reduce(gauss[-1], weights, boundary))
+    residual_tol, band_tols = reference_tolerances(levels, weights, float(np.abs(x).max()))
+    assert np.abs(pyr.residual - gauss[-1]).max() <= residual_tol
+    for k in range(levels):
+        expected = gauss[k] - reference_expand(gauss[k + 1], gauss[k].shape, weights, boundary)
+        assert np.abs(pyr.bands[k] - expected).max() <= band_tols[k], f"band {k}"
 
 
 def test_gaussian_levels_are_repeated_reductions_with_kron():
@@ -139,7 +226,7 @@ def test_to_arrays_round_trip():
         pyramids.LaplacianPyramid.from_arrays({"kind": np.array("x")})
 
 
-def test_matches_opencv_when_available():
+def test_matches_opencv():
     """Same kernel and BORDER_REFLECT_101 boundary as OpenCV's pyrDown/pyrUp.
 
     For an odd output length OpenCV upsamples to the even length and crops, so its last
