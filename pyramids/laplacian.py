@@ -381,6 +381,7 @@ def reconstruction_error_bound(
     boundary: Boundary = "reflect",
     dtype: type | np.dtype | str = np.float64,
     scale: float = 1.0,
+    coefficient_error: float = 0.0,
 ) -> float:
     """Bound on the max error of collapsing an unedited Laplacian pyramid, from rounding.
 
@@ -401,6 +402,11 @@ def reconstruction_error_bound(
         The dtype the pyramid is computed in (integer images are computed in float64).
     scale : float
         A bound on ``max|x|`` of the (float) image; 1 for images in [0, 1].
+    coefficient_error : float
+        A relative error ``ρ`` that every coefficient may carry before the collapse
+        (``|L'_k - L_k| ≤ ρ·|L_k|``, the residual likewise); it adds ``ρ·ℓ_k`` to ``D_k``
+        and starts the recursion at ``E_K = ρ·n_K``. Blending an image with itself
+        (``GM·LA + (1 - GM)·LA`` with ``0 ≤ GM ≤ 1``) has ``ρ = γ_3``.
 
     Returns
     -------
@@ -418,8 +424,9 @@ def reconstruction_error_bound(
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    if not (np.isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be a finite number at least 0, got {scale}")
+    for name, value in (("scale", scale), ("coefficient_error", coefficient_error)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number at least 0, got {value}")
     if len(shape) not in (2, 3) or min(int(s) for s in shape) < 1:
         raise ValueError(f"shape must be (h, w) or (h, w, c) with positive sides, got {shape}")
     weights = resolve_kernel(kernel)
@@ -444,9 +451,11 @@ def reconstruction_error_bound(
         a.append(fh * fw)
         p.append(ph + pw)
         norms.append((1 + gamma(qh + qw)) * gh * gw * norms[-1])
-    error = 0.0
+    rho = float(coefficient_error)
+    error = rho * norms[-1]
     for k in range(levels - 1, -1, -1):
         band = norms[k] + (1 + gamma(p[k])) * a[k] * norms[k + 1]
         mismatch = gamma(p[k]) * a[k] * (2 * norms[k + 1] + error)
-        error = (1 + u) * (a[k] * error + mismatch + u * band) + u * norms[k]
+        perturbed = rho * (1 + u) * band
+        error = (1 + u) * (a[k] * error + mismatch + u * band + perturbed) + u * norms[k]
     return error
