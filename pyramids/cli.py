@@ -167,7 +167,7 @@ def _staging(out: Path) -> Iterator[Path]:
     nothing (not even an empty ``out``) is created until everything is ready.
     """
     anchor = out if out.is_dir() else next(p for p in out.absolute().parents if p.is_dir())
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=anchor))
+    stage = Path(tempfile.mkdtemp(prefix=".pyramids-decompose-", dir=anchor))
     try:
         yield stage
     finally:
