@@ -317,12 +317,13 @@ def reconstruct_laplacian(
     ``‖x̂ - x‖∞ ≤ u · Σ_{k<K} (Π_{j<k} a_j) · (n_k + ℓ_k + 2·p_k·a_k·n_{k+1})``: each level
     adds its band subtraction, its addition and its two products
     (``O(u·(1 + ‖F_k‖∞)·‖g_k‖∞)``), carried to the image through the ``F`` of every finer
-    level. With the default kernel and the ``reflect``, ``periodic`` or ``zero`` boundary,
-    ``a_k, b_k ≤ 1`` while both sides of ``g_k`` exceed 1 pixel, and ``p_k = 6``: the bound
-    is then about ``15·K·u·‖x‖∞``, ``6.3e-6`` for float32 and ``1.2e-14`` for float64 at 7
-    levels of an image in [0, 1]. With ``symmetric`` or ``nearest`` a border row of ``F``
-    sums to more than 1 (1.375 for the binomial kernel, 1.5 for ``kernel=0.5``), and a side
-    of 1 pixel gives ``F = 2`` for every boundary but ``zero``; then ``Π a_j`` grows
+    level. With the default kernel and the ``reflect`` or ``zero`` boundary (``periodic``
+    while the sides are even), ``a_k, b_k ≤ 1`` while both sides of ``g_k`` exceed 1 pixel, and
+    ``p_k = 6``: the bound is then about ``15·K·u·‖x‖∞``, ``6.3e-6`` for float32 and
+    ``1.2e-14`` for float64 at 7 levels of an image in [0, 1]. With ``symmetric`` or
+    ``nearest`` a border row of ``F`` sums to more than 1 (1.375 for the binomial kernel,
+    1.5 for ``kernel=0.5``), as it does with ``periodic`` on an odd side, and a side of
+    1 pixel gives ``F = 2`` for every boundary but ``zero``; then ``Π a_j`` grows
     geometrically with the levels, and so can the error: a 64 × 3 float32 image,
     ``symmetric``, ``kernel=0.5``, 6 levels, errs by 1.07e-5 (bound 2.3e-4).
 
