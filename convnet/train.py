@@ -15,6 +15,7 @@ JSON document, never a pickle (:data:`STATE_FORMAT`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pyramids.io import atomic_path
+from pyramids.operators import blas_threads, single_threaded_blas
 
 from .augment import random_affine
 from .data import Dataset, normalise, validation_split
@@ -46,6 +48,7 @@ __all__ = [
     "confusion_matrix",
     "evaluate",
     "predict",
+    "thread_independent",
     "train",
 ]
 
@@ -170,15 +173,49 @@ def _sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def predict(model: Sequential, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Class probabilities ``(N, classes)`` of normalised images ``(N, 1, H, W)``."""
+    """Class probabilities ``(N, classes)`` of normalised images ``(N, 1, H, W)``.
+
+    The result does not depend on the number of threads BLAS may use (see
+    :func:`thread_independent`).
+    """
     was_training = model.training
     model.eval()
-    out = [
-        softmax(model.forward(images[i : i + batch_size]))
-        for i in range(0, len(images), batch_size)
-    ]
+    with thread_independent(model):
+        out = [
+            softmax(model.forward(images[i : i + batch_size]))
+            for i in range(0, len(images), batch_size)
+        ]
     model.train(was_training)
     return np.concatenate(out)
+
+
+@contextlib.contextmanager
+def thread_independent(model: Sequential):
+    """Hold BLAS to one thread, the model's chunks keeping the threads BLAS was allowed.
+
+    OpenBLAS does not always compute a matrix product the same way on one thread and on
+    several (products with 784-long rows differ in the last bit on the Haswell kernel), so
+    every product of a run must see the same BLAS thread count for the run to give the
+    same result bit for bit whatever ``--threads`` says. The chunks of a large batch
+    already hold BLAS to one thread (:mod:`convnet.model`); this holds it there for
+    everything else as well (a batch small enough to run whole, the augmentation, the
+    validation pass), and fixes the number of threads the chunks run on to what BLAS was
+    allowed on entry, so that a limit set by the caller (``threadpoolctl``, ``--threads``)
+    still sets how many cores the chunks use.
+
+    Parameters
+    ----------
+    model : Sequential
+        Its ``num_threads`` is set for the duration (when None) and then put back.
+    """
+    before = model.num_threads
+    threads = before if before is not None else blas_threads()
+    with single_threaded_blas():
+        model.num_threads = threads
+        try:
+            yield
+        finally:
+            model.num_threads = before
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -316,73 +353,40 @@ def train(
         first = saved["epoch"] + 1
         log(f"resumed from {os.fspath(resume)} after epoch {saved['epoch']}/{config.epochs}")
     model.train()
-    for epoch in range(first, config.epochs + 1):
-        start = time.perf_counter()
-        order = rng.permutation(n)
-        batch = pixels[order]
-        if config.augment:
-            batch = random_affine(
-                batch,
-                rng,
-                rotation=config.rotation,
-                scale=config.scale,
-                shift=config.shift,
-                shear=config.shear,
-                squeeze=config.squeeze,
-                order=config.order,
-                elastic_alpha=config.elastic_alpha,
-                elastic_sigma=config.elastic_sigma,
+    # Every BLAS call of the run on one thread, whatever the caller allows (see
+    # thread_independent); the chunks still run on the threads allowed.
+    with thread_independent(model):
+        for epoch in range(first, config.epochs + 1):
+            loss, acc, lr, seconds = _train_epoch(
+                model, opt, schedule, rng, pixels, y_train, config, epoch, progress
             )
-        x_epoch, y_epoch = normalise(batch), y_train[order]
-        loss_sum, correct = 0.0, 0
-        lr = opt.lr
-        bar = _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress)
-        for s in bar:
-            xb = x_epoch[s * config.batch_size : (s + 1) * config.batch_size]
-            yb = y_epoch[s * config.batch_size : (s + 1) * config.batch_size]
-            logits = model.forward(xb)
-            loss, dlogits = cross_entropy(logits, yb)
-            model.backward(dlogits, input_grad=False)
-            opt.step(model.grads())
-            schedule.step()
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the loss diverged in epoch {epoch}; lower --lr")
-            loss_sum += loss * len(yb)
-            correct += int((logits.argmax(axis=1) == yb).sum())
-        seconds = time.perf_counter() - start
-        if len(val_idx):
-            probs = predict(model, x_val)
-            losses = _sample_losses(probs, y_val)
-            val_loss, val_acc = losses.mean(), (probs.argmax(axis=1) == y_val).mean()
-            val_se = losses.std(ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0.0
-        else:
-            val_loss = val_se = val_acc = float("nan")
-        rate = n / seconds
-        row = (loss_sum / n, correct / n, val_loss, val_se, val_acc, lr, rate, seconds)
-        for k, v in zip(keys, row, strict=True):
-            history[k].append(float(v))
-        chosen = choose_epoch(history["val_loss"], history["val_loss_se"])
-        if chosen == epoch:
-            best_epoch, best_state = epoch, model.state_dict()
-        elif chosen != best_epoch:  # pragma: no cover - impossible by choose_epoch's rule
-            raise RuntimeError(f"epoch {chosen} was chosen after its parameters were dropped")
-        if state_path is not None:
-            _write_state(
-                state_path,
-                run=run,
-                epoch=epoch,
-                model=model,
-                optimizer=opt,
-                schedule=schedule,
-                rng=rng,
-                history=history,
-                best_epoch=best_epoch,
-                best=best_state,
+            val_loss, val_se, val_acc = _validate(model, x_val, y_val)
+            rate = n / seconds
+            row = (loss, acc, val_loss, val_se, val_acc, lr, rate, seconds)
+            for k, v in zip(keys, row, strict=True):
+                history[k].append(float(v))
+            chosen = choose_epoch(history["val_loss"], history["val_loss_se"])
+            if chosen == epoch:
+                best_epoch, best_state = epoch, model.state_dict()
+            elif chosen != best_epoch:  # pragma: no cover - impossible by choose_epoch's rule
+                raise RuntimeError(f"epoch {chosen} was chosen after its parameters were dropped")
+            if state_path is not None:
+                _write_state(
+                    state_path,
+                    run=run,
+                    epoch=epoch,
+                    model=model,
+                    optimizer=opt,
+                    schedule=schedule,
+                    rng=rng,
+                    history=history,
+                    best_epoch=best_epoch,
+                    best=best_state,
+                )
+            log(
+                f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  train acc {100 * acc:6.2f}%"
+                f"  val acc {100 * val_acc:6.2f}%  lr {lr:.4f}  {rate:,.0f} images/s"
             )
-        log(
-            f"epoch {epoch:3d}/{config.epochs}  loss {row[0]:.4f}  train acc {100 * row[1]:6.2f}%"
-            f"  val acc {100 * val_acc:6.2f}%  lr {lr:.4f}  {rate:,.0f} images/s"
-        )
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_epoch, config)
@@ -599,6 +603,66 @@ def _check_rng_state(path: Path, state: object, like: np.random.Generator) -> No
         type(like.bit_generator)().state = state
     except (TypeError, ValueError, KeyError) as exc:
         raise TrainStateError(f"{path}: a generator state is malformed ({exc})") from None
+
+
+def _train_epoch(
+    model: Sequential,
+    opt: SGD | Adam,
+    schedule: CosineLR,
+    rng: np.random.Generator,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    epoch: int,
+    progress: bool,
+) -> tuple[float, float, float, float]:
+    """One pass over freshly shuffled (and distorted) training digits.
+
+    Returns the mean loss, the accuracy, the learning rate at the start and the seconds.
+    """
+    start = time.perf_counter()
+    n, size = len(labels), config.batch_size
+    order = rng.permutation(n)
+    batch = pixels[order]
+    if config.augment:
+        batch = random_affine(
+            batch,
+            rng,
+            rotation=config.rotation,
+            scale=config.scale,
+            shift=config.shift,
+            shear=config.shear,
+            squeeze=config.squeeze,
+            order=config.order,
+            elastic_alpha=config.elastic_alpha,
+            elastic_sigma=config.elastic_sigma,
+        )
+    x_epoch, y_epoch = normalise(batch), labels[order]
+    loss_sum, correct = 0.0, 0
+    lr = opt.lr
+    steps = -(-n // size)
+    for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
+        xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
+        logits = model.forward(xb)
+        loss, dlogits = cross_entropy(logits, yb)
+        model.backward(dlogits, input_grad=False)
+        opt.step(model.grads())
+        schedule.step()
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"the loss diverged in epoch {epoch}; lower --lr")
+        loss_sum += loss * len(yb)
+        correct += int((logits.argmax(axis=1) == yb).sum())
+    return loss_sum / n, correct / n, lr, time.perf_counter() - start
+
+
+def _validate(model: Sequential, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, ...]:
+    """Mean validation loss, its standard error and the accuracy (NaN without digits)."""
+    if not len(y_val):
+        return float("nan"), float("nan"), float("nan")
+    probs = predict(model, x_val)
+    losses = _sample_losses(probs, y_val)
+    se = losses.std(ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0.0
+    return float(losses.mean()), float(se), float((probs.argmax(axis=1) == y_val).mean())
 
 
 def choose_epoch(val_loss: list[float], val_loss_se: list[float]) -> int:

@@ -365,3 +365,38 @@ def test_predict_and_evaluate_agree_with_logits_computed_by_hand():
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     assert net.training  # predict restores the mode it found
     np.testing.assert_array_equal(softmax(net.forward(x)), predict(net, x))
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def _mlp() -> Sequential:
+    # OpenBLAS computes x @ Wᵀ with 784-long rows differently on 1 and 2 threads (a last
+    # bit here and there, measured on the CI machine's Haswell kernel); LeNet-5's products
+    # happen not to, so this model shows what a BLAS call left multi-threaded would do.
+    rng = np.random.default_rng(1)
+    return Sequential(
+        [("flatten", Flatten()), ("fc1", Linear(784, 256, rng=rng)), ("relu", ReLU()),
+         ("fc2", Linear(256, 10, rng=rng))]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [lambda: lenet5(seed=3), _mlp], ids=["lenet5", "mlp"])
+@pytest.mark.parametrize("batch_size", [48, 20])
+def test_training_ends_bit_identical_for_one_and_two_threads(digits, make, batch_size):
+    """`convnet train --threads N` limits BLAS to N threads; the result must not change."""
+    from threadpoolctl import threadpool_limits
+
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            model = make()
+            config = _config(batch_size=batch_size)
+            results.append(train(digits, config, model=model, progress=False, log=len))
+            assert model.num_threads is None  # train() put back what it borrowed
+    one, two = (r.model.state_dict() for r in results)
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name
+    for key in results[0].history:
+        if key not in TIMING:
+            assert results[0].history[key] == results[1].history[key], key
