@@ -123,7 +123,7 @@ def test_float32_stays_float32_and_integers_scale():
         ((10, 12), np.ones((10, 13)), ValueError, "mask must have shape"),
         ((10, 12), np.full((10, 12), 1.5), ValueError, r"\[0, 1\]"),
         ((10, 12), np.full((10, 12), np.nan), ValueError, "NaN"),
-        ((10, 12), np.ones((10, 12), np.uint8), TypeError, "boolean or float"),
+        ((10, 12), np.full((10, 12), -1, np.int8), ValueError, r"\[0, 1\]"),
     ],
 )
 def test_bad_masks_are_clear_errors(a_shape, mask, error, message):
