@@ -3,6 +3,17 @@
 Central differences, ``(f(x + h) - f(x - h)) / 2h``, have an error of order ``h²``; in
 float64 with ``h = 1e-6`` they agree with a correct analytic gradient to about ``1e-9``
 relative, far below the ``1e-6`` the tests demand, and a wrong gradient is off by order 1.
+
+That holds where the function is differentiable between ``x - h`` and ``x + h``. ReLU and
+max pooling have kinks: where a ReLU's input crosses 0, or where the largest value of a
+pooling window changes hands. Real digits put inputs exactly on kinks all the time: the
+flat background of an MNIST digit gives every pooling window over it four equal values,
+and nudging one of them by ``±h`` makes it the winner one way and a loser the other, so
+the central difference there is half the one-sided slopes' sum, not a derivative, and the
+backward pass (which routes the gradient to the first maximum, a valid subgradient) can
+not match it. :func:`check_gradients` therefore watches every ReLU's signs and every max
+pool's winners at ``x + h`` and ``x - h``, leaves out the entries whose nudge changed them,
+and says how many it left out (:class:`GradientCheck`).
 """
 
 from __future__ import annotations
@@ -11,7 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["check_gradients", "numerical_gradient", "relative_error"]
+from .layers import Layer, MaxPool2D, ReLU
+
+__all__ = ["GradientCheck", "check_gradients", "numerical_gradient", "relative_error"]
 
 
 def numerical_gradient(
@@ -73,25 +86,84 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
 
 
+class GradientCheck(dict):
+    """Relative errors by array name (a ``dict``), and what was left out at kinks.
+
+    Attributes
+    ----------
+    checked : dict of str to int
+        How many entries of each array were compared.
+    kinks : dict of str to int
+        How many of the entries picked for comparison were left out because nudging them
+        by ``±eps`` changed the sign of a ReLU's input or the winner of a max-pooling window:
+        the function has a kink between ``x - eps`` and ``x + eps`` (often an exact tie,
+        as on a digit's flat background), where a finite difference measures no derivative.
+        An array whose every picked entry sits at a kink has the error NaN.
+    """
+
+    def __init__(self, errors: dict[str, float], checked: dict[str, int], kinks: dict[str, int]):
+        super().__init__(errors)
+        self.checked, self.kinks = checked, kinks
+
+    def __repr__(self) -> str:
+        left = {k: v for k, v in self.kinks.items() if v}
+        note = f", entries left out at kinks: {left}" if left else ""
+        return f"GradientCheck({dict(self)}{note})"
+
+
+def _winners(h: np.ndarray, pool: MaxPool2D) -> np.ndarray:
+    """The flat index of each pooling window's first maximum, ``(N, C, Ho, Wo)``."""
+    (kh, kw), (sh, sw) = pool.kernel_size, pool.stride
+    windows = np.lib.stride_tricks.sliding_window_view(h, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw]
+    return windows.reshape(*windows.shape[:4], kh * kw).argmax(axis=-1)
+
+
+def _routing(net, x: np.ndarray) -> list[np.ndarray]:
+    """The sign of every ReLU input and the winner of every max-pooling window for ``x``.
+
+    Computed from the layers' inputs, one layer after the other on the whole batch, so
+    that it does not depend on how the network splits a batch.
+    """
+    layers = [layer for _, layer in net.layers] if hasattr(net, "layers") else [net]
+    last = max((i for i, layer in enumerate(layers) if isinstance(layer, ReLU | MaxPool2D)),
+               default=-1)  # fmt: skip
+    pattern, h = [], x
+    for layer in layers[: last + 1]:
+        if isinstance(layer, ReLU):
+            pattern.append(h > 0)
+        elif isinstance(layer, MaxPool2D):
+            pattern.append(_winners(h, layer))
+        if layer is not layers[last]:
+            h = layer.forward(h)
+    return pattern
+
+
 def check_gradients(
-    net,
+    net: Layer,
     x: np.ndarray,
     *,
     eps: float = 1e-6,
     seed: int = 0,
     labels: np.ndarray | None = None,
     samples: int | None = None,
-) -> dict[str, float]:
+) -> GradientCheck:
     """Compare a layer's or model's backward pass with finite differences.
 
     The scalar checked is ``L = Σ y · r`` for a fixed random ``r`` (so ``dL/dy = r``), or the
-    cross-entropy of the output when ``labels`` are given.
+    cross-entropy of the output when ``labels`` are given. Entries whose ``±eps`` nudge
+    crosses a kink of a ReLU or a max pool (see the module docstring) are left out and
+    counted in :attr:`GradientCheck.kinks`: there the function has no derivative for the
+    finite difference to measure.
 
     Parameters
     ----------
     net : Layer or Sequential
         Anything with ``forward``, ``backward`` and float64 parameters; for a layer the
         dict ``net.params`` / ``net.grads``, for a model ``state_dict()`` / ``grads()``.
+        Kinks are watched in :class:`~convnet.layers.ReLU` and
+        :class:`~convnet.layers.MaxPool2D` layers (the layer itself, or those of a model's
+        ``layers``).
     x : ndarray, float64
         The input batch.
     eps : float
@@ -106,13 +178,26 @@ def check_gradients(
 
     Returns
     -------
-    dict of str to float
-        The relative error (:func:`relative_error`) for ``"input"`` and each parameter.
+    GradientCheck
+        A dict of the relative error (:func:`relative_error`) for ``"input"`` and each
+        parameter over the entries away from kinks, with the counts ``checked`` and
+        ``kinks`` as attributes.
+
+    Examples
+    --------
+    >>> pool = MaxPool2D(2)
+    >>> x = np.zeros((1, 1, 4, 4))  # a flat patch: every window is a four-way tie
+    >>> x[0, 0, 0, 0] = 1.0
+    >>> result = check_gradients(pool, x)
+    >>> result["input"] <= 1e-6, result.checked["input"], result.kinks["input"]
+    (True, 4, 12)
     """
     from .losses import cross_entropy
 
     if not isinstance(x, np.ndarray) or x.dtype != np.float64:
         raise TypeError("x must be a float64 ndarray for a gradient check")
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
     x = x.copy()
     out = net.forward(x)
     r = np.random.default_rng(seed).standard_normal(out.shape)
@@ -135,12 +220,27 @@ def check_gradients(
     analytic = {name: g.copy() for name, g in grads.items()}
     analytic["input"] = dx
     pick = np.random.default_rng(seed + 1)
-    errors = {}
+    errors, checked, kinks = {}, {}, {}
     for name, p in [("input", x), *params.items()]:
         if samples is None or samples >= p.size:
             idx = np.arange(p.size)
         else:
             idx = np.sort(pick.choice(p.size, samples, replace=False))
-        numeric = numerical_gradient(loss, p, eps, idx).reshape(-1)[idx]
-        errors[name] = relative_error(analytic[name].reshape(-1)[idx], numeric)
-    return errors
+        flat = p.reshape(-1)
+        if not np.shares_memory(flat, p):
+            raise ValueError(f"{name} must be contiguous so that it can be nudged in place")
+        numeric = np.empty(len(idx))
+        smooth = np.ones(len(idx), dtype=bool)
+        for j, i in enumerate(idx):
+            old = flat[i]
+            flat[i] = old + eps
+            up, routes_up = loss(), _routing(net, x)
+            flat[i] = old - eps
+            down, routes_down = loss(), _routing(net, x)
+            flat[i] = old
+            numeric[j] = (up - down) / (2 * eps)
+            smooth[j] = all(map(np.array_equal, routes_up, routes_down))
+        checked[name], kinks[name] = int(smooth.sum()), int((~smooth).sum())
+        a = analytic[name].reshape(-1)[idx]
+        errors[name] = relative_error(a[smooth], numeric[smooth]) if smooth.any() else np.nan
+    return GradientCheck(errors, checked, kinks)

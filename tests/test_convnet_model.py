@@ -114,6 +114,75 @@ def test_checker_detects_a_wrong_gradient():
     assert errors["weight"] > 1e-3
 
 
+def _digits_on_flat_background(n: int = 2) -> np.ndarray:
+    """Normalised float64 digits: strokes on an exactly flat background, as MNIST's."""
+    x = np.zeros((n, 28, 28))
+    x[:, 8:20, 12:15] = 1.0  # a "1"
+    x[1:, 8:11, 8:20] = 0.7  # and a bar on the second
+    return ((x - 0.1307) / 0.3081)[:, None]
+
+
+def test_checker_leaves_out_max_pool_ties_of_a_flat_background_and_says_so():
+    net = lenet5(np.float64, seed=1)
+    x = _digits_on_flat_background()
+    labels = np.array([1, 7])
+    errors = check_gradients(net, x, labels=labels, samples=120)
+    assert max(errors.values()) <= 1e-6, errors
+    # Most background pixels sit on a four-way tie of a pooling window: left out, counted.
+    assert errors.kinks["input"] > 60 and errors.checked["input"] > 0
+    assert errors.checked["input"] + errors.kinks["input"] == 120
+    assert "kinks" in repr(errors)
+    # Those entries are where a plain finite difference is no derivative at all.
+    net.forward(x)
+    dx = net.backward(cross_entropy(net.forward(x), labels)[1])
+    x_nudged = x.copy()
+    numeric = numerical_gradient(lambda: cross_entropy(net.forward(x_nudged), labels)[0],
+                                 x_nudged, indices=np.arange(0, 784, 7))  # fmt: skip
+    picked = np.zeros(x.size, bool)
+    picked[np.arange(0, 784, 7)] = True
+    assert relative_error(dx.reshape(-1)[picked], numeric.reshape(-1)[picked]) > 1e-2
+
+
+def test_checker_finds_a_wrong_gradient_even_among_ties():
+    rng = np.random.default_rng(0)
+    net = Sequential(
+        [
+            ("conv", Conv2D(1, 2, 3, padding=1, dtype=np.float64, rng=rng)),
+            ("relu", ReLU()),
+            ("pool", MaxPool2D(2)),
+            ("flatten", Flatten()),
+            ("fc", _WrongLinear(2 * 14 * 14, 10, dtype=np.float64, rng=rng)),
+        ]
+    )
+    errors = check_gradients(net, _digits_on_flat_background(), labels=np.array([1, 7]),
+                             samples=400)  # fmt: skip
+    assert errors.kinks["input"] > 0
+    assert errors["fc.weight"] > 1e-3
+    assert errors["input"] <= 1e-6
+
+
+def test_checker_counts_relu_inputs_at_zero_as_kinks():
+    x = np.array([[-1.0, 0.0, 2.0, 0.0, 3.0]])
+    errors = check_gradients(ReLU(), x)
+    assert errors.kinks == {"input": 2} and errors.checked == {"input": 3}
+    assert errors["input"] <= 1e-6
+    everything_at_zero = check_gradients(ReLU(), np.zeros((1, 3)))
+    assert math.isnan(everything_at_zero["input"])  # nothing was checked: no claim
+
+
+def test_checker_on_real_mnist_digits():
+    from convnet_data import mnist5k_dir
+
+    from convnet.data import load_mnist, normalise
+
+    data = load_mnist(mnist5k_dir())
+    x = normalise(data.test_images[:2], np.float64)
+    errors = check_gradients(lenet5(np.float64, seed=0), x, labels=data.test_labels[:2],
+                             samples=100)  # fmt: skip
+    assert max(errors.values()) <= 1e-6, errors
+    assert errors.kinks["input"] > 0
+
+
 def test_numerical_gradient_needs_float64():
     with pytest.raises(TypeError, match="float64"):
         numerical_gradient(lambda: 0.0, np.zeros(3, np.float32))
