@@ -40,14 +40,17 @@ from .model import Sequential, lenet5
 from .optim import SGD, Adam, CosineLR
 
 __all__ = [
+    "HISTORY_KEYS",
     "STATE_FORMAT",
     "TrainConfig",
     "TrainResult",
     "TrainStateError",
     "choose_epoch",
     "confusion_matrix",
+    "curves_figure",
     "evaluate",
     "predict",
+    "save_curves",
     "thread_independent",
     "train",
 ]
@@ -689,3 +692,80 @@ def choose_epoch(val_loss: list[float], val_loss_se: list[float]) -> int:
     best = int(np.nanargmin(loss))
     margin = np.maximum(np.asarray(val_loss_se, dtype=float), val_loss_se[best])
     return int(np.flatnonzero(loss <= loss[best] + margin + 1e-12)[-1]) + 1
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def curves_figure(
+    history: Mapping[str, list[float]], best_epoch: int, title: str, *, augmented: bool
+):
+    """Loss and accuracy per epoch, training and validation, as a matplotlib Figure.
+
+    The accuracy axis spans the accuracies plotted (with a margin of 5% of their range,
+    at least half a point), so that a short run's curves are seen whole. The training
+    curves are labelled "(augmented)" only when the training digits were distorted.
+
+    Parameters
+    ----------
+    history : mapping
+        :attr:`TrainResult.history` (``loss``, ``val_loss``, ``train_acc``, ``val_acc``).
+    best_epoch : int
+        Marked with a dotted line.
+    title : str
+    augmented : bool
+        Whether the training curves were measured on distorted digits
+        (:attr:`TrainConfig.augment`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Made without pyplot, so that no global backend or figure state is touched.
+    """
+    from matplotlib.figure import Figure
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    training = "training (augmented)" if augmented else "training"
+    fig = Figure(figsize=(10, 3.8))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, history["loss"], label=training)
+    ax1.plot(epochs, history["val_loss"], label="validation")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
+    accuracy = 100 * np.asarray([history["train_acc"], history["val_acc"]], dtype=float)
+    ax2.plot(epochs, accuracy[0], label=training)
+    ax2.plot(epochs, accuracy[1], label="validation")
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    shown = accuracy[np.isfinite(accuracy)]
+    if shown.size:
+        low, high = shown.min(), shown.max()
+        margin = max(0.5, 0.05 * (high - low))
+        ax2.set_ylim(low - margin, high + margin)
+    for ax in (ax1, ax2):
+        ax.axvline(best_epoch, color="grey", ls=":", label=f"best epoch ({best_epoch})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_curves(
+    history: Mapping[str, list[float]],
+    path: str | os.PathLike,
+    best_epoch: int,
+    title: str,
+    *,
+    augmented: bool,
+) -> None:
+    """Write :func:`curves_figure` to a PNG, atomically (never a half-written file).
+
+    Parameters
+    ----------
+    history, best_epoch, title, augmented
+        As for :func:`curves_figure`.
+    path : str or path-like
+        The PNG to write.
+    """
+    fig = curves_figure(history, best_epoch, title, augmented=augmented)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")

@@ -20,8 +20,10 @@ from convnet.train import (
     TrainStateError,
     choose_epoch,
     confusion_matrix,
+    curves_figure,
     evaluate,
     predict,
+    save_curves,
     train,
 )
 
@@ -400,3 +402,44 @@ def test_training_ends_bit_identical_for_one_and_two_threads(digits, make, batch
     for key in results[0].history:
         if key not in TIMING:
             assert results[0].history[key] == results[1].history[key], key
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def _short_history(train_acc, val_acc):
+    n = len(train_acc)
+    return {
+        "loss": list(np.linspace(2.3, 1.9, n)),
+        "val_loss": list(np.linspace(2.2, 1.8, n)),
+        "train_acc": list(train_acc),
+        "val_acc": list(val_acc),
+    }
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_curves_show_a_short_run_whole_and_label_augmentation_as_configured(augmented):
+    history = _short_history([0.10, 0.13, 0.19, 0.18], [0.07, 0.20, 0.23, 0.27])
+    fig = curves_figure(history, 4, "short run", augmented=augmented)
+    _, ax2 = fig.axes
+    low, high = ax2.get_ylim()
+    assert low <= 7 and high >= 27  # every point of the 7–27% curves is inside
+    assert high - low < 30  # and the axis is not a fixed 0–100 either
+    labels = [t.get_text() for t in ax2.get_legend().get_texts()]
+    training = "training (augmented)" if augmented else "training"
+    assert labels[0] == training
+    assert ("(augmented)" in " ".join(labels)) == augmented
+
+
+def test_curves_of_a_long_run_keep_the_detail_near_the_top():
+    acc = np.concatenate([np.linspace(0.80, 0.99, 10), np.full(20, 0.995)])
+    fig = curves_figure(_short_history(acc, acc - 0.005), 25, "long", augmented=True)
+    low, high = fig.axes[1].get_ylim()
+    assert low <= 79.5 and 99.5 <= high <= 101.5
+
+
+def test_save_curves_writes_a_png_atomically(tmp_path):
+    path = tmp_path / "curves.png"
+    save_curves(_short_history([0.1, 0.2], [0.1, 0.3]), path, 2, "t", augmented=False)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
