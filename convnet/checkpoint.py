@@ -10,8 +10,11 @@ never leaves a half-written checkpoint; it is read with ``allow_pickle=False``.
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +22,31 @@ import numpy as np
 from pyramids.io import atomic_path
 
 from .data import MNIST_MEAN, MNIST_STD
+from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
 from .model import LENET5_INPUT_SHAPE, Sequential, lenet5
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "logit_bound", "save_checkpoint"]
 
 _META_KEY = "__metadata__"
 FORMAT = "convnet-checkpoint/1"
+_NORMALISATION = {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD}
+#: Longest metadata document read, in characters (a 120-epoch history is about 30,000).
+_MAX_METADATA = 1 << 24
+#: What reading a damaged archive can raise: zipfile's own errors (BadZipFile, and
+#: RuntimeError for an encrypted entry, NotImplementedError for an unknown compression),
+#: zlib's, a short read (EOFError, struct.error in a header), a malformed .npy header
+#: (ValueError) and the operating system's (OSError).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 class CheckpointError(ValueError):
@@ -56,7 +78,8 @@ def save_checkpoint(
         Target file; ``.npz`` is the conventional suffix.
     model : Sequential
     classes : list of str, optional
-        Class names by label (default the digits ``"0"`` … ``"9"``).
+        Distinct class names by label, one per output of the network (default the digits
+        ``"0"`` … ``"9"``).
     training : dict, optional
         JSON-able training settings and results to record.
     architecture : str
@@ -66,15 +89,24 @@ def save_checkpoint(
     -------
     Path
         The written file.
+
+    Raises
+    ------
+    CheckpointError
+        If ``classes`` is not a list of distinct strings, one per output.
+    FileNotFoundError
+        If the target directory does not exist.
     """
     path = Path(path)
     state = model.state_dict(copy=False)
+    classes = [str(d) for d in range(10)] if classes is None else classes
+    _check_classes(classes, _outputs(model), "classes")
     meta = {
         "format": FORMAT,
         "architecture": architecture,
         "input_shape": list(LENET5_INPUT_SHAPE),
         "normalisation": {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD},
-        "classes": classes or [str(d) for d in range(10)],
+        "classes": list(classes),
         "parameters": {k: list(v.shape) for k, v in state.items()},
         "dtype": str(next(iter(state.values())).dtype),
         "training": training or {},
@@ -92,11 +124,181 @@ def save_checkpoint(
     return path
 
 
+def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, header_length)`` of one ``.npy`` entry, from its header."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        return shape, dtype, fortran, f.tell()
+
+
+def _read_data(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
+    """The ``size`` data bytes of an entry whose header is ``start`` bytes long."""
+    if start + size != info.file_size:
+        raise ValueError(
+            f"{info.filename}: the header declares {size} bytes of data, the entry holds "
+            f"{info.file_size - start}"
+        )
+    with zf.open(info) as f:
+        data = f.read()  # also checks the entry's CRC
+    if len(data) != start + size:
+        raise ValueError(f"{info.filename}: {len(data)} bytes, expected {start + size}")
+    return data[start:]
+
+
+def _read_arrays(path: Path, expected: dict[str, tuple]) -> tuple[dict[str, np.ndarray], dict]:
+    """Read the parameter arrays and the metadata of an ``.npz``, checking every header first.
+
+    No array is read before its header's shape has been checked against ``expected`` (and
+    its declared size against the entry's size), so a crafted header cannot make the loader
+    allocate more than the file holds; entries that are not parameters are not read at all.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x93NUMPY"):
+        raise CheckpointError(
+            f"{path}: a single .npy array, not a convnet checkpoint (an .npz archive)"
+        )
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise CheckpointError(f"{path}: not a convnet checkpoint (not an .npz archive)")
+    arrays: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple] = {}
+    with zipfile.ZipFile(path) as zf:
+        members = {}
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name in members:
+                raise CheckpointError(f"{path}: the entry {name} appears twice")
+            members[name] = info
+        if _META_KEY not in members:
+            raise CheckpointError(f"{path}: not a convnet checkpoint (no {_META_KEY} entry)")
+        for name, info in members.items():
+            shape, dtype, fortran, start = _read_header(zf, info)
+            shapes[name] = shape
+            if name != _META_KEY and name not in expected:
+                continue  # reported below, never read
+            if name != _META_KEY and (dtype.hasobject or dtype.kind not in "fiu"):
+                raise CheckpointError(f"{path}: {name} holds {dtype} values, not numbers")
+            if name == _META_KEY:
+                if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_METADATA:
+                    raise CheckpointError(
+                        f"{path}: {_META_KEY} must be one JSON string, got {dtype} {shape}"
+                    )
+            elif shape != expected[name]:
+                continue  # a wrong shape is named with the others below
+            data = _read_data(zf, info, start, math.prod(shape) * dtype.itemsize)
+            array = np.frombuffer(data, dtype=dtype)
+            arrays[name] = array.reshape(shape, order="F" if fortran else "C")
+    return arrays, shapes
+
+
+def _check_metadata(path: Path, meta: object, n_classes: int) -> dict:
+    """Check the metadata document's types and values; return it."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: the metadata is a JSON {type(meta).__name__}, expected an object"
+        )
+    if meta.get("architecture") != "lenet5":
+        raise CheckpointError(
+            f"{path}: architecture {meta.get('architecture')!r} is not supported (lenet5 is)"
+        )
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if meta.get("dtype") not in ("float32", "float64"):
+        raise CheckpointError(
+            f"{path}: unsupported parameter dtype {meta.get('dtype')!r} (float32 or float64)"
+        )
+    if meta.get("input_shape") != list(LENET5_INPUT_SHAPE):
+        raise CheckpointError(
+            f"{path}: input shape {meta.get('input_shape')!r} is not "
+            f"{list(LENET5_INPUT_SHAPE)} (one 28×28 grey digit)"
+        )
+    norm = meta.get("normalisation")
+    if norm != _NORMALISATION:
+        raise CheckpointError(
+            f"{path}: input normalisation {norm!r} is not the one this version applies "
+            f"({_NORMALISATION})"
+        )
+    classes = meta.get("classes")
+    if "classes" not in meta:
+        raise CheckpointError(f"{path}: the metadata has no 'classes' (the class names)")
+    _check_classes(classes, n_classes, f"{path}: classes")
+    for key, kind in (("training", dict), ("parameters", dict), ("version", str)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(
+                f"{path}: metadata {key!r} is a JSON {type(meta[key]).__name__}, "
+                f"expected {'an object' if kind is dict else 'a string'}"
+            )
+    return meta
+
+
+def _check_classes(classes: object, n_classes: int, where: str) -> None:
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{where} must be a list of strings, got {classes!r:.80}")
+    if len(classes) != n_classes:
+        raise CheckpointError(
+            f"{where}: {len(classes)} names for the {n_classes} outputs of the network"
+        )
+    if len(set(classes)) != len(classes):
+        raise CheckpointError(f"{where}: names must be distinct, got {classes!r:.80}")
+
+
+def _outputs(model: Sequential) -> int:
+    """Number of outputs of the last weighted layer."""
+    weighted = [layer for _, layer in model.layers if isinstance(layer, Conv2D | Linear)]
+    return len(weighted[-1].params["bias"])
+
+
+def logit_bound(model: Sequential) -> float:
+    """An upper bound on ``|logit|`` over every normalised input of pixels in ``[0, 1]``.
+
+    Every intermediate value of the forward pass, partial sums included, is at most the
+    bound of its layer, which is propagated from the input: a convolution or linear layer
+    maps a bound ``B`` on its input to ``max_o (Σ_j |W[o, j]| · B + |b[o]|)``; ReLU, max-
+    and average pooling and flattening do not increase it; tanh and sigmoid bring it to 1.
+    Computed in float64; ``inf`` if it overflows even there.
+
+    Parameters
+    ----------
+    model : Sequential
+        Built from the layers of :mod:`convnet.layers`.
+
+    Returns
+    -------
+    float
+    """
+    bound = max(abs(0 - MNIST_MEAN), abs(1 - MNIST_MEAN)) / MNIST_STD
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _name, layer in model.layers:
+            if isinstance(layer, Conv2D | Linear):
+                w = np.abs(layer.params["weight"].astype(np.float64))
+                rows = w.reshape(len(w), -1).sum(axis=1)
+                bias = np.abs(layer.params["bias"].astype(np.float64))
+                bound = float(np.max(rows * bound + bias))
+            elif isinstance(layer, Tanh | Sigmoid):
+                bound = 1.0
+            elif not isinstance(layer, ReLU | MaxPool2D | AvgPool2D | Flatten):
+                raise TypeError(f"no bound for a layer of type {type(layer).__name__}")
+    return bound if np.isfinite(bound) else float("inf")
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
     """Rebuild a model from a checkpoint written by :func:`save_checkpoint`.
 
-    Every parameter name and shape is checked against the architecture, and every
-    mismatch is named.
+    Everything is checked before the model is used: the file is an ``.npz`` archive whose
+    entries are plain arrays (read header first, so no entry can make the loader allocate
+    more than the file holds); the metadata is a JSON object naming the format, the
+    architecture, a parameter dtype, the input shape and normalisation this version
+    applies, and one distinct class name per output of the network; every parameter is
+    there with its architecture's name and shape, and no other; every value is a finite
+    number in the parameter dtype; and the weights cannot drive a logit past a quarter of
+    the dtype's largest value for any input image (:func:`logit_bound`), so that the
+    softmax, which subtracts the largest logit, cannot overflow.
 
     Parameters
     ----------
@@ -113,34 +315,62 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
     FileNotFoundError
         If the file does not exist.
     CheckpointError
-        If it is not a checkpoint, names an unknown architecture, or its parameters do not
-        fit the architecture.
+        If it cannot be read, is not a checkpoint, or fails any of the checks above; the
+        message names the file and what is wrong.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    reference = lenet5(seed=0)
+    expected = {k: v.shape for k, v in reference.state_dict(copy=False).items()}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise CheckpointError(f"{path}: not a convnet checkpoint (.npz) ({exc})") from None
-    if _META_KEY not in arrays:
-        raise CheckpointError(f"{path}: not a convnet checkpoint (no {_META_KEY} entry)")
+        arrays, shapes = _read_arrays(path, expected)
+    except CheckpointError:
+        raise
+    except _READ_ERRORS as exc:
+        reason = getattr(exc, "strerror", None) or exc or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable convnet checkpoint ({reason})") from None
     try:
         meta = json.loads(str(arrays.pop(_META_KEY)))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: unreadable metadata ({exc})") from None
-    if meta.get("architecture") != "lenet5":
-        raise CheckpointError(
-            f"{path}: architecture {meta.get('architecture')!r} is not supported (lenet5 is)"
-        )
-    dtype = meta.get("dtype", "float32")
-    if dtype not in ("float32", "float64"):
-        raise CheckpointError(f"{path}: unsupported parameter dtype {dtype!r}")
+    meta = _check_metadata(path, meta, _outputs(reference))
+    shapes.pop(_META_KEY)
+    problems = []
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = [
+        f"{k}: expected {expected[k]}, got {shapes[k]}"
+        for k in expected
+        if k in shapes and shapes[k] != expected[k]
+    ]
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected))
+    if wrong:
+        problems.append("wrong shape " + "; ".join(wrong))
+    if problems:
+        raise CheckpointError(f"{path}: parameters do not fit LeNet-5: " + " | ".join(problems))
+    dtype = np.dtype(meta["dtype"])
+    state = {}
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise CheckpointError(f"{path}: {name} holds {array.dtype} values, not numbers")
+        with np.errstate(over="ignore", invalid="ignore"):
+            state[name] = array.astype(dtype)
+        if not np.isfinite(state[name]).all():
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values (as {dtype})")
     model = lenet5(dtype=dtype, seed=0)
-    try:
-        model.load_state_dict(arrays)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    model.load_state_dict(state)
+    bound, limit = logit_bound(model), float(np.finfo(dtype).max) / 4
+    if not bound <= limit:
+        raise CheckpointError(
+            f"{path}: the weights are too large: a logit could reach {bound:.3g}, beyond "
+            f"{limit:.3g} (a quarter of the largest {dtype} number), so predictions would "
+            "overflow"
+        )
     model.eval()
     return model, meta

@@ -9,6 +9,7 @@ training works on a machine with no network and no data directory.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -82,7 +83,10 @@ class Dataset:
 
 
 def _open_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:  # a directory, no permission, an I/O error: the input is unusable
+        raise IDXError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -111,10 +115,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     FileNotFoundError
         If the file does not exist.
     IDXError
-        If the magic number is wrong, or the data is shorter or longer than the header says.
+        If the file cannot be read, the magic number is wrong, or the data is shorter or
+        longer than the header says.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     raw = _open_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
@@ -127,12 +132,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < header:
         raise IDXError(f"{path}: truncated header ({len(raw)} bytes, need {header})")
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a product of 32-bit dimensions can overflow int64.
+    expected = math.prod(dims) * dtype.itemsize
     body = len(raw) - header
     if body < expected:
         raise IDXError(
-            f"{path}: truncated: the header promises {dims} values ({expected} bytes), "
-            f"the file holds {body}"
+            f"{path}: truncated: the header promises {'×'.join(map(str, dims))} values "
+            f"({expected:,} bytes), the file holds {body:,}"
         )
     if body > expected:
         raise IDXError(f"{path}: {body - expected} unexpected bytes after the data {dims}")
@@ -169,7 +175,8 @@ def load_mnist(directory: str | os.PathLike, name: str | None = None) -> Dataset
     FileNotFoundError
         If the directory or a file is missing.
     IDXError
-        If a file is corrupt, or images and labels do not fit together.
+        If a file is corrupt, a split holds no images, images are empty or not uint8,
+        labels are not whole numbers 0 … 9, or images and labels do not fit together.
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():
@@ -185,6 +192,10 @@ def load_mnist(directory: str | os.PathLike, name: str | None = None) -> Dataset
             raise IDXError(
                 f"{directory}: {len(images)} {split} images but labels of shape {labels.shape}"
             )
+        if len(images) == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+            raise IDXError(f"{directory}: the {split} images are empty (shape {images.shape})")
+        if labels.dtype.kind not in "iu":
+            raise IDXError(f"{directory}: {split} labels must be integers, got {labels.dtype}")
     if arrays[0].shape[1:] != arrays[2].shape[1:]:
         raise IDXError(
             f"{directory}: train images are {arrays[0].shape[1:]}, test images "
