@@ -5,10 +5,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from convnet_data import mnist5k_dir
+from convnet_data import FILES, mnist5k_dir
 from PIL import Image
 
 from convnet import lenet5
@@ -229,7 +230,7 @@ def _bad_inputs(tmp_path, checkpoint):
     }
 
 
-def test_cli_bad_input_gives_one_line_and_exit_1(tmp_path, checkpoint, capsys):
+def test_cli_bad_input_gives_one_line_and_exit_2(tmp_path, checkpoint, capsys):
     expected = {
         "missing model": "no such checkpoint",
         "missing data": "no such data directory",
@@ -241,7 +242,7 @@ def test_cli_bad_input_gives_one_line_and_exit_1(tmp_path, checkpoint, capsys):
         "other architecture": "not a convnet checkpoint",
     }
     for case, argv in _bad_inputs(tmp_path, checkpoint).items():
-        assert main(argv) == 1, case
+        assert main(argv) == 2, case
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("convnet: error:"), (case, err)
         assert expected[case] in err, (case, err)
@@ -272,5 +273,172 @@ def test_python_dash_m_runs_without_traceback(tmp_path):
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr and "no such checkpoint" in result.stderr
+
+
+# --------------------------------------------------------------------------- train's outputs
+
+
+class _Trained(Exception):
+    """Raised by a stand-in for convnet.train.train: training was reached."""
+
+
+@pytest.fixture
+def no_training(monkeypatch, tmp_path):
+    """train() stands in as a recorder that stops the command where training would start;
+    the cache is empty, so that the embedded digits are the default data."""
+    calls = []
+
+    def recorder(data, config, **kwargs):
+        calls.append((data, config, kwargs))
+        raise _Trained
+
+    import convnet.train
+
+    monkeypatch.setattr(convnet.train, "train", recorder)
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    return calls
+
+
+@pytest.fixture
+def data_copy(tmp_path):
+    target = tmp_path / "mnist"
+    target.mkdir()
+    for name in FILES:
+        (target / name).write_bytes((mnist5k_dir() / name).read_bytes())
+    return target
+
+
+def _train_cases(tmp_path, data_copy):
+    existing = tmp_path / "old.npz"
+    existing.write_bytes(b"an earlier model")
+    old_plot = tmp_path / "old.png"
+    old_plot.write_bytes(b"an earlier plot")
+    (tmp_path / "adir").mkdir()
+    data = ["--data", str(data_copy)]
+    return {
+        "out is training data": (
+            [*data, "--out", str(data_copy / FILES[0])],
+            "is an input of this run",
+        ),
+        "out is the unzipped name of training data": (
+            [*data, "--out", str(data_copy / FILES[2].removesuffix(".gz"))],
+            None,  # not an existing file, but load_mnist would read it if it were
+        ),
+        "out and plot the same": (
+            ["--out", str(tmp_path / "x.png"), "--plot", str(tmp_path / "x.png")],
+            "--out and --plot name the same file",
+        ),
+        "out and plot the same via ..": (
+            ["--out", str(tmp_path / "x.png"), "--plot", str(tmp_path / "adir" / ".." / "x.png")],
+            "--out and --plot name the same file",
+        ),
+        "out a directory": (["--out", str(tmp_path / "adir")], "is a directory"),
+        "plot a directory": (
+            ["--out", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "adir")],
+            "is a directory",
+        ),
+        "out in a missing directory": (
+            ["--out", str(tmp_path / "nowhere" / "m.npz")],
+            "no such directory",
+        ),
+        "out exists": (["--out", str(existing)], "exists; pass --force to replace it"),
+        "plot exists": (
+            ["--out", str(tmp_path / "m.npz"), "--plot", str(old_plot)],
+            "exists; pass --force",
+        ),
+        "plot of unknown format": (
+            ["--out", str(tmp_path / "m.npz"), "--plot", str(tmp_path / "c.txt")],
+            "unknown picture format",
+        ),
+        "resume missing": (
+            ["--out", str(tmp_path / "m.npz"), "--resume", str(tmp_path / "none.state")],
+            "no such training-state file",
+        ),
+        "out is the resume file": (
+            ["--out", str(existing), "--resume", str(existing)],
+            "is an input of this run",
+        ),
+    }
+
+
+def test_train_checks_every_output_before_training(tmp_path, data_copy, no_training, capsys):
+    before = {name: (data_copy / name).read_bytes() for name in FILES}
+    for case, (argv, match) in _train_cases(tmp_path, data_copy).items():
+        if match is None:
+            continue
+        assert main(["train", "--no-progress", *argv]) == 2, case
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and match in captured.err, (case, captured.err)
+        assert captured.out == "", case  # nothing loaded, nothing trained
+    assert no_training == []
+    assert {name: (data_copy / name).read_bytes() for name in FILES} == before
+    assert (tmp_path / "old.npz").read_bytes() == b"an earlier model"
+
+
+def test_force_allows_replacing_an_existing_output(tmp_path, no_training):
+    existing = tmp_path / "old.npz"
+    existing.write_bytes(b"an earlier model")
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(existing), "--force", "--no-progress"])
+    assert len(no_training) == 1
+
+
+def test_unwritable_output_directory_is_a_runtime_failure(tmp_path, no_training, monkeypatch,
+                                                          capsys):  # fmt: skip
+    # Running as root, permissions cannot be taken away; os.access stands in for them.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
+    assert main(["train", "--out", str(tmp_path / "m.npz")]) == 1
+    assert "cannot write into" in capsys.readouterr().err
+    assert no_training == []
+
+
+def test_default_epochs_suit_the_data(tmp_path, data_copy, no_training):
+    from convnet.cli import EMBEDDED_EPOCHS
+
+    runs = [
+        ["--out", str(tmp_path / "a.npz")],
+        ["--out", str(tmp_path / "b.npz"), "--data", str(data_copy)],
+        ["--out", str(tmp_path / "c.npz"), "--epochs", "3"],
+    ]
+    for argv in runs:
+        with pytest.raises(_Trained):
+            main(["train", "--no-progress", *argv])
+    epochs = [config.epochs for _, config, _ in no_training]
+    assert epochs == [EMBEDDED_EPOCHS, TrainConfig().epochs, 3]
+    assert TrainConfig().epochs > EMBEDDED_EPOCHS
+
+
+def test_help_states_the_default_epochs(capsys):
+    from convnet.cli import EMBEDDED_EPOCHS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"default {TrainConfig().epochs} for MNIST-style data, {EMBEDDED_EPOCHS} for" in text
+
+
+def test_resume_is_passed_to_train(tmp_path, no_training):
+    state = tmp_path / "run.state"
+    state.write_bytes(b"state")
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz"), "--resume", str(state)])
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz")])
+    assert no_training[0][2]["resume"] == state
+    assert "resume" not in no_training[1][2]
+
+
+def test_quickstart_twice_refuses_then_force_replaces(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--epochs", "1", "--no-progress"]
+    assert main(argv) == 0
+    first = (tmp_path / "model.npz").read_bytes()
+    assert main(argv) == 2
+    assert "model.npz: exists; pass --force" in capsys.readouterr().err
+    assert (tmp_path / "model.npz").read_bytes() == first
+    assert main([*argv, "--force", "--seed", "1"]) == 0
+    assert (tmp_path / "model.npz").read_bytes() != first
