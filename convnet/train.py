@@ -444,7 +444,7 @@ def _run_identity(
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.data)
-    return {
+    identity = {
         "config": asdict(config),
         "train_subset": train_subset,
         "data": {"images": len(labels), "sha256": digest.hexdigest()},
@@ -454,6 +454,16 @@ def _run_identity(
         },
         "layer_rngs": sorted(_layer_rngs(model)),
     }
+    # Through JSON and back, so that it compares equal to what a state file holds (a numpy
+    # integer among the settings becomes a plain one).
+    return json.loads(json.dumps(identity, default=_plain))
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python number it holds (for ``json.dumps``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _write_state(
@@ -501,7 +511,8 @@ def _differences(saved: object, expected: dict) -> list[str]:
     if isinstance(config, dict):
         for key in sorted(set(config) | set(own)):
             if config.get(key, "(absent)") != own.get(key, "(absent)"):
-                out.append(f"{key} {config.get(key, '(absent)')!r} there, {own.get(key)!r} here")
+                was = config.get(key, "(absent)")
+                out.append(f"{key} {was!r} in the state, {own.get(key, '(absent)')!r} now")
     else:
         out.append("no training settings")
     words = {
@@ -514,7 +525,7 @@ def _differences(saved: object, expected: dict) -> list[str]:
     for key, word in words.items():
         if saved.get(key) != expected[key]:
             if key == "train_subset":
-                out.append(f"train_subset {saved.get(key)!r} there, {expected[key]!r} here")
+                out.append(f"train_subset {saved.get(key)!r} in the state, {expected[key]!r} now")
             else:
                 out.append(f"another {word}")
     return out

@@ -187,13 +187,13 @@ def finished_state(digits, tmp_path_factory):
 @pytest.mark.parametrize(
     ("changes", "subset", "match"),
     [
-        ({"epochs": 3}, None, "epochs 2 there, 3 here"),
-        ({"seed": 4}, None, "seed 3 there, 4 here"),
+        ({"epochs": 3}, None, "epochs 2 in the state, 3 now"),
+        ({"seed": 4}, None, "seed 3 in the state, 4 now"),
         ({"lr": 0.01}, None, "lr"),
         ({"augment": False}, None, "augment"),
         ({"batch_size": 32}, None, "batch_size"),
         ({"optimizer": "adam"}, None, "optimizer"),
-        ({}, 200, "train_subset None there, 200 here"),
+        ({}, 200, "train_subset None in the state, 200 now"),
     ],
 )
 def test_resume_refuses_a_state_of_another_run(digits, finished_state, changes, subset, match):
@@ -202,6 +202,15 @@ def test_resume_refuses_a_state_of_another_run(digits, finished_state, changes, 
         train(digits, config, progress=False, train_subset=subset, resume=finished_state)
     assert isinstance(info.value, ValueError)
     assert str(finished_state) in str(info.value)
+
+
+def test_settings_given_as_numpy_numbers_are_saved_and_matched(digits, tmp_path):
+    state = tmp_path / "state.npz"
+    config = _config(epochs=np.int64(2), seed=np.int64(3), lr=np.float64(0.05))
+    first = train(digits, config, progress=False, log=len, state_path=state)
+    again = train(digits, _config(epochs=2, lr=0.05), progress=False,
+                  log=len, resume=state)  # fmt: skip
+    _assert_same_run(first, again, state, state)
 
 
 def test_resume_refuses_other_data_and_another_architecture(digits, finished_state):
