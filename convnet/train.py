@@ -279,7 +279,8 @@ def train(
     model : Sequential, optional
         Defaults to ``lenet5(seed=config.seed)``.
     log : callable
-        Receives one line per epoch (after that epoch's state is written).
+        Receives one line per epoch, ``"epoch   3/120  loss …"``, once that epoch's state is
+        written, and on resuming first ``"resumed from PATH after epoch K/EPOCHS"``.
     progress : bool
         Show a tqdm bar per epoch (on stderr).
     train_subset : int, optional

@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from convnet import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, lenet5, softmax
+from convnet import (
+    Conv2D,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+    lenet5,
+    softmax,
+)
 from convnet.data import Dataset
 from convnet.train import (
     STATE_FORMAT,
@@ -118,6 +128,52 @@ def test_resumed_run_ends_bit_identical_to_uninterrupted_run(digits, tmp_path, s
     assert len(lines) == 1 + config.epochs - stop
     _assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary left
+
+
+def _net_with_dropout() -> Sequential:
+    rng = np.random.default_rng(7)
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, 4, 5, padding=2, rng=rng)),
+            ("relu1", ReLU()),
+            ("pool1", MaxPool2D(4)),
+            ("flatten", Flatten()),
+            ("drop", Dropout(0.3, rng=np.random.default_rng(8))),
+            ("fc1", Linear(196, 10, rng=rng)),
+        ]
+    )
+
+
+def test_resuming_restores_the_generators_of_layers(digits, tmp_path):
+    """Dropout draws its masks from a generator of its own: it is saved and restored too."""
+    config = _config()
+    whole = train(digits, config, model=_net_with_dropout(), progress=False, log=len,
+                  state_path=tmp_path / "a")  # fmt: skip
+    with pytest.raises(_Interrupt):
+        train(digits, config, model=_net_with_dropout(), progress=False, log=_stop_after(2),
+              state_path=tmp_path / "b")  # fmt: skip
+    model = _net_with_dropout()
+    resumed = train(digits, config, model=model, progress=False, log=len,
+                    state_path=tmp_path / "b", resume=tmp_path / "b")  # fmt: skip
+    _assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
+    with np.load(tmp_path / "b", allow_pickle=False) as f:
+        assert list(json.loads(str(f["meta"]))["layer_rngs"]) == ["drop"]
+
+
+def test_resume_on_real_mnist_digits(tmp_path):
+    from convnet_data import mnist5k_dir
+
+    from convnet.data import load_mnist
+
+    data = load_mnist(mnist5k_dir())
+    config = TrainConfig(epochs=3, seed=1)  # the default recipe, shortened
+    kwargs = {"progress": False, "train_subset": 400}
+    whole = train(data, config, log=len, state_path=tmp_path / "a", **kwargs)
+    with pytest.raises(_Interrupt):
+        train(data, config, log=_stop_after(1), state_path=tmp_path / "b", **kwargs)
+    resumed = train(data, config, log=len, state_path=tmp_path / "b", resume=tmp_path / "b",
+                    **kwargs)  # fmt: skip
+    _assert_same_run(whole, resumed, tmp_path / "a", tmp_path / "b")
 
 
 def test_a_run_twice_interrupted_and_resumed_still_matches(digits, tmp_path):
