@@ -17,7 +17,7 @@ from convnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from convnet.cli import main
 from convnet.data import embedded_digits, load_mnist, normalise, validation_split
 from convnet.preprocess import prepare_digit
-from convnet.train import TrainConfig, choose_epoch, evaluate, train
+from convnet.train import TrainConfig, choose_epoch, confusion_matrix, evaluate, train
 
 # --------------------------------------------------------------------------- checkpoints
 
@@ -442,3 +442,100 @@ def test_quickstart_twice_refuses_then_force_replaces(tmp_path, monkeypatch, cap
     assert (tmp_path / "model.npz").read_bytes() == first
     assert main([*argv, "--force", "--seed", "1"]) == 0
     assert (tmp_path / "model.npz").read_bytes() != first
+
+
+# --------------------------------------------------------------------------- answers checked
+
+
+def test_confusion_matrix_rows_are_true_labels():
+    # Convention (as printed: "rows: true class, columns: predicted"): m[true, predicted].
+    rng = np.random.default_rng(5)
+    labels, predictions = rng.integers(0, 10, 500), rng.integers(0, 10, 500)
+    predictions[:100] = 3  # lopsided, so that the transpose differs
+    reference = np.zeros((10, 10), np.int64)
+    for t, p in zip(labels, predictions, strict=True):
+        reference[t, p] += 1
+    np.testing.assert_array_equal(confusion_matrix(labels, predictions, 10), reference)
+
+
+def _constant_model(path, bias):
+    """A checkpoint whose answer is known exactly: fc3's weights are zero, so the logits
+    are ``bias`` for every image."""
+    net = lenet5(seed=0)
+    net.state_dict(copy=False)["fc3.weight"][...] = 0
+    net.state_dict(copy=False)["fc3.bias"][...] = bias
+    return save_checkpoint(path, net)
+
+
+def test_predict_reports_the_class_of_the_largest_logit(tmp_path, capsys):
+    bias = np.array([0.5, -1, 2, 0, 3.5, 1, -2, 3, 0.25, -0.5])  # class 4, then 7
+    model = _constant_model(tmp_path / "m.npz", bias)
+    dark, _ = _digit_png(tmp_path, 0, True, "dark.png")
+    assert main(["predict", str(model), str(dark), "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    softmax = np.exp(bias - bias.max()) / np.exp(bias - bias.max()).sum()
+    assert result["label"] == 4 and result["class"] == "4"
+    # float32 softmax: a few units of float32 rounding (1.2e-7); JSON rounds to 6 decimals.
+    assert result["probability"] == pytest.approx(softmax[4], rel=1e-6)
+    np.testing.assert_allclose(result["probabilities"], softmax, atol=5e-7 + 1e-6)
+
+
+def test_evaluate_confusion_of_a_model_with_a_known_answer(tmp_path, capsys):
+    bias = np.zeros(10)
+    bias[7] = 5.0
+    model = _constant_model(tmp_path / "m.npz", bias)
+    labels = load_mnist(mnist5k_dir()).test_labels
+    assert main(["evaluate", str(model), "--data", str(mnist5k_dir()), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = np.zeros((10, 10), np.int64)
+    expected[:, 7] = np.bincount(labels, minlength=10)  # every digit predicted 7
+    np.testing.assert_array_equal(report["confusion"], expected)
+    assert report["accuracy"] == pytest.approx(np.mean(labels == 7))
+
+
+@pytest.fixture(scope="module")
+def mnist_model(tmp_path_factory):
+    """LeNet-5 trained for two epochs on mnist-5k: right on most digits, wrong on some."""
+    data = load_mnist(mnist5k_dir())
+    config = TrainConfig(epochs=2, batch_size=32, seed=0, augment=False, warmup_epochs=0.5)
+    result = train(data, config, log=lambda _: None, progress=False)
+    path = tmp_path_factory.mktemp("mnist-model") / "model.npz"
+    save_checkpoint(path, result.model)
+    return path, result.model, data
+
+
+def test_evaluate_matches_a_reference_loop(mnist_model, capsys):
+    path, model, data = mnist_model
+    x = normalise(data.test_images)
+    predicted = np.concatenate([np.argmax(model.forward(x[i : i + 500]), axis=1)
+                                for i in range(0, len(x), 500)])  # fmt: skip
+    reference = np.zeros((10, 10), np.int64)
+    for t, p in zip(data.test_labels, predicted, strict=True):
+        reference[t, p] += 1
+    assert main(["evaluate", str(path), "--data", str(mnist5k_dir()), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    np.testing.assert_array_equal(report["confusion"], reference)
+    assert report["accuracy"] == pytest.approx(np.trace(reference) / len(predicted))
+    assert 0.8 < report["accuracy"] < 1  # a model with errors: the matrix is not diagonal
+    assert not np.array_equal(reference, reference.T)
+
+
+def test_predict_names_real_test_digits(tmp_path, mnist_model, capsys):
+    path, model, data = mnist_model
+    files, truth = [], []
+    for index in range(20):
+        image = data.test_images[index]
+        file = tmp_path / f"digit{index}.png"
+        Image.fromarray(image if index % 2 else 255 - image).save(file)  # light and dark
+        files.append(str(file))
+        truth.append(int(data.test_labels[index]))
+    assert main(["predict", str(path), *files, "--json"]) == 0
+    labels = [r["label"] for r in json.loads(capsys.readouterr().out)]
+    # Reference: the same pictures through prepare_digit and the network's logits.
+    pictures = []
+    for file in files:
+        with Image.open(file) as picture:
+            pictures.append(prepare_digit(np.asarray(picture, dtype=float) / 255))
+    x = normalise(np.stack(pictures))
+    assert labels == np.argmax(model.forward(x), axis=1).tolist()
+    assert sum(p == t for p, t in zip(labels, truth, strict=True)) >= 16
