@@ -32,6 +32,17 @@ Two engines apply the stages:
 Both engines handle grey ``(h, w)`` and colour ``(h, w, c)`` images, float32 and float64
 (float32 stays float32), and the five boundary modes of :data:`pyramids.operators.BOUNDARIES`.
 
+The engines agree to rounding. A coefficient (or, in a synthesis, a pixel) is a sum of
+chains of stored sparse stages ``S_m ⋯ S_1``; computed in floating point it errs by at most
+``γ_N · (|S_m| ⋯ |S_1| |x|)`` elementwise, ``γ_N = N·u / (1 - N·u)`` with ``u`` the unit
+roundoff and ``N`` the products and additions on its longest path (a stage of the
+separable engine costs ``n_V + R·n_U``: its width pass, then ``R`` interleaved height
+passes; the matrix engine the nonzeros of a row; the bands' mixing with the monomial matrix
+``K + 1`` more). The two engines therefore differ by at most the sum of their two bounds
+plus ``|A_sep - A_mat| |x|``, the difference of what they store (the SVD split of each
+filter). tests/steerable_rounding.py computes that bound: about 3e-12 in float64 for a
+33 × 47 image in [0, 1), where the engines differ by 1e-14 at most.
+
 Reconstruction (:meth:`SteerablePyramid.reconstruct`) is one of three:
 
 ``'adjoint'``
