@@ -125,7 +125,9 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--resume",
         metavar="STATE",
-        help="continue an interrupted run from this training-state file",
+        help="continue an interrupted run from its training-state file (written after every "
+        "epoch beside --out, model.npz → model.state.npz, and removed once --out is saved); "
+        "the run ends as the uninterrupted one would",
     )
     t.add_argument("--threads", type=_positive_int, help="BLAS threads (default: library's)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -197,13 +199,22 @@ def _same_file(a: Path, b: Path) -> bool:
     return False
 
 
+def _state_path(args) -> Path:
+    """The training-state file: ``--resume``'s, else ``--out`` with ``.state.npz`` for its
+    suffix (``model.npz`` → ``model.state.npz``), rewritten after every epoch."""
+    if args.resume:
+        return Path(args.resume)
+    out = Path(args.out)
+    return out.with_name(out.name.removesuffix(out.suffix) + ".state.npz")
+
+
 def _check_outputs(args, inputs: list[Path]) -> None:
     """Refuse, before any work, outputs that could not be written or would destroy something.
 
     Raises ValueError (an input error) for an output that is a directory, sits in a missing
-    directory, names the same file as another output, or replaces an existing file or an
-    input without ``--force``; PermissionError (a runtime failure) for a directory that
-    cannot be written.
+    directory, names the same file as another output, or replaces an existing file, an
+    input or the training state of an interrupted run without ``--force``; PermissionError
+    (a runtime failure) for a directory that cannot be written.
     """
     outputs = [("--out", Path(args.out))]
     if args.plot:
@@ -232,6 +243,12 @@ def _check_outputs(args, inputs: list[Path]) -> None:
             )
         if path.exists():
             raise ValueError(f"{flag} {path}: exists; pass --force to replace it")
+    state = _state_path(args)
+    if not args.resume and state.exists() and not args.force:
+        raise ValueError(
+            f"{state}: the training state of an interrupted run; continue it with "
+            f"--resume {state}, or pass --force to start afresh"
+        )
 
 
 def _confusion_text(matrix: np.ndarray) -> str:
@@ -252,52 +269,6 @@ def _check_image_size(images: np.ndarray, where: str) -> None:
         )
 
 
-def save_curves(
-    history: dict,
-    path: str | os.PathLike,
-    best_epoch: int,
-    title: str,
-    *,
-    augmented: bool = True,
-) -> None:
-    """Plot loss and accuracy per epoch (training and validation) to a PNG, atomically.
-
-    The accuracy axis runs from 90% or from just below the lowest accuracy, whichever is
-    lower, so that short runs show; the training line says "(augmented)" only if it was.
-    """
-    import matplotlib
-
-    from pyramids.io import atomic_path
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    train_label = "training (augmented)" if augmented else "training"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(epochs, history["loss"], label=train_label)
-    ax1.plot(epochs, history["val_loss"], label="validation")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
-    ax2.plot(epochs, 100 * np.asarray(history["train_acc"]), label=train_label)
-    ax2.plot(epochs, 100 * np.asarray(history["val_acc"]), label="validation")
-    accuracies = np.asarray(history["val_acc"] + history["train_acc"], dtype=float)
-    accuracies = 100 * accuracies[np.isfinite(accuracies)]
-    top = accuracies.max() if accuracies.size else 100.0
-    bottom = max(0.0, min(90.0, accuracies.min() - 1)) if accuracies.size else 0.0
-    ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(bottom, top + 0.5))
-    for ax in (ax1, ax2):
-        ax.axvline(best_epoch, color="grey", ls=":", label=f"best epoch ({best_epoch})")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -305,7 +276,7 @@ def _train(args) -> int:
     from .checkpoint import save_checkpoint
     from .data import FILES, normalise
     from .download import mirrors_from
-    from .train import TrainConfig, confusion_matrix, evaluate, train
+    from .train import TrainConfig, confusion_matrix, evaluate, save_curves, train
 
     if args.mirror:
         args.download = True
@@ -315,14 +286,15 @@ def _train(args) -> int:
     inputs = []
     if directory is not None:
         inputs = [directory / n for f in FILES for n in (f, f.removesuffix(".gz"))]
-    extra = {}
+    state = _state_path(args)
+    extra = {"state_path": state}
     if args.resume:
-        resume = Path(args.resume)
-        if not resume.is_file():
-            raise FileNotFoundError(f"{resume}: no such training-state file (--resume)")
-        inputs.append(resume)
-        extra["resume"] = resume  # only when given: train() gains the option separately
+        if not state.is_file():
+            raise FileNotFoundError(f"{state}: no such training-state file (--resume)")
+        extra["resume"] = state
+        inputs.append(state)
     _check_outputs(args, inputs)
+    args.state_hint = state
     start = time.perf_counter()
     data = _resolve_data(args, directory)
     epochs = args.epochs or (EMBEDDED_EPOCHS if directory is None else TrainConfig().epochs)
@@ -363,6 +335,7 @@ def _train(args) -> int:
     training["history"] = result.history
     save_checkpoint(args.out, result.model, classes=data.classes, training=training)
     print(f"saved {args.out}")
+    state.unlink(missing_ok=True)  # the run is safely saved: nothing left to resume
     if args.plot:
         title = f"LeNet-5 on {data.name.split(' (')[0]}: test accuracy {100 * acc:.2f}%"
         save_curves(result.history, args.plot, best, title, augmented=config.augment)
@@ -427,6 +400,13 @@ def _predict(args) -> int:
     return 0
 
 
+def _resume_hint(args) -> str:
+    state = getattr(args, "state_hint", None)
+    if state is None or not state.is_file():
+        return ""
+    return f"; continue with: convnet train … --resume {state} (the same data and settings)"
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
@@ -455,10 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except KeyboardInterrupt:
-        print("convnet: interrupted", file=sys.stderr)
+        print(f"convnet: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
     except _Terminated:
-        print("convnet: terminated", file=sys.stderr)
+        print(f"convnet: terminated{_resume_hint(args)}", file=sys.stderr)
         return 143
     # Input errors: the parsers turn every defect of a file or value into a ValueError
     # (IDXError, CheckpointError, ImageFileError, …) naming the file; a missing file is a

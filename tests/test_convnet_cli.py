@@ -182,6 +182,7 @@ def test_cli_train_writes_checkpoint_and_plot(tmp_path, capsys, monkeypatch):
     assert "epoch   1/1" in text and re.search(r" [1-9][\d,]* images/s", text)
     assert "test accuracy" in text and "confusion matrix" in text
     assert load_checkpoint(out)[1]["training"]["epochs"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "m.npz"]  # no state
     with Image.open(plot) as image:
         assert image.format == "PNG"
 
@@ -427,8 +428,46 @@ def test_resume_is_passed_to_train(tmp_path, no_training):
         main(["train", "--out", str(tmp_path / "m.npz"), "--resume", str(state)])
     with pytest.raises(_Trained):
         main(["train", "--out", str(tmp_path / "m.npz")])
-    assert no_training[0][2]["resume"] == state
+    assert no_training[0][2]["resume"] == state == no_training[0][2]["state_path"]
     assert "resume" not in no_training[1][2]
+    assert no_training[1][2]["state_path"] == tmp_path / "m.state.npz"
+
+
+def test_a_left_over_training_state_is_not_replaced_silently(tmp_path, no_training, capsys):
+    (tmp_path / "m.state.npz").write_bytes(b"an interrupted run")
+    assert main(["train", "--out", str(tmp_path / "m.npz")]) == 2
+    assert "continue it with --resume" in capsys.readouterr().err
+    assert no_training == []
+    with pytest.raises(_Trained):  # --force starts afresh
+        main(["train", "--out", str(tmp_path / "m.npz"), "--force"])
+
+
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, capsys):
+    import convnet.train
+
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    argv = ["train", "--epochs", "2", "--batch-size", "64", "--no-progress", "--seed", "4"]
+    assert main([*argv, "--out", str(tmp_path / "whole.npz")]) == 0
+    real = convnet.train.train
+
+    def interrupted(data, config, **kwargs):
+        def log(line):
+            if line.startswith("epoch   1/"):
+                raise KeyboardInterrupt  # Ctrl-C right after the first epoch's state
+
+        return real(data, config, log=log, **kwargs)
+
+    monkeypatch.setattr(convnet.train, "train", interrupted)
+    out, state = tmp_path / "part.npz", tmp_path / "part.state.npz"
+    assert main([*argv, "--out", str(out)]) == 130
+    assert f"--resume {state}" in capsys.readouterr().err
+    assert state.is_file() and not out.exists()
+    monkeypatch.setattr(convnet.train, "train", real)
+    assert main([*argv, "--out", str(out), "--resume", str(state)]) == 0
+    assert not state.exists()  # removed once the model was saved
+    whole = load_checkpoint(tmp_path / "whole.npz")[0].state_dict()
+    for name, value in load_checkpoint(out)[0].state_dict().items():
+        np.testing.assert_array_equal(value, whole[name])
 
 
 def test_quickstart_twice_refuses_then_force_replaces(tmp_path, monkeypatch, capsys):
