@@ -120,7 +120,8 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--force",
         action="store_true",
-        help="replace an existing --out or --plot file (even one that is an input)",
+        help="replace an existing --out or --plot file (even one that is an input), or start "
+        "afresh over the training state an interrupted run left",
     )
     t.add_argument(
         "--resume",
