@@ -25,6 +25,7 @@ from .laplacian import (
     laplacian_pyramid,
     max_levels,
     reconstruct_laplacian,
+    reconstruction_error_bound,
 )
 from .operators import (
     BOUNDARIES,
@@ -72,6 +73,7 @@ __all__ = [
     "max_steerable_levels",
     "read_image",
     "reconstruct_laplacian",
+    "reconstruction_error_bound",
     "reduce",
     "reduce_matrix",
     "set_num_threads",
