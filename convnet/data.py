@@ -246,7 +246,7 @@ def embedded_digits() -> Dataset:
     """
     from sklearn.datasets import load_digits
 
-    from pyramids.operators import expand
+    from pyramids import expand
 
     digits = load_digits()
     small = np.pad(digits.images / 16.0, ((0, 0), (1, 1), (1, 1)))  # (N, 10, 10)

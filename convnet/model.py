@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 from numpy.typing import DTypeLike
 
-from pyramids.operators import blas_threads, run_split
+from pyramids.parallel import blas_threads, run_parts
 
 from .layers import AvgPool2D, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
 
@@ -61,7 +61,7 @@ def _run_chunks(task: Callable[[int], None], count: int, threads: int) -> None:
         for i in range(start, stop):
             task(i)
 
-    run_split(part, count, parts=threads)
+    run_parts(part, count, threads)
 
 
 def _twin(layer: Layer) -> Layer:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pyramids.io import atomic_path
-from pyramids.operators import blas_threads, single_threaded_blas
+from pyramids.parallel import blas_limited, blas_threads
 
 from .augment import random_affine
 from .data import Dataset, normalise, validation_split
@@ -213,7 +213,7 @@ def thread_independent(model: Sequential):
     """
     before = model.num_threads
     threads = before if before is not None else blas_threads()
-    with single_threaded_blas():
+    with blas_limited():
         model.num_threads = threads
         try:
             yield
