@@ -6,7 +6,7 @@ several steps each. When ``torch`` is importable (``pip install torch==2.13.0``)
 LeNet-5 runs in PyTorch on the CPU with the same number of threads, its repeats interleaved
 with ours, and the ratio is printed. A parity check first loads identical weights into
 both and compares logits and gradients. Our network runs batches larger than
-``Sequential.chunk_size`` in chunks on as many threads as BLAS may use (``--threads``).
+``Sequential.chunk_size`` in chunks on ``--threads`` threads (``lenet5(threads=...)``).
 
     python benchmarks/bench_convnet.py [--threads N] [--repeats R] [--steps S]
 """
@@ -26,12 +26,12 @@ def _limit_threads(n: int):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def ours(batch: int, train: bool):
+def ours(batch: int, train: bool, threads: int):
     """One training step (or one forward pass) of our LeNet-5 on a fixed random batch."""
     from convnet import SGD, cross_entropy, lenet5
 
     rng = np.random.default_rng(0)
-    net = lenet5(seed=0)
+    net = lenet5(seed=0, threads=threads)
     opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, batch)
@@ -151,7 +151,7 @@ def main() -> None:
             ("train, batch 256", 256, True),
             ("inference, batch 256", 256, False),
         ):
-            steps = {"ours": ours(batch, train)}
+            steps = {"ours": ours(batch, train, args.threads)}
             if have_torch:
                 steps["torch"] = theirs(batch, train)
             seconds = interleaved_medians(steps, args.repeats, warmup=3, inner=args.steps)

@@ -3,9 +3,14 @@
 The pieces, in the order data flows through them (DESIGN.md §5):
 
 - :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``ReLU``, ``Tanh``,
-  ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``, each with ``forward`` and ``backward``;
+  ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``: each layer's configuration and its
+  pure ``forward(params, x) -> (out, cache)`` and ``backward(params, cache, dout) ->
+  (dx, grads)``, the plain reference maths;
+- :mod:`convnet.fast_layers`: ``FastConv2D``, ``FastMaxPool2D``, the same layers computed
+  faster for LeNet-5's shapes (tested against the reference ones);
 - :mod:`convnet.losses`: ``cross_entropy`` (mean softmax cross-entropy and its gradient);
-- :mod:`convnet.model`: ``Sequential`` and ``lenet5``;
+- :mod:`convnet.model`: ``Sequential`` (parameters, chunks of a batch on threads) and
+  ``lenet5``;
 - :mod:`convnet.optim`: ``SGD``, ``Adam``, ``StepLR``, ``CosineLR``;
 - :mod:`convnet.gradcheck`: finite-difference gradient checking;
 - :mod:`convnet.data`: IDX files, MNIST directories, downloads, the embedded digits;
@@ -13,6 +18,7 @@ The pieces, in the order data flows through them (DESIGN.md §5):
   the ``convnet`` command.
 """
 
+from .fast_layers import FastConv2D, FastMaxPool2D
 from .gradcheck import check_gradients, numerical_gradient, relative_error
 from .layers import (
     AvgPool2D,
@@ -38,6 +44,8 @@ __all__ = [
     "Conv2D",
     "CosineLR",
     "Dropout",
+    "FastConv2D",
+    "FastMaxPool2D",
     "Flatten",
     "Layer",
     "Linear",

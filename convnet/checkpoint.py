@@ -250,8 +250,8 @@ def _check_classes(classes: object, n_classes: int, where: str) -> None:
 
 def _outputs(model: Sequential) -> int:
     """Number of outputs of the last weighted layer."""
-    weighted = [layer for _, layer in model.layers if isinstance(layer, Conv2D | Linear)]
-    return len(weighted[-1].params["bias"])
+    weighted = [name for name, layer in model.layers if isinstance(layer, Conv2D | Linear)]
+    return len(model.params[weighted[-1]]["bias"])
 
 
 def logit_bound(model: Sequential) -> float:
@@ -274,11 +274,11 @@ def logit_bound(model: Sequential) -> float:
     """
     bound = max(abs(0 - MNIST_MEAN), abs(1 - MNIST_MEAN)) / MNIST_STD
     with np.errstate(over="ignore", invalid="ignore"):
-        for _name, layer in model.layers:
+        for name, layer in model.layers:
             if isinstance(layer, Conv2D | Linear):
-                w = np.abs(layer.params["weight"].astype(np.float64))
+                w = np.abs(model.params[name]["weight"].astype(np.float64))
                 rows = w.reshape(len(w), -1).sum(axis=1)
-                bias = np.abs(layer.params["bias"].astype(np.float64))
+                bias = np.abs(model.params[name]["bias"].astype(np.float64))
                 bound = float(np.max(rows * bound + bias))
             elif isinstance(layer, Tanh | Sigmoid):
                 bound = 1.0

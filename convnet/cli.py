@@ -130,7 +130,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "epoch beside --out, model.npz → model.state.npz, and removed once --out is saved); "
         "the run ends as the uninterrupted one would",
     )
-    t.add_argument("--threads", type=_positive_int, help="BLAS threads (default: library's)")
+    t.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="threads the training runs on (default: $PYRAMIDS_NUM_THREADS, else the cores "
+        "available, at most 4); the trained weights are the same for any count",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="test accuracy of a checkpoint on a data directory")
@@ -153,16 +158,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _threads(n: int | None):
-    if n is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _data_directory(args) -> Path | None:
@@ -316,10 +311,9 @@ def _train(args) -> int:
     )
     _check_image_size(data.train_images, "training data")
     _check_image_size(data.test_images, "test data")
-    with _threads(args.threads):
-        result = train(data, config, progress=not args.no_progress, **extra)
-        x_test = normalise(data.test_images)
-        loss, acc, pred = evaluate(result.model, x_test, data.test_labels)
+    result = train(data, config, progress=not args.no_progress, threads=args.threads, **extra)
+    x_test = normalise(data.test_images)
+    loss, acc, pred = evaluate(result.model, x_test, data.test_labels, threads=args.threads)
     wall = time.perf_counter() - start
     best = result.best_epoch
     print(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .layers import Layer, MaxPool2D, ReLU
+from .model import Sequential
 
 __all__ = ["GradientCheck", "check_gradients", "numerical_gradient", "relative_error"]
 
@@ -119,30 +120,30 @@ def _winners(h: np.ndarray, pool: MaxPool2D) -> np.ndarray:
     return windows.reshape(*windows.shape[:4], kh * kw).argmax(axis=-1)
 
 
-def _routing(net, x: np.ndarray) -> list[np.ndarray]:
+def _routing(layers: list[tuple[Layer, dict]], x: np.ndarray) -> list[np.ndarray]:
     """The sign of every ReLU input and the winner of every max-pooling window for ``x``.
 
     Computed from the layers' inputs, one layer after the other on the whole batch, so
     that it does not depend on how the network splits a batch.
     """
-    layers = [layer for _, layer in net.layers] if hasattr(net, "layers") else [net]
-    last = max((i for i, layer in enumerate(layers) if isinstance(layer, ReLU | MaxPool2D)),
+    last = max((i for i, (layer, _) in enumerate(layers) if isinstance(layer, ReLU | MaxPool2D)),
                default=-1)  # fmt: skip
     pattern, h = [], x
-    for layer in layers[: last + 1]:
+    for i, (layer, params) in enumerate(layers[: last + 1]):
         if isinstance(layer, ReLU):
             pattern.append(h > 0)
         elif isinstance(layer, MaxPool2D):
             pattern.append(_winners(h, layer))
-        if layer is not layers[last]:
-            h = layer.forward(h)
+        if i < last:
+            h = layer.forward(params, h)[0]
     return pattern
 
 
 def check_gradients(
-    net: Layer,
+    net: Layer | Sequential,
     x: np.ndarray,
     *,
+    params: dict[str, np.ndarray] | None = None,
     eps: float = 1e-6,
     seed: int = 0,
     labels: np.ndarray | None = None,
@@ -159,13 +160,17 @@ def check_gradients(
     Parameters
     ----------
     net : Layer or Sequential
-        Anything with ``forward``, ``backward`` and float64 parameters; for a layer the
-        dict ``net.params`` / ``net.grads``, for a model ``state_dict()`` / ``grads()``.
+        A layer (its pure ``forward(params, x)`` and ``backward(params, cache, dout)``,
+        checked with respect to ``params``) or a model (its ``forward``, ``backward`` and
+        ``grads()``, checked with respect to ``state_dict()``), with float64 parameters.
         Kinks are watched in :class:`~convnet.layers.ReLU` and
         :class:`~convnet.layers.MaxPool2D` layers (the layer itself, or those of a model's
-        ``layers``).
+        ``layers``), subclasses included.
     x : ndarray, float64
         The input batch.
+    params : dict of str to ndarray, optional
+        For a layer: the parameters to check at (nudged in place and restored); default
+        ``net.init_params(seed)``. Not accepted with a model, which has its own.
     eps : float
         Finite-difference step.
     seed : int
@@ -188,7 +193,7 @@ def check_gradients(
     >>> pool = MaxPool2D(2)
     >>> x = np.zeros((1, 1, 4, 4))  # a flat patch: every window is a four-way tie
     >>> x[0, 0, 0, 0] = 1.0
-    >>> result = check_gradients(pool, x)
+    >>> result = check_gradients(pool, x)  # a layer without parameters
     >>> result["input"] <= 1e-6, result.checked["input"], result.kinks["input"]
     (True, 4, 12)
     """
@@ -199,24 +204,32 @@ def check_gradients(
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps}")
     x = x.copy()
-    out = net.forward(x)
+    if isinstance(net, Layer):
+        if params is None:
+            params = net.init_params(seed)
+        layers = [(net, params)]
+        out, cache = net.forward(params, x)
+    elif isinstance(net, Sequential):
+        if params is not None:
+            raise ValueError("params is for a layer; a model is checked at its own parameters")
+        params = net.state_dict(copy=False)
+        layers = [(layer, net.params[name]) for name, layer in net.layers]
+        out = net.forward(x)
+    else:
+        raise TypeError(f"net must be a Layer or a Sequential, got {type(net).__name__}")
     r = np.random.default_rng(seed).standard_normal(out.shape)
 
     def loss() -> float:
-        y = net.forward(x)
+        y = net.forward(params, x)[0] if isinstance(net, Layer) else net.forward(x)
         if labels is not None:
             return cross_entropy(y, labels)[0]
         return float(np.sum(y * r))
 
-    if labels is not None:
-        _, dout = cross_entropy(out, labels)
+    dout = r if labels is None else cross_entropy(out, labels)[1]
+    if isinstance(net, Layer):
+        dx, grads = net.backward(params, cache, dout)
     else:
-        dout = r
-    dx = net.backward(dout)
-    if hasattr(net, "state_dict"):
-        params, grads = net.state_dict(copy=False), net.grads()
-    else:
-        params, grads = net.params, net.grads
+        dx, grads = net.backward(dout), net.grads()
     analytic = {name: g.copy() for name, g in grads.items()}
     analytic["input"] = dx
     pick = np.random.default_rng(seed + 1)
@@ -234,9 +247,9 @@ def check_gradients(
         for j, i in enumerate(idx):
             old = flat[i]
             flat[i] = old + eps
-            up, routes_up = loss(), _routing(net, x)
+            up, routes_up = loss(), _routing(layers, x)
             flat[i] = old - eps
-            down, routes_down = loss(), _routing(net, x)
+            down, routes_down = loss(), _routing(layers, x)
             flat[i] = old
             numeric[j] = (up - down) / (2 * eps)
             smooth[j] = all(map(np.array_equal, routes_up, routes_down))

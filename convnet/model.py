@@ -1,35 +1,59 @@
 """The ``Sequential`` container and the LeNet-5 reference network (DESIGN.md §5).
 
-A batch larger than ``chunk_size`` runs through the network as fixed-size chunks of the
-batch, each through its own set of layer twins (shallow copies that share the parameter
-arrays but keep their own caches and gradients). That serves two ends:
+A :class:`Sequential` keeps what a network has of state: its layers (configuration only,
+see :mod:`convnet.layers`), their parameters, the caches of the last forward pass and the
+gradients of the last backward pass. The passes themselves are two pure functions,
+:func:`forward_pass` and :func:`backward_pass`, that run a batch through the layers.
+
+A batch larger than ``chunk_size`` runs as fixed-size chunks, a map over the chunks and a
+sum of their gradients::
+
+    out_k, caches_k = forward_pass(layers, params, x_k)                  for every chunk k
+    dx_k, grads_k = backward_pass(layers, params, caches_k, dout_k)      for every chunk k
+    grads = grads_0 + grads_1 + …                                        in chunk order
+
+That serves two ends:
 
 - cache: the im2col buffers of a 32-image chunk stay in the core's cache between the gather
   and the product, where those of a whole 256-image batch do not;
-- cores: the chunks run on a few threads with BLAS held to one thread (numpy releases the
-  GIL in matrix products and in ufuncs over large arrays), so the elementwise work (ReLU,
-  pooling, the im2col copies) uses every core as well as the products do.
+- cores: the chunks run on ``threads`` threads (:func:`pyramids.parallel.run_parts`, BLAS
+  held to one thread; numpy releases the GIL in matrix products and in ufuncs over large
+  arrays), so the elementwise work (ReLU, pooling, the im2col copies) uses every core as
+  well as the products do.
 
-The split depends only on the batch size, never on the thread count, and the chunks'
-parameter gradients are summed in chunk order; a given batch therefore gives the same
-results bit for bit with one thread or several, and the same as one whole-batch pass up to
-rounding.
+The split depends only on the batch size, never on the thread count; a chunk's result does
+not depend on the thread that runs it, since the layers keep nothing between calls; and the
+gradients are summed in chunk order. A given batch therefore gives the same results bit for
+bit with one thread or several, and the same as one whole-batch pass up to rounding.
+
+A layer that draws random numbers (:class:`~convnet.layers.Dropout`) keeps its generator
+as ``layer.rng``. In training, a whole batch draws from it directly; chunks each draw from
+a generator of their own, seeded by one draw from the layer's generator per chunk, made in
+chunk order before the chunks run. So the masks do not depend on thread timing either, and
+the layer's generator state after a step is the same whatever the thread count.
 """
 
 from __future__ import annotations
 
-import copy
-import operator
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from pyramids.parallel import blas_threads, run_parts
+from pyramids.parallel import resolve_threads, run_parts
 
-from .layers import AvgPool2D, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
+from .fast_layers import FastConv2D, FastMaxPool2D
+from .layers import Flatten, Layer, Linear, Params, ReLU
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "LENET5_INPUT_SHAPE", "Sequential", "lenet5"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "LENET5_INPUT_SHAPE",
+    "Sequential",
+    "backward_pass",
+    "forward_pass",
+    "lenet5",
+]
 
 #: One normalised MNIST digit, ``(C, H, W)``.
 LENET5_INPUT_SHAPE = (1, 28, 28)
@@ -40,35 +64,95 @@ LENET5_INPUT_SHAPE = (1, 28, 28)
 #: overhead than they save.
 DEFAULT_CHUNK_SIZE = 32
 
-#: Layer types whose only state between ``forward`` and ``backward`` is a per-call cache,
-#: so that twins sharing ``params`` can run other chunks at the same time. Dropout is not
-#: among them: chunks running in parallel would draw its masks from the shared generator in
-#: an order that depends on thread timing.
-_CHUNKABLE = (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh)
+NamedLayers = list[tuple[str, Layer]]
 
 
-# --------------------------------------------------------------------------- threads
+# --------------------------------------------------------------------------- the passes
 
 
-def _run_chunks(task: Callable[[int], None], count: int, threads: int) -> None:
-    """Run ``task(0) … task(count - 1)`` on up to ``threads`` threads of the package's pool.
+def forward_pass(
+    layers: NamedLayers,
+    params: Mapping[str, Params],
+    x: np.ndarray,
+    *,
+    training: bool = True,
+    rngs: Mapping[str, np.random.Generator] | None = None,
+) -> tuple[np.ndarray, list[Any]]:
+    """Run a batch through ``layers``, keeping every layer's cache.
 
-    Which thread runs a chunk never changes its result, since every chunk has its own layer
-    twins; BLAS is held to one thread (:func:`pyramids.operators.run_split`).
+    Parameters
+    ----------
+    layers : list of (name, Layer)
+    params : mapping of layer name to that layer's parameter dict
+    x : ndarray, shape (N, …)
+    training : bool
+        Handed to every layer (it switches :class:`~convnet.layers.Dropout`).
+    rngs : mapping of layer name to numpy.random.Generator, optional
+        The generator each random layer draws from (None: its own).
+
+    Returns
+    -------
+    out : ndarray
+        The last layer's output.
+    caches : list
+        One cache per layer, in order, for :func:`backward_pass`.
     """
+    rngs = rngs or {}
+    caches = []
+    for name, layer in layers:
+        x, cache = layer.forward(params[name], x, training=training, rng=rngs.get(name))
+        caches.append(cache)
+    return x, caches
 
-    def part(start: int, stop: int) -> None:
-        for i in range(start, stop):
-            task(i)
 
-    run_parts(part, count, threads)
+def backward_pass(
+    layers: NamedLayers,
+    params: Mapping[str, Params],
+    caches: list[Any],
+    dout: np.ndarray,
+    *,
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, dict[str, Params]]:
+    """Backpropagate ``dout = dL/d(out)`` through ``layers``, last to first.
+
+    Parameters
+    ----------
+    layers, params : as for :func:`forward_pass`
+    caches : list
+        What :func:`forward_pass` returned for the same batch.
+    dout : ndarray
+    need_dx : bool
+        Whether ``dL/dx`` is wanted; when False the first layer is asked to skip it.
+
+    Returns
+    -------
+    dx : ndarray or None
+        ``dL/dx``, None when not ``need_dx``.
+    grads : dict of layer name to that layer's gradient dict
+    """
+    grads: dict[str, Params] = {}
+    for i in reversed(range(len(layers))):
+        name, layer = layers[i]
+        wanted = need_dx or i > 0
+        dout, grads[name] = layer.backward(params[name], caches[i], dout, need_dx=wanted)
+        if wanted and dout is None:
+            raise RuntimeError(f"layer {name!r} returned no input gradient")
+    return (dout if need_dx else None), grads
 
 
-def _twin(layer: Layer) -> Layer:
-    """A shallow copy of ``layer`` that shares its ``params`` but has its own gradients."""
-    twin = copy.copy(layer)
-    twin.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
-    return twin
+def _sum_in_order(per_chunk: list[dict[str, Params]]) -> dict[str, Params]:
+    """``grads_0 + grads_1 + …``, added in list order (so the rounding is fixed)."""
+    if len(per_chunk) == 1:
+        return per_chunk[0]
+    total = {name: {k: g.copy() for k, g in grads.items()} for name, grads in per_chunk[0].items()}
+    for grads in per_chunk[1:]:
+        for name, layer_grads in grads.items():
+            for key, g in layer_grads.items():
+                total[name][key] += g
+    return total
+
+
+# --------------------------------------------------------------------------- the model
 
 
 class Sequential:
@@ -79,40 +163,54 @@ class Sequential:
     layers : iterable of (str, Layer) pairs, or of Layer
         The layers in order; unnamed layers are called ``"0"``, ``"1"``, … Parameter names
         are ``"<layer>.<param>"``, e.g. ``"conv1.weight"``.
+    rng : numpy.random.Generator or int, optional
+        Generator (or seed) of the initial parameters, drawn layer by layer in order by
+        each layer's ``init_params``; None draws fresh entropy.
     chunk_size : int or None
         A batch of more than ``chunk_size`` samples runs as chunks of that many (the last
         one smaller), with the parameter gradients summed over the chunks in order (see the
-        module docstring). None runs every batch whole. Networks with a layer that is not
-        safe to run on several chunks at once (:class:`~convnet.layers.Dropout`, or any
-        layer type this module does not know) always run whole batches.
-    num_threads : int or None
-        Most threads the chunks run on; None (default) uses as many as BLAS may use at the
-        time of the call (``threadpoolctl.threadpool_limits`` sets that; inside another
-        call that holds BLAS to one thread, such as a pyramid running at the same time,
-        that is 1). The results do not depend on it.
+        module docstring). None runs every batch whole.
+    threads : int or None
+        How many threads the chunks of a batch run on, unless a call says otherwise; None
+        (default) means :func:`pyramids.parallel.default_threads` at the time of each call
+        (``$PYRAMIDS_NUM_THREADS``, else the usable cores, at most 4). The results do not
+        depend on it.
+
+    Attributes
+    ----------
+    layers : list of (str, Layer)
+    params : dict of str to dict of str to ndarray
+        Every layer's parameters by layer name (``{}`` for a layer without any), the live
+        arrays that the optimisers update in place.
+    training : bool
+        Training mode (see :meth:`train`, :meth:`eval`).
+    chunk_size, threads : as above
 
     Examples
     --------
-    >>> net = Sequential([("fc", Linear(3, 2, rng=np.random.default_rng(0)))])
+    >>> net = Sequential([("fc", Linear(3, 2))], rng=0)
     >>> sorted(net.state_dict())
     ['fc.bias', 'fc.weight']
+    >>> net.params["fc"]["weight"].shape
+    (2, 3)
     """
 
     def __init__(
         self,
         layers: Iterable[tuple[str, Layer] | Layer],
         *,
+        rng: np.random.Generator | int | None = None,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
-        num_threads: int | None = None,
+        threads: int | None = None,
     ) -> None:
-        for value, name in ((chunk_size, "chunk_size"), (num_threads, "num_threads")):
+        for value, name in ((chunk_size, "chunk_size"), (threads, "threads")):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1
             ):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.num_threads = None if num_threads is None else int(num_threads)
-        self.layers: list[tuple[str, Layer]] = []
+        self.threads = None if threads is None else int(threads)
+        self.layers: NamedLayers = []
         for i, item in enumerate(layers):
             name, layer = item if isinstance(item, tuple) else (str(i), item)
             if not isinstance(layer, Layer):
@@ -120,87 +218,61 @@ class Sequential:
             if any(name == other for other, _ in self.layers):
                 raise ValueError(f"layer names must be unique, {name!r} repeats")
             self.layers.append((name, layer))
+        rng = np.random.default_rng(rng)
+        self.params: dict[str, Params] = {
+            name: layer.init_params(rng) for name, layer in self.layers
+        }
         self.training = True
-        # _stacks[0] is the layers themselves, _stacks[i] the twins that run chunk i.
-        self._stacks: list[list[Layer]] = []
-        self._spans: list[tuple[int, int]] | None = None  # the last forward's chunks
+        self._grads = {
+            name: {key: np.zeros_like(value) for key, value in params.items()}
+            for name, params in self.params.items()
+        }
+        # From the last forward pass: its chunks (None: the batch ran whole) and, for
+        # each chunk, its layers' caches.
+        self._spans: list[tuple[int, int]] | None = None
+        self._caches: list[list[Any]] | None = None
 
     # ------------------------------------------------------------------ passes
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run a batch through every layer.
+    def forward(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        """Run a batch through every layer, keeping the caches for :meth:`backward`.
 
         Parameters
         ----------
         x : ndarray, shape (N, …), the parameters' dtype
+        threads : int, optional
+            Threads the chunks run on for this call (default: :attr:`threads`).
 
         Returns
         -------
         ndarray
             The last layer's output (logits for a classifier).
         """
-        spans = self._split(x)
-        self._spans = spans
-        if spans is None:
-            del self._stacks[1:]  # twins of an earlier, larger batch would keep its caches
-            for _, layer in self.layers:
-                x = layer.forward(x)
-            return x
-        stacks = self._chunk_stacks(len(spans))
-        outs: list[np.ndarray | None] = [None] * len(spans)
+        threads = resolve_threads(self.threads if threads is None else threads)
+        spans = self._chunk_spans(x)
+        chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]
+        rngs = self._chunk_generators(len(chunks))
+        results: list[Any] = [None] * len(chunks)
 
         def run(i: int) -> None:
-            start, stop = spans[i]
-            h = x[start:stop]
-            for layer in stacks[i]:
-                h = layer.forward(h)
-            outs[i] = h
+            results[i] = forward_pass(
+                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            )
 
-        _run_chunks(run, len(spans), self._threads())
-        return np.concatenate(outs)
+        self._map(run, len(chunks), threads)
+        self._spans = spans
+        self._caches = [caches for _, caches in results]
+        outs = [out for out, _ in results]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     __call__ = forward
 
-    def _split(self, x: np.ndarray) -> list[tuple[int, int]] | None:
-        """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
-        size = self.chunk_size
-        n = len(x) if getattr(x, "ndim", 0) else 0
-        if size is None or n <= size or not self._chunkable():
-            return None
-        return [(start, min(start + size, n)) for start in range(0, n, size)]
+    def backward(
+        self, dout: np.ndarray, *, input_grad: bool = True, threads: int | None = None
+    ) -> np.ndarray | None:
+        """Backpropagate ``dL/d(output)`` of the last forward pass.
 
-    def _chunkable(self) -> bool:
-        return all(type(layer) in _CHUNKABLE for _, layer in self.layers)
-
-    def _threads(self) -> int:
-        return self.num_threads if self.num_threads is not None else blas_threads()
-
-    def _chunk_stacks(self, count: int) -> list[list[Layer]]:
-        """``count`` layer stacks, the model's own first, then twins (kept between calls
-        while the count does not shrink).
-
-        Twins are rebuilt when a layer or its parameter dict has been replaced, and take
-        the current training flags.
-        """
-        own = [layer for _, layer in self.layers]
-        stacks = self._stacks
-        if not stacks or len(stacks[0]) != len(own) or any(map(operator.is_not, stacks[0], own)):
-            stacks = self._stacks = [own]
-        for stack in stacks[1:]:
-            if any(t.params is not layer.params for t, layer in zip(stack, own, strict=True)):
-                del stacks[1:]
-                break
-        # Drop the twins a larger batch needed: they would keep its caches alive.
-        del stacks[max(count, 1) :]
-        while len(stacks) < count:
-            stacks.append([_twin(layer) for layer in own])
-        for stack in stacks[1:]:
-            for twin, layer in zip(stack, own, strict=True):
-                twin.training = layer.training
-        return stacks
-
-    def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
-        """Backpropagate ``dL/d(output)``; every layer stores its parameter gradients.
+        The parameter gradients are kept, and returned by :meth:`grads`.
 
         Parameters
         ----------
@@ -209,61 +281,97 @@ class Sequential:
         input_grad : bool
             When False, the first layer skips its input gradient (training does not need
             it) and None is returned.
+        threads : int, optional
+            Threads the chunks run on for this call (default: :attr:`threads`).
 
         Returns
         -------
         ndarray or None
             ``dL/dx`` for the last forward's input.
+
+        Raises
+        ------
+        RuntimeError
+            If no forward pass came first.
+        ValueError
+            If ``dout`` does not have the last forward's batch size first.
         """
-        spans = self._spans
+        threads = resolve_threads(self.threads if threads is None else threads)
+        if self._caches is None:
+            raise RuntimeError("Sequential.backward called before forward")
+        caches, spans = self._caches, self._spans
         if spans is None:
-            return self._backward_stack([layer for _, layer in self.layers], dout, input_grad)
-        n = spans[-1][1]
-        if np.shape(dout)[:1] != (n,):
-            raise ValueError(
-                f"dout must have the last forward's batch size {n} first, got shape "
-                f"{np.shape(dout)}"
-            )
-        stacks = self._stacks[: len(spans)]
-        dxs: list[np.ndarray | None] = [None] * len(spans)
+            douts = [dout]
+        else:
+            n = spans[-1][1]
+            if np.shape(dout)[:1] != (n,):
+                raise ValueError(
+                    f"dout must have the last forward's batch size {n} first, got shape "
+                    f"{np.shape(dout)}"
+                )
+            douts = [dout[start:stop] for start, stop in spans]
+        results: list[Any] = [None] * len(caches)
 
         def run(i: int) -> None:
-            start, stop = spans[i]
-            dxs[i] = self._backward_stack(stacks[i], dout[start:stop], input_grad)
+            results[i] = backward_pass(
+                self.layers, self.params, caches[i], douts[i], need_dx=input_grad
+            )
 
-        _run_chunks(run, len(spans), self._threads())
-        # Sum the twins' gradients into the model's own (which hold chunk 0's), always in
-        # chunk order, so that the result does not depend on which thread finished first.
-        for j, (_, layer) in enumerate(self.layers):
-            for key, grad in layer.grads.items():
-                for stack in stacks[1:]:
-                    grad += stack[j].grads[key]
-        return np.concatenate(dxs) if input_grad else None
+        self._map(run, len(caches), threads)
+        self._grads = _sum_in_order([grads for _, grads in results])
+        if not input_grad:
+            return None
+        dxs = [dx for dx, _ in results]
+        return dxs[0] if len(dxs) == 1 else np.concatenate(dxs)
+
+    def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
+        """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
+        size = self.chunk_size
+        n = len(x) if isinstance(x, np.ndarray) and x.ndim else 0
+        if size is None or n <= size:
+            return None
+        return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+    def _chunk_generators(self, count: int) -> list[dict[str, np.random.Generator]]:
+        """For every chunk, the generator each random layer draws from (module docstring)."""
+        out: list[dict[str, np.random.Generator]] = [{} for _ in range(count)]
+        if not self.training:
+            return out
+        for name, layer in self.layers:
+            if layer.rng is None:
+                continue
+            if count == 1:
+                out[0][name] = layer.rng
+            else:
+                for chunk, seed in zip(out, layer.rng.integers(2**63, size=count), strict=True):
+                    chunk[name] = np.random.default_rng(seed)
+        return out
 
     @staticmethod
-    def _backward_stack(
-        layers: list[Layer], dout: np.ndarray, input_grad: bool
-    ) -> np.ndarray | None:
-        """Backpropagate through one stack of layers (the model's own or a chunk's twins)."""
-        if isinstance(layers[0], Conv2D):
-            layers[0].need_input_grad = input_grad
-        for i, layer in enumerate(reversed(layers)):
-            dout = layer.backward(dout)
-            if dout is None and i < len(layers) - 1:
-                raise RuntimeError("an inner layer returned no input gradient")
-        return dout if input_grad else None
+    def _map(task: Callable[[int], None], count: int, threads: int) -> None:
+        """``task(0) … task(count - 1)``; several on ``threads`` threads, BLAS held to one."""
+        if count == 1:
+            task(0)
+            return
+
+        def part(start: int, stop: int) -> None:
+            for i in range(start, stop):
+                task(i)
+
+        run_parts(part, count, threads)
 
     # ------------------------------------------------------------------ modes
 
     def train(self, mode: bool = True) -> Sequential:
-        """Switch every layer to training mode (or evaluation mode if ``mode`` is False)."""
+        """Switch to training mode (or evaluation mode if ``mode`` is False); returns self.
+
+        The mode is handed to every layer's ``forward`` (it switches Dropout).
+        """
         self.training = bool(mode)
-        for _, layer in self.layers:
-            layer.training = self.training
         return self
 
     def eval(self) -> Sequential:
-        """Switch every layer to evaluation mode."""
+        """Switch to evaluation mode; returns self."""
         return self.train(False)
 
     # ------------------------------------------------------------------ parameters
@@ -278,8 +386,8 @@ class Sequential:
         """
         return {
             f"{name}.{key}": (value.copy() if copy else value)
-            for name, layer in self.layers
-            for key, value in layer.params.items()
+            for name, params in self.params.items()
+            for key, value in params.items()
         }
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -287,11 +395,12 @@ class Sequential:
         return self.state_dict(copy=False)
 
     def grads(self) -> dict[str, np.ndarray]:
-        """The gradients of the last backward pass, under the parameter names."""
+        """The gradients of the last backward pass, under the parameter names (zeros before
+        the first); fresh arrays after every backward pass."""
         return {
             f"{name}.{key}": value
-            for name, layer in self.layers
-            for key, value in layer.grads.items()
+            for name, grads in self._grads.items()
+            for key, value in grads.items()
         }
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
@@ -353,7 +462,7 @@ class Sequential:
         shape = tuple(input_shape)
         for name, layer in self.layers:
             shape = layer.output_shape(shape)
-            count = sum(v.size for v in layer.params.values())
+            count = sum(v.size for v in self.params[name].values())
             rows.append((name, repr(layer), str(shape), f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [
@@ -372,12 +481,15 @@ class Sequential:
         return f"Sequential(\n{inner}\n)"
 
 
-def lenet5(dtype: DTypeLike = np.float32, seed: int | None = None) -> Sequential:
+def lenet5(
+    dtype: DTypeLike = np.float32, seed: int | None = None, *, threads: int | None = None
+) -> Sequential:
     """LeNet-5, ReLU variant, for normalised ``(N, 1, 28, 28)`` digits (DESIGN.md §5).
 
     conv 6@5×5 pad 2 → ReLU → max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten
     (400) → linear 120 → ReLU → linear 84 → ReLU → linear 10; 61,706 parameters named
-    ``conv1``, ``conv2``, ``fc1``, ``fc2``, ``fc3`` (``.weight``, ``.bias``).
+    ``conv1``, ``conv2``, ``fc1``, ``fc2``, ``fc3`` (``.weight``, ``.bias``). The
+    convolutions and poolings are the fast versions of :mod:`convnet.fast_layers`.
 
     Parameters
     ----------
@@ -385,6 +497,8 @@ def lenet5(dtype: DTypeLike = np.float32, seed: int | None = None) -> Sequential
         Parameter dtype (float64 for gradient checks).
     seed : int, optional
         Seed of the He/Kaiming-normal initialisation.
+    threads : int, optional
+        The model's default thread count (:class:`Sequential`).
 
     Returns
     -------
@@ -398,20 +512,21 @@ def lenet5(dtype: DTypeLike = np.float32, seed: int | None = None) -> Sequential
     >>> net.num_parameters()
     61706
     """
-    rng = np.random.default_rng(seed)
     return Sequential(
         [
-            ("conv1", Conv2D(1, 6, 5, padding=2, dtype=dtype, rng=rng)),
+            ("conv1", FastConv2D(1, 6, 5, padding=2, dtype=dtype)),
             ("relu1", ReLU()),
-            ("pool1", MaxPool2D(2)),
-            ("conv2", Conv2D(6, 16, 5, dtype=dtype, rng=rng)),
+            ("pool1", FastMaxPool2D(2)),
+            ("conv2", FastConv2D(6, 16, 5, dtype=dtype)),
             ("relu2", ReLU()),
-            ("pool2", MaxPool2D(2)),
+            ("pool2", FastMaxPool2D(2)),
             ("flatten", Flatten()),
-            ("fc1", Linear(400, 120, dtype=dtype, rng=rng)),
+            ("fc1", Linear(400, 120, dtype=dtype)),
             ("relu3", ReLU()),
-            ("fc2", Linear(120, 84, dtype=dtype, rng=rng)),
+            ("fc2", Linear(120, 84, dtype=dtype)),
             ("relu4", ReLU()),
-            ("fc3", Linear(84, 10, dtype=dtype, rng=rng)),
-        ]
+            ("fc3", Linear(84, 10, dtype=dtype)),
+        ],
+        rng=np.random.default_rng(seed),
+        threads=threads,
     )

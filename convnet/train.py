@@ -24,14 +24,14 @@ import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pyramids.io import atomic_path
-from pyramids.parallel import blas_limited, blas_threads
+from pyramids.parallel import blas_limited, resolve_threads
 
 from .augment import random_affine
 from .data import Dataset, normalise, validation_split
@@ -147,7 +147,12 @@ HISTORY_KEYS = ("loss", "train_acc", "val_loss", "val_loss_se", "val_acc", "lr",
 
 
 def evaluate(
-    model: Sequential, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+    model: Sequential,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 1000,
+    *,
+    threads: int | None = None,
 ) -> tuple[float, float, np.ndarray]:
     """Mean loss, accuracy and predicted labels of a model on normalised images.
 
@@ -157,6 +162,8 @@ def evaluate(
     images : ndarray, shape (N, 1, H, W), float32
     labels : ndarray of int, shape (N,)
     batch_size : int
+    threads : int, optional
+        As for :func:`predict`.
 
     Returns
     -------
@@ -165,7 +172,7 @@ def evaluate(
         In ``[0, 1]``.
     predictions : ndarray of int, shape (N,)
     """
-    probs = predict(model, images, batch_size)
+    probs = predict(model, images, batch_size, threads=threads)
     pred = probs.argmax(axis=1)
     return float(_sample_losses(probs, labels).mean()), float((pred == labels).mean()), pred
 
@@ -175,17 +182,31 @@ def _sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-30))
 
 
-def predict(model: Sequential, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict(
+    model: Sequential,
+    images: np.ndarray,
+    batch_size: int = 1000,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
     """Class probabilities ``(N, classes)`` of normalised images ``(N, 1, H, W)``.
 
-    The result does not depend on the number of threads BLAS may use (see
-    :func:`thread_independent`).
+    Parameters
+    ----------
+    model : Sequential
+    images : ndarray, shape (N, 1, H, W)
+    batch_size : int
+        Images per forward pass.
+    threads : int, optional
+        Threads the chunks of each batch run on (default: the model's, see
+        :class:`~convnet.model.Sequential`). The result does not depend on it, nor on the
+        number of threads BLAS may use (see :func:`thread_independent`).
     """
     was_training = model.training
     model.eval()
-    with thread_independent(model):
+    with thread_independent():
         out = [
-            softmax(model.forward(images[i : i + batch_size]))
+            softmax(model.forward(images[i : i + batch_size], threads=threads))
             for i in range(0, len(images), batch_size)
         ]
     model.train(was_training)
@@ -193,32 +214,25 @@ def predict(model: Sequential, images: np.ndarray, batch_size: int = 1000) -> np
 
 
 @contextlib.contextmanager
-def thread_independent(model: Sequential):
-    """Hold BLAS to one thread, the model's chunks keeping the threads BLAS was allowed.
+def thread_independent() -> Iterator[bool]:
+    """Hold BLAS to one thread for every product computed inside the block.
 
     OpenBLAS does not always compute a matrix product the same way on one thread and on
     several (products with 784-long rows differ in the last bit on the Haswell kernel), so
     every product of a run must see the same BLAS thread count for the run to give the
-    same result bit for bit whatever ``--threads`` says. The chunks of a large batch
+    same result bit for bit whatever thread count it is given. The chunks of a large batch
     already hold BLAS to one thread (:mod:`convnet.model`); this holds it there for
     everything else as well (a batch small enough to run whole, the augmentation, the
-    validation pass), and fixes the number of threads the chunks run on to what BLAS was
-    allowed on entry, so that a limit set by the caller (``threadpoolctl``, ``--threads``)
-    still sets how many cores the chunks use.
+    validation pass). How many threads the chunks run on is a separate, explicit choice
+    (the ``threads`` arguments), never read from BLAS.
 
-    Parameters
-    ----------
-    model : Sequential
-        Its ``num_threads`` is set for the duration (when None) and then put back.
+    Enter it from the thread that calls the network, the main thread in a program: this
+    OpenBLAS ignores a limit asked for from another thread once the main thread has set
+    one (:func:`pyramids.parallel.blas_limited`), and then results may depend on the BLAS
+    threads after all. Yields whether the limit is in force.
     """
-    before = model.num_threads
-    threads = before if before is not None else blas_threads()
-    with blas_limited():
-        model.num_threads = threads
-        try:
-            yield
-        finally:
-            model.num_threads = before
+    with blas_limited() as effective:
+        yield effective
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -267,6 +281,7 @@ def train(
     train_subset: int | None = None,
     state_path: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train LeNet-5 (or ``model``) on a :class:`~convnet.data.Dataset`.
 
@@ -293,6 +308,11 @@ def train(
         Continue from a training-state file written by a run with the same data, settings,
         ``train_subset`` and architecture; a state written after the last epoch returns
         that run's result at once. It may be the same file as ``state_path``.
+    threads : int, optional
+        Threads the chunks of every batch run on (default: the model's, see
+        :class:`~convnet.model.Sequential`, whose own default is
+        :func:`pyramids.parallel.default_threads`). The trained weights do not depend on
+        it: BLAS is held to one thread for the whole run (:func:`thread_independent`).
 
     Returns
     -------
@@ -303,11 +323,15 @@ def train(
     TrainStateError
         If ``resume`` cannot be read as a training state or belongs to another run (it
         names what differs); a :class:`ValueError`.
+    ValueError
+        If ``threads`` is not a positive integer, or a setting is out of range.
     FileNotFoundError
         If ``resume`` does not exist.
     """
     config = config or TrainConfig()
     config.validate()
+    if threads is not None:
+        resolve_threads(threads)  # a bad count is refused before any work
     rng = np.random.default_rng(config.seed)
     model = model or lenet5(seed=config.seed)
     images, labels = data.train_images, data.train_labels
@@ -358,13 +382,13 @@ def train(
         log(f"resumed from {os.fspath(resume)} after epoch {saved['epoch']}/{config.epochs}")
     model.train()
     # Every BLAS call of the run on one thread, whatever the caller allows (see
-    # thread_independent); the chunks still run on the threads allowed.
-    with thread_independent(model):
+    # thread_independent); the chunks run on `threads` threads.
+    with thread_independent():
         for epoch in range(first, config.epochs + 1):
             loss, acc, lr, seconds = _train_epoch(
-                model, opt, schedule, rng, pixels, y_train, config, epoch, progress
+                model, opt, schedule, rng, pixels, y_train, config, epoch, progress, threads
             )
-            val_loss, val_se, val_acc = _validate(model, x_val, y_val)
+            val_loss, val_se, val_acc = _validate(model, x_val, y_val, threads)
             rate = n / seconds
             row = (loss, acc, val_loss, val_se, val_acc, lr, rate, seconds)
             for k, v in zip(keys, row, strict=True):
@@ -630,6 +654,7 @@ def _train_epoch(
     config: TrainConfig,
     epoch: int,
     progress: bool,
+    threads: int | None,
 ) -> tuple[float, float, float, float]:
     """One pass over freshly shuffled (and distorted) training digits.
 
@@ -658,9 +683,9 @@ def _train_epoch(
     steps = -(-n // size)
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
-        logits = model.forward(xb)
+        logits = model.forward(xb, threads=threads)
         loss, dlogits = cross_entropy(logits, yb)
-        model.backward(dlogits, input_grad=False)
+        model.backward(dlogits, input_grad=False, threads=threads)
         opt.step(model.grads())
         schedule.step()
         if not np.isfinite(loss):
@@ -670,11 +695,13 @@ def _train_epoch(
     return loss_sum / n, correct / n, lr, time.perf_counter() - start
 
 
-def _validate(model: Sequential, x_val: np.ndarray, y_val: np.ndarray) -> tuple[float, ...]:
+def _validate(
+    model: Sequential, x_val: np.ndarray, y_val: np.ndarray, threads: int | None
+) -> tuple[float, ...]:
     """Mean validation loss, its standard error and the accuracy (NaN without digits)."""
     if not len(y_val):
         return float("nan"), float("nan"), float("nan")
-    probs = predict(model, x_val)
+    probs = predict(model, x_val, threads=threads)
     losses = _sample_losses(probs, y_val)
     se = losses.std(ddof=1) / np.sqrt(len(losses)) if len(losses) > 1 else 0.0
     return float(losses.mean()), float(se), float((probs.argmax(axis=1) == y_val).mean())

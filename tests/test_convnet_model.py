@@ -12,6 +12,7 @@ from convnet import (
     Conv2D,
     CosineLR,
     Dropout,
+    FastConv2D,
     Flatten,
     Layer,
     Linear,
@@ -101,14 +102,13 @@ def test_checker_reproduces_the_lecture_worked_example():
 
 
 class _WrongLinear(Linear):
-    def backward(self, dout):
-        dx = super().backward(dout)
-        self.grads["weight"] *= 1.01  # a 1% error the checker must see
-        return dx
+    def backward(self, params, cache, dout, *, need_dx=True):
+        dx, grads = super().backward(params, cache, dout, need_dx=need_dx)
+        return dx, {**grads, "weight": grads["weight"] * 1.01}  # a 1% error to be seen
 
 
 def test_checker_detects_a_wrong_gradient():
-    layer = _WrongLinear(4, 3, dtype=np.float64, rng=np.random.default_rng(0))
+    layer = _WrongLinear(4, 3, dtype=np.float64)
     errors = check_gradients(layer, np.random.default_rng(1).standard_normal((2, 4)))
     assert errors["input"] <= 1e-6
     assert errors["weight"] > 1e-3
@@ -144,15 +144,15 @@ def test_checker_leaves_out_max_pool_ties_of_a_flat_background_and_says_so():
 
 
 def test_checker_finds_a_wrong_gradient_even_among_ties():
-    rng = np.random.default_rng(0)
     net = Sequential(
         [
-            ("conv", Conv2D(1, 2, 3, padding=1, dtype=np.float64, rng=rng)),
+            ("conv", Conv2D(1, 2, 3, padding=1, dtype=np.float64)),
             ("relu", ReLU()),
             ("pool", MaxPool2D(2)),
             ("flatten", Flatten()),
-            ("fc", _WrongLinear(2 * 14 * 14, 10, dtype=np.float64, rng=rng)),
-        ]
+            ("fc", _WrongLinear(2 * 14 * 14, 10, dtype=np.float64)),
+        ],
+        rng=0,
     )
     errors = check_gradients(net, _digits_on_flat_background(), labels=np.array([1, 7]),
                              samples=400)  # fmt: skip
@@ -280,11 +280,14 @@ def test_summary_lists_layers_shapes_and_counts():
 
 
 def test_train_and_eval_modes_reach_every_layer():
-    net = Sequential([("fc", Linear(2, 2)), ("act", ReLU())])
-    net.eval()
-    assert not any(layer.training for _, layer in net.layers)
-    net.train()
-    assert all(layer.training for _, layer in net.layers)
+    net = Sequential([("fc", Linear(4, 4)), ("drop", Dropout(0.5, rng=np.random.default_rng(0)))])
+    x = np.ones((3, 4), np.float32)
+    whole = Sequential([("fc", Linear(4, 4))], rng=None)
+    whole.load_state_dict(net.state_dict())
+    assert net.eval() is net and not net.training
+    np.testing.assert_array_equal(net.forward(x), whole.forward(x))  # no dropout
+    assert net.train() is net and net.training
+    assert (net.forward(x) == 0).any()  # dropout again
 
 
 def test_sequential_rejects_duplicates_and_non_layers():
@@ -298,11 +301,11 @@ def test_sequential_rejects_duplicates_and_non_layers():
 # --------------------------------------------------------------------------- chunked batches
 
 
-def _step(net, x, labels):
+def _step(net, x, labels, threads=None):
     """Logits, parameter gradients (copies) and input gradient of one training step."""
-    logits = net.forward(x)
+    logits = net.forward(x, threads=threads)
     _, d = cross_entropy(logits, labels)
-    dx = net.backward(d)
+    dx = net.backward(d, threads=threads)
     return logits, {k: g.copy() for k, g in net.grads().items()}, dx
 
 
@@ -311,15 +314,57 @@ def _batch(n, dtype, seed=0):
     return rng.standard_normal((n, 1, 28, 28)).astype(dtype), rng.integers(0, 10, n)
 
 
+class _Recording(ReLU):
+    """A user's subclass of a layer: records the batch sizes it is run on."""
+
+    def __init__(self):
+        self.sizes = []  # configuration aside, only for the test to read
+
+    def forward(self, params, x, *, training=True, rng=None):
+        self.sizes.append(len(x))
+        return super().forward(params, x, training=training, rng=rng)
+
+
+class _MyConv(Conv2D):
+    """A user's subclass of the reference convolution, with a forward of its own."""
+
+    def forward(self, params, x, *, training=True, rng=None):
+        out, cache = super().forward(params, x, training=training, rng=rng)
+        return out, cache
+
+
+def _reference_lenet5(dtype=np.float64, relu1=None):
+    """LeNet-5 of the reference layers (``relu1`` in place of the first ReLU)."""
+    return Sequential(
+        [
+            ("conv1", Conv2D(1, 6, 5, padding=2, dtype=dtype)),
+            ("relu1", relu1 or ReLU()),
+            ("pool1", MaxPool2D(2)),
+            ("conv2", Conv2D(6, 16, 5, dtype=dtype)),
+            ("relu2", ReLU()),
+            ("pool2", MaxPool2D(2)),
+            ("flatten", Flatten()),
+            ("fc1", Linear(400, 120, dtype=dtype)),
+            ("relu3", ReLU()),
+            ("fc2", Linear(120, 84, dtype=dtype)),
+            ("relu4", ReLU()),
+            ("fc3", Linear(84, 10, dtype=dtype)),
+        ]
+    )
+
+
 @pytest.mark.parametrize("batch", [33, 64, 70])
 def test_chunked_step_equals_whole_batch_step(batch):
     """Chunks change only the order of the gradient sums: equal to rounding in float64."""
     x, labels = _batch(batch, np.float64)
-    chunked, whole = lenet5(np.float64, seed=1), lenet5(np.float64, seed=1)
+    recorder = _Recording()
+    chunked, whole = _reference_lenet5(relu1=recorder), lenet5(np.float64, seed=1)
+    chunked.load_state_dict(whole.state_dict())
     whole.chunk_size = None
-    logits, grads, dx = _step(chunked, x, labels)
+    logits, grads, dx = _step(chunked, x, labels, threads=2)
     ref_logits, ref_grads, ref_dx = _step(whole, x, labels)
-    assert len(chunked._spans) == -(-batch // chunked.chunk_size) > 1  # it did chunk
+    sizes = [min(32, batch - start) for start in range(0, batch, 32)]
+    assert sorted(recorder.sizes) == sorted(sizes) and len(sizes) > 1  # it did chunk
     np.testing.assert_allclose(logits, ref_logits, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-15)
     for name, g in ref_grads.items():
@@ -332,9 +377,8 @@ def test_chunked_gradients_do_not_depend_on_thread_count():
     x, labels = _batch(100, np.float32)
     results = []
     for threads in (1, 2, 3, 2):
-        net = lenet5(seed=0)
-        net.num_threads = threads
-        results.append(_step(net, x, labels))
+        results.append(_step(lenet5(seed=0, threads=threads), x, labels))
+    results.append(_step(lenet5(seed=0), x, labels, threads=4))
     logits, grads, dx = results[0]
     assert logits.dtype == dx.dtype == np.float32
     for other_logits, other_grads, other_dx in results[1:]:
@@ -344,68 +388,137 @@ def test_chunked_gradients_do_not_depend_on_thread_count():
             np.testing.assert_array_equal(other_grads[name], g, err_msg=name)
 
 
+def test_fast_layers_give_the_reference_network_up_to_rounding():
+    """lenet5 runs on FastConv2D and FastMaxPool2D; the same network of reference layers
+    with the same parameters gives the same logits and gradients (float64)."""
+    fast, reference = lenet5(np.float64, seed=2), _reference_lenet5()
+    reference.load_state_dict(fast.state_dict())
+    x, labels = _batch(40, np.float64, seed=3)
+    x[:, :, :8] = 0  # a flat background: ties in the pooling windows
+    fast_logits, fast_grads, fast_dx = _step(fast, x, labels)
+    logits, grads, dx = _step(reference, x, labels)
+    np.testing.assert_allclose(fast_logits, logits, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(fast_dx, dx, rtol=1e-11, atol=1e-15)
+    for name, g in grads.items():
+        np.testing.assert_allclose(fast_grads[name], g, rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_a_subclass_of_a_layer_runs_in_chunks():
+    """Layers keep nothing between calls, so a user's subclass runs chunked on threads like
+    any other layer, with the same results as the whole batch and for any thread count."""
+
+    def make(chunk_size):
+        return Sequential(
+            [
+                ("conv", _MyConv(2, 3, 3, padding=1, dtype=np.float64)),
+                ("relu", _Recording()),
+                ("pool", MaxPool2D(2)),
+                ("flatten", Flatten()),
+                ("fc", Linear(12, 4, dtype=np.float64)),
+            ],
+            rng=0,
+            chunk_size=chunk_size,
+        )
+
+    x = np.random.default_rng(2).standard_normal((7, 2, 4, 4))
+    labels = np.array([0, 3, 1, 2, 3, 0, 1])
+    whole = _step(make(None), x, labels)
+    for threads in (1, 3):
+        net = make(2)
+        logits, grads, dx = _step(net, x, labels, threads=threads)
+        assert sorted(net.layers[1][1].sizes) == [1, 2, 2, 2]
+        np.testing.assert_allclose(logits, whole[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dx, whole[2], rtol=1e-12, atol=1e-14)
+        for name, g in whole[1].items():
+            np.testing.assert_allclose(grads[name], g, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
 def test_chunked_model_gradient_matches_finite_differences():
+    recorder = _Recording()
     net = Sequential(
         [
-            ("conv", Conv2D(2, 3, 3, padding=1, dtype=np.float64, rng=np.random.default_rng(0))),
-            ("relu", ReLU()),
+            ("conv", Conv2D(2, 3, 3, padding=1, dtype=np.float64)),
+            ("relu", recorder),
             ("pool", MaxPool2D(2)),
             ("flatten", Flatten()),
-            ("fc", Linear(12, 4, dtype=np.float64, rng=np.random.default_rng(1))),
+            ("fc", Linear(12, 4, dtype=np.float64)),
         ],
+        rng=0,
         chunk_size=2,
-        num_threads=2,
+        threads=2,
     )
     x = np.random.default_rng(2).standard_normal((5, 2, 4, 4))
     errors = check_gradients(net, x, labels=np.array([0, 3, 1, 2, 3]))
-    assert net._spans == [(0, 2), (2, 4), (4, 5)]
+    assert sorted(recorder.sizes[:3]) == [1, 2, 2]
     assert max(errors.values()) <= 1e-6, errors
 
 
-def test_chunk_twins_follow_loaded_parameters():
+def test_chunks_follow_loaded_parameters():
     a, b = lenet5(seed=0), lenet5(seed=1)
     x, _ = _batch(40, np.float32)
-    b.forward(x)  # creates b's chunk twins
+    b.forward(x)
     b.load_state_dict(a.state_dict())
     np.testing.assert_array_equal(b.forward(x), a.forward(x))
 
 
-def test_twins_of_a_larger_batch_are_released():
-    net = lenet5(seed=0)
-    net.forward(_batch(200, np.float32)[0])
-    assert len(net._stacks) == 7
-    x, labels = _batch(64, np.float32)
-    logits = _step(net, x, labels)[0]
-    assert len(net._stacks) == 2  # the other five no longer hold the first batch's caches
-    reference = lenet5(seed=0)
-    np.testing.assert_array_equal(logits, reference.forward(x))
+def test_one_layer_object_serves_two_models():
+    conv = FastConv2D(1, 6, 5, padding=2)
+    a = Sequential([("conv", conv), ("flatten", Flatten())], rng=0)
+    b = Sequential([("conv", conv), ("flatten", Flatten())], rng=1)
+    x, _ = _batch(40, np.float32)
+    out_a, out_b = a.forward(x), b.forward(x)
+    dx_a = a.backward(np.ones_like(out_a))
+    dx_b = b.backward(np.ones_like(out_b))
+    alone = Sequential([("conv", FastConv2D(1, 6, 5, padding=2)), ("flatten", Flatten())])
+    alone.load_state_dict(a.state_dict())
+    out = alone.forward(x)
+    np.testing.assert_array_equal(out_a, out)
+    np.testing.assert_array_equal(dx_a, alone.backward(np.ones_like(out)))
+    assert not np.array_equal(dx_a, dx_b)
 
 
-def test_whole_batch_releases_twins_and_a_changed_layer_list_rebuilds_them():
-    net = lenet5(seed=0)
-    net.forward(_batch(100, np.float32)[0])
-    assert len(net._stacks) == 4
-    net.forward(_batch(10, np.float32)[0])
-    assert len(net._stacks) == 1
-    net.forward(_batch(100, np.float32)[0])
-    net.layers.append(("relu5", ReLU()))
-    x = _batch(100, np.float32)[0]
-    np.testing.assert_array_equal(net.forward(x), np.maximum(lenet5(seed=0).forward(x), 0))
-
-
-def test_network_with_dropout_runs_whole_batches():
-    """Dropout draws its masks from one generator: chunks on several threads would draw
-    them in a timing-dependent order, so such a network is never split."""
+def test_network_with_dropout_chunks_independently_of_threads():
+    """Dropout draws its masks in training from one generator per chunk, each seeded by a
+    draw from the layer's own generator in chunk order: the same for any thread count."""
 
     def make(chunk_size):
-        rng = np.random.default_rng(0)
-        layers = [("fc", Linear(6, 5, rng=rng)), ("drop", Dropout(0.5, rng=rng))]
-        return Sequential(layers, chunk_size=chunk_size, num_threads=2)
+        layers = [("fc", Linear(6, 5)), ("drop", Dropout(0.5, rng=np.random.default_rng(1)))]
+        return Sequential(layers, rng=0, chunk_size=chunk_size)
 
     x = np.random.default_rng(1).standard_normal((9, 6)).astype(np.float32)
-    net = make(2)
-    np.testing.assert_array_equal(net.forward(x), make(None).forward(x))
-    assert net._spans is None
+    outs, states = [], []
+    for threads in (1, 2, 3):
+        net = make(2)
+        outs.append(net.forward(x, threads=threads))
+        states.append(net.layers[1][1].rng.bit_generator.state)
+    for out, state in zip(outs[1:], states[1:], strict=True):
+        np.testing.assert_array_equal(out, outs[0])
+        assert state == states[0]
+    assert (outs[0] == 0).any()
+    # in evaluation there is nothing to draw: chunks give the whole batch's output
+    np.testing.assert_allclose(make(2).eval().forward(x), make(None).eval().forward(x), rtol=1e-6)
+
+
+def test_default_threads_come_from_pyramids_parallel_not_from_blas(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    import convnet.model
+    from pyramids import parallel
+
+    used = []
+
+    def recording(task, n_items, threads):
+        used.append(threads)
+        return parallel.run_parts(task, n_items, threads)
+
+    monkeypatch.setattr(convnet.model, "run_parts", recording)
+    x, labels = _batch(64, np.float32)
+    monkeypatch.setenv(parallel.ENV_VAR, "3")
+    with threadpool_limits(limits=1, user_api="blas"):
+        _step(lenet5(seed=0), x, labels)
+        _step(lenet5(seed=0, threads=2), x, labels)
+        _step(lenet5(seed=0, threads=2), x, labels, threads=1)
+    assert used == [3, 3, 2, 2, 1, 1]
 
 
 def test_backward_rejects_another_batch_size():
@@ -416,13 +529,29 @@ def test_backward_rejects_another_batch_size():
         net.backward(d[:39])
 
 
+def test_backward_before_forward_is_an_error():
+    with pytest.raises(RuntimeError, match="before forward"):
+        lenet5(seed=0).backward(np.zeros((1, 10), np.float32))
+
+
+def test_grads_are_zero_before_the_first_backward_pass():
+    grads = lenet5(seed=0).grads()
+    assert grads.keys() == LENET_SHAPES.keys()
+    assert all(g.shape == LENET_SHAPES[k] and not g.any() for k, g in grads.items())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"chunk_size": 0}, "chunk_size"), ({"num_threads": 1.5}, "num_threads")],
+    [({"chunk_size": 0}, "chunk_size"), ({"threads": 1.5}, "threads")],
 )
 def test_sequential_rejects_bad_chunking_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Sequential([ReLU()], **kwargs)
+
+
+def test_forward_rejects_a_bad_thread_count():
+    with pytest.raises(ValueError, match="threads"):
+        lenet5(seed=0).forward(np.zeros((1, 1, 28, 28), np.float32), threads=0)
 
 
 # --------------------------------------------------------------------------- optimisers

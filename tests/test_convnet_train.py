@@ -131,16 +131,16 @@ def test_resumed_run_ends_bit_identical_to_uninterrupted_run(digits, tmp_path, s
 
 
 def _net_with_dropout() -> Sequential:
-    rng = np.random.default_rng(7)
     return Sequential(
         [
-            ("conv1", Conv2D(1, 4, 5, padding=2, rng=rng)),
+            ("conv1", Conv2D(1, 4, 5, padding=2)),
             ("relu1", ReLU()),
             ("pool1", MaxPool2D(4)),
             ("flatten", Flatten()),
             ("drop", Dropout(0.3, rng=np.random.default_rng(8))),
-            ("fc1", Linear(196, 10, rng=rng)),
-        ]
+            ("fc1", Linear(196, 10)),
+        ],
+        rng=7,
     )
 
 
@@ -273,15 +273,15 @@ def test_resume_refuses_other_data_and_another_architecture(digits, finished_sta
     other = _synthetic_digits(seed=1)
     with pytest.raises(TrainStateError, match="another training data"):
         train(other, _config(epochs=2), progress=False, resume=finished_state)
-    rng = np.random.default_rng(0)
     small = Sequential(
         [
-            ("conv1", Conv2D(1, 4, 5, padding=2, rng=rng)),
+            ("conv1", Conv2D(1, 4, 5, padding=2)),
             ("relu1", ReLU()),
             ("pool1", MaxPool2D(4)),
             ("flatten", Flatten()),
-            ("fc1", Linear(196, 10, rng=rng)),
-        ]
+            ("fc1", Linear(196, 10)),
+        ],
+        rng=0,
     )
     with pytest.raises(TrainStateError, match="another architecture"):
         train(digits, _config(epochs=2), model=small, progress=False, resume=finished_state)
@@ -441,32 +441,41 @@ def _mlp() -> Sequential:
     # OpenBLAS computes x @ Wᵀ with 784-long rows differently on 1 and 2 threads (a last
     # bit here and there, measured on the CI machine's Haswell kernel); LeNet-5's products
     # happen not to, so this model shows what a BLAS call left multi-threaded would do.
-    rng = np.random.default_rng(1)
     return Sequential(
-        [("flatten", Flatten()), ("fc1", Linear(784, 256, rng=rng)), ("relu", ReLU()),
-         ("fc2", Linear(256, 10, rng=rng))]
+        [("flatten", Flatten()), ("fc1", Linear(784, 256)), ("relu", ReLU()),
+         ("fc2", Linear(256, 10))], rng=1,
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("make", [lambda: lenet5(seed=3), _mlp], ids=["lenet5", "mlp"])
+@pytest.mark.parametrize(
+    "make", [lambda: lenet5(seed=3), _mlp, _net_with_dropout], ids=["lenet5", "mlp", "dropout"]
+)
 @pytest.mark.parametrize("batch_size", [48, 20])
-def test_training_ends_bit_identical_for_one_and_two_threads(digits, make, batch_size):
-    """`convnet train --threads N` limits BLAS to N threads; the result must not change."""
+def test_training_ends_bit_identical_for_any_thread_count(digits, make, batch_size):
+    """`convnet train --threads N` runs the chunks of a batch on N threads, whatever BLAS
+    was allowed before (the run holds it to one thread): the result must not change.
+    Batches of 48 run as two chunks (Dropout's masks drawn per chunk), of 20 whole."""
     from threadpoolctl import threadpool_limits
 
     results = []
-    for threads in (1, 2):
-        with threadpool_limits(limits=threads, user_api="blas"):
-            model = make()
+    for threads, blas in ((1, 1), (2, 2), (3, 1)):
+        with threadpool_limits(limits=blas, user_api="blas"):
             config = _config(batch_size=batch_size)
-            results.append(train(digits, config, model=model, progress=False, log=len))
-            assert model.num_threads is None  # train() put back what it borrowed
-    one, two = (r.model.state_dict() for r in results)
-    for name in one:
-        assert np.array_equal(one[name], two[name]), name
-    for key in results[0].history:
-        if key not in TIMING:
-            assert results[0].history[key] == results[1].history[key], key
+            results.append(
+                train(digits, config, model=make(), threads=threads, progress=False, log=len)
+            )
+    first = results[0].model.state_dict()
+    for other in results[1:]:
+        for name, value in other.model.state_dict().items():
+            assert np.array_equal(value, first[name]), name
+        for key in results[0].history:
+            if key not in TIMING:
+                assert other.history[key] == results[0].history[key], key
+
+
+def test_train_refuses_a_bad_thread_count(digits):
+    with pytest.raises(ValueError, match="threads"):
+        train(digits, _config(), threads=0, progress=False, log=len)
 
 
 # --------------------------------------------------------------------------- curves
