@@ -16,24 +16,17 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .arrays import as_float_image
 from .blend import blend
-from .display import band_to_display, grid_montage, lowpass_to_display, pyramid_montage
-from .io import (
-    DEFAULT_MAX_PIXELS,
-    image_size,
-    read_image,
-    read_pyramid,
-    write_image,
-    write_pyramid,
-)
+from .io import DEFAULT_MAX_PIXELS, image_size, read_image, write_image
 from .laplacian import gaussian_pyramid, laplacian_pyramid
 from .operators import BOUNDARIES
+from .pyramid import Pyramid, PyramidFileError, read_pyramid_file
 from .samples import sample_images
 from .steerable import SteerablePyramid, steerable_pyramid
 
@@ -124,39 +117,18 @@ def _cmd_blend(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- decompose
 
-
-def _decompose_laplacian(image: np.ndarray, args: argparse.Namespace, out: Path):
-    pyr = laplacian_pyramid(image, args.levels, args.kernel, args.boundary)
-    shown = [band_to_display(band) for band in pyr.bands] + [np.clip(pyr.residual, 0, 1)]
-    for k, band in enumerate(shown[:-1]):
-        write_image(out / f"band{k}.png", band)
-    write_image(out / "residual.png", shown[-1])
-    write_image(out / "montage.png", pyramid_montage(shown))
-    return pyr.levels, pyr
-
-
-def _decompose_gaussian(image: np.ndarray, args: argparse.Namespace, out: Path):
-    levels = gaussian_pyramid(image, args.levels, args.kernel, args.boundary)
-    for k, level in enumerate(levels):
-        write_image(out / f"level{k}.png", level)
-    write_image(out / "montage.png", pyramid_montage([np.clip(g, 0, 1) for g in levels]))
-    return len(levels) - 1, levels
-
-
-def _decompose_steerable(image: np.ndarray, args: argparse.Namespace, out: Path):
-    pyr = steerable_pyramid(
+#: How ``decompose --kind`` builds each kind of pyramid from an image and the options.
+BUILDERS: dict[str, Callable[[np.ndarray, argparse.Namespace], Pyramid]] = {
+    "gaussian": lambda image, args: gaussian_pyramid(
+        image, args.levels, args.kernel, args.boundary
+    ),
+    "laplacian": lambda image, args: laplacian_pyramid(
+        image, args.levels, args.kernel, args.boundary
+    ),
+    "steerable": lambda image, args: steerable_pyramid(
         image, levels=args.levels, orientations=args.orientations, boundary=args.boundary
-    )
-    highpass = band_to_display(pyr.highpass)
-    bands = [[band_to_display(band) for band in level] for level in pyr.bands]
-    residual = lowpass_to_display(pyr.residual)
-    write_image(out / "highpass.png", highpass)
-    for k, level in enumerate(bands):
-        for j, band in enumerate(level):
-            write_image(out / f"level{k}_orientation{j}.png", band)
-    write_image(out / "residual.png", residual)
-    write_image(out / "montage.png", grid_montage([[highpass], *bands, [residual]]))
-    return pyr.levels, pyr
+    ),
+}
 
 
 @contextlib.contextmanager
@@ -206,20 +178,19 @@ def _cmd_decompose(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise CommandError(f"output {out} exists and is not a directory")
     raw = read_image(source, max_pixels=args.max_pixels)
-    image = as_float_image(raw)
-    decompose = {
-        "gaussian": _decompose_gaussian,
-        "laplacian": _decompose_laplacian,
-        "steerable": _decompose_steerable,
-    }[args.kind]
+    pyramid = BUILDERS[args.kind](as_float_image(raw), args)
     with _staging(out) as stage:
-        levels, pyramid = decompose(image, args, stage)
+        pictures = pyramid.pictures()
+        for name, picture in pictures.items():
+            write_image(stage / f"{name}.png", picture)
+        write_image(stage / "montage.png", pyramid.montage(pictures))
         # remember the input's bit depth, so that reconstruct writes it back the same way
-        write_pyramid(
-            stage / "pyramid.npz", pyramid, bit_depth=_bit_depth(raw), boundary=args.boundary
-        )
+        pyramid.save(stage / "pyramid.npz", attrs={"bit_depth": _bit_depth(raw)})
         _publish(stage, out, [source], args.force)
-    print(f"wrote a {args.kind} pyramid of {levels} levels to {out}/ (montage.png, pyramid.npz)")
+    print(
+        f"wrote a {args.kind} pyramid of {pyramid.levels} levels to {out}/ "
+        "(montage.png, pyramid.npz)"
+    )
 
 
 # --------------------------------------------------------------------------- reconstruct
@@ -228,16 +199,20 @@ def _cmd_decompose(args: argparse.Namespace) -> None:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     source = Path(args.source)
     npz = source / "pyramid.npz" if source.is_dir() else source
-    saved = read_pyramid(npz, max_pixels=args.max_pixels)
-    options = {}
-    if args.method is not None:
-        options["method"] = args.method
-    if args.refine is not None:
-        options["refine"] = args.refine
-    if options and saved.kind != "steerable":
-        raise CommandError(f"--method and --refine apply to steerable pyramids, not {saved.kind}")
-    image = saved.reconstruct(**options)
-    write_image(args.output, image, bit_depth=args.bit_depth or saved.bit_depth)
+    saved = read_pyramid_file(npz, max_pixels=args.max_pixels)
+    bit_depth = saved.attrs.get("bit_depth", 8)
+    if type(bit_depth) is not int or bit_depth not in (8, 16):
+        raise PyramidFileError(f"{npz}: attrs bit_depth must be 8 or 16, got {bit_depth!r:.40}")
+    # only the options given: the others keep the library's defaults
+    options = {"method": args.method, "refine": args.refine}
+    options = {name: value for name, value in options.items() if value is not None}
+    accepted = inspect.signature(saved.pyramid.reconstruct).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    for name in options:
+        if name not in accepted and not takes_any:
+            raise CommandError(f"--{name} does not apply to a {saved.kind} pyramid")
+    image = saved.pyramid.reconstruct(**options)
+    write_image(args.output, image, bit_depth=args.bit_depth or bit_depth)
     print(f"wrote {args.output}")
 
 
@@ -254,16 +229,10 @@ def _cmd_figures(args: argparse.Namespace) -> None:
     hard = np.where(mask[..., None], cat, coffee) / 255.0
     write_image(out / "blend.jpg", blended)
     write_image(out / "blend_vs_cut.jpg", np.concatenate([hard, blended], axis=1))
-    pyr = laplacian_pyramid(cat, levels=5)
-    shown = [band_to_display(band) for band in pyr.bands] + [pyr.residual]
-    write_image(out / "laplacian_montage.jpg", pyramid_montage(shown))
-    write_image(out / "gaussian_montage.jpg", pyramid_montage(gaussian_pyramid(cat, levels=5)))
+    write_image(out / "laplacian_montage.jpg", laplacian_pyramid(cat, levels=5).montage())
+    write_image(out / "gaussian_montage.jpg", gaussian_pyramid(cat, levels=5).montage())
     grey = cat.astype(np.float64).mean(axis=2) / 255.0
-    steerable = steerable_pyramid(grey, levels=3)
-    rows = [[band_to_display(steerable.highpass)]]
-    rows += [[band_to_display(band) for band in level] for level in steerable.bands]
-    rows.append([lowpass_to_display(steerable.residual)])
-    write_image(out / "steerable_montage.jpg", grid_montage(rows))
+    write_image(out / "steerable_montage.jpg", steerable_pyramid(grey, levels=3).montage())
     print(f"wrote {', '.join(SAMPLE_NAMES + FIGURE_NAMES)} to {out}/")
 
 
@@ -315,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decompose", help="write every level, a montage and an .npz")
     p.add_argument("image")
-    p.add_argument("--kind", choices=("gaussian", "laplacian", "steerable"), default="laplacian")
+    p.add_argument("--kind", choices=sorted(BUILDERS), default="laplacian")
     p.add_argument("--orientations", type=int, help="steerable: 1, 2, 4 (default) or 6")
     p.add_argument(
         "-o",

@@ -8,12 +8,12 @@ residual ``g_K``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
+from .display import band_to_display
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .operators import (
     Boundary,
@@ -24,8 +24,10 @@ from .operators import (
     single_threaded_blas,
     upsample_blur_matrix,
 )
+from .pyramid import Pyramid, meta_numbers, meta_value
 
 __all__ = [
+    "GaussianPyramid",
     "LaplacianPyramid",
     "default_levels",
     "gaussian_pyramid",
@@ -98,7 +100,7 @@ def gaussian_pyramid(
     levels: int | None = None,
     kernel: KernelLike = DEFAULT_KERNEL,
     boundary: Boundary = "reflect",
-) -> list[np.ndarray]:
+) -> GaussianPyramid:
     """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (DESIGN.md §2).
 
     Parameters
@@ -117,9 +119,10 @@ def gaussian_pyramid(
 
     Returns
     -------
-    list of ndarray
-        ``levels + 1`` images, the first a copy of the (converted) input; level ``k`` has
-        shape ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
+    GaussianPyramid
+        A sequence of ``levels + 1`` images (``len``, indexing and iteration as for a list),
+        the first a copy of the (converted) input; level ``k`` has shape
+        ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
 
     Raises
     ------
@@ -138,39 +141,146 @@ def gaussian_pyramid(
     pyramid = [x.copy()]
     for _ in range(levels):
         pyramid.append(reduce_unchecked(pyramid[-1], weights, boundary))
-    return pyramid
+    return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 
-@dataclass(eq=False)  # arrays have no single truth value; compare coefficients explicitly
-class LaplacianPyramid:
+class GaussianPyramid(Pyramid, Sequence):
+    """The Gaussian levels ``g_0 = x``, ``g_{k+1} = G g_k``, finest first (DESIGN.md §2).
+
+    A sequence of its images: ``len(pyr)`` is ``levels + 1``, ``pyr[k]`` is ``g_k`` (a slice
+    gives a list), and iterating gives ``g_0 … g_K``, so code written for the list that
+    :func:`gaussian_pyramid` used to return keeps working. Level 0 is the image itself,
+    so :meth:`reconstruct` returns (a copy of) it.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        ``g_0 … g_K``; ``g_{k+1}`` of shape ``(ceil(h_k / 2), ceil(w_k / 2)[, c])``. Checked
+        as :func:`pyramids.arrays.as_float_image` checks images, then cast to one dtype.
+    kernel : str, float, array_like or None
+        The low-pass kernel used (``None``: not known, as in a format-0 file).
+    boundary : str
+        The boundary mode used.
+
+    Attributes
+    ----------
+    images : list of ndarray
+    kernel : ndarray or None
+        Float64 weights.
+    boundary : str
+    """
+
+    kind = "gaussian"
+
+    def __init__(
+        self,
+        images: Sequence[ArrayLike],
+        kernel: KernelLike | None = DEFAULT_KERNEL,
+        boundary: Boundary = "reflect",
+    ):
+        if len(images) < 1:
+            raise ValueError("images must hold at least the image itself")
+        checked = [as_float_image(g, f"images[{k}]") for k, g in enumerate(images)]
+        _check_chain(checked, [f"images[{k}]" for k in range(len(checked))])
+        dtype = np.result_type(*checked)
+        self.images = [g.astype(dtype, copy=False) for g in checked]
+        self.kernel = None if kernel is None else resolve_kernel(kernel)
+        self.boundary = check_boundary(boundary)
+
+    @property
+    def levels(self) -> int:
+        """Number of reductions: one less than the number of images."""
+        return len(self.images) - 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image, ``g_0``."""
+        return self.images[0].shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of the levels."""
+        return self.images[0].dtype
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index]
+
+    def __iter__(self):
+        return iter(self.images)
+
+    def reconstruct(self) -> np.ndarray:
+        """The image: a copy of level 0 (no options)."""
+        return self.images[0].copy()
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """Each level clipped to [0, 1], as ``level0`` …"""
+        return {f"level{k}": np.clip(g, 0, 1) for k, g in enumerate(self.images)}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f"level{k}": g for k, g in enumerate(self.images)}
+
+    def _settings(self) -> dict[str, object]:
+        kernel = None if self.kernel is None else np.asarray(self.kernel).tolist()
+        return {"kernel": kernel, "boundary": self.boundary}
+
+    @classmethod
+    def _array_names(cls, meta) -> list[str]:
+        return [f"level{k}" for k in range(meta["levels"] + 1)]
+
+    @classmethod
+    def _from_parts(cls, arrays, meta) -> GaussianPyramid:
+        kernel = None if meta.get("kernel") is None else meta_numbers(meta, "kernel")
+        return cls(list(arrays.values()), kernel, meta_value(meta, "boundary", str))
+
+
+class LaplacianPyramid(Pyramid):
     """Band-pass levels ``L_k = g_k - F g_{k+1}`` and the low-pass residual ``g_K``.
 
     The coefficients are plain data: edit ``bands`` or ``residual`` (keeping their shapes)
     and call :meth:`reconstruct` to collapse the edited pyramid.
 
+    Parameters
+    ----------
+    bands : sequence of ndarray
+        ``levels`` band-pass images, finest first; band ``k`` has the shape of ``g_k``.
+    residual : ndarray
+        The coarsest Gaussian level ``g_K``, ``ceil(half)`` the last band's size.
+    kernel : str, float or array_like
+        The low-pass kernel used.
+    boundary : str
+        The boundary mode used.
+
+    The coefficients are checked as :func:`pyramids.arrays.as_float_image` checks images
+    (finite, 2 or 3 dimensions), their shapes must chain, and they are cast to one dtype.
+
     Attributes
     ----------
     bands : list of ndarray
-        ``levels`` band-pass images, finest first; band ``k`` has the shape of ``g_k``.
     residual : ndarray
-        The coarsest Gaussian level ``g_K``.
     kernel : ndarray
-        The low-pass kernel used (float64 weights).
+        The low-pass kernel (float64 weights).
     boundary : str
-        The boundary mode used.
     """
 
-    bands: list[np.ndarray]
-    residual: np.ndarray
-    kernel: np.ndarray = field(default_factory=lambda: resolve_kernel(DEFAULT_KERNEL))
-    boundary: str = "reflect"
+    kind = "laplacian"
 
-    def __repr__(self) -> str:
-        return (
-            f"LaplacianPyramid(levels={self.levels}, shape={self.shape}, "
-            f"dtype={self.residual.dtype}, kernel={np.asarray(self.kernel).tolist()}, "
-            f"boundary={self.boundary!r})"
-        )
+    def __init__(
+        self,
+        bands: Sequence[ArrayLike],
+        residual: ArrayLike,
+        kernel: KernelLike = DEFAULT_KERNEL,
+        boundary: Boundary = "reflect",
+    ):
+        checked = [as_float_image(b, f"bands[{k}]") for k, b in enumerate(bands)]
+        checked.append(as_float_image(residual, "residual"))
+        _check_chain(checked, [f"bands[{k}]" for k in range(len(bands))] + ["residual"])
+        dtype = np.result_type(*checked)
+        *self.bands, self.residual = [c.astype(dtype, copy=False) for c in checked]
+        self.kernel = resolve_kernel(kernel)
+        self.boundary = check_boundary(boundary)
 
     @property
     def levels(self) -> int:
@@ -181,6 +291,11 @@ class LaplacianPyramid:
     def shape(self) -> tuple[int, ...]:
         """Shape of the image the pyramid represents."""
         return self.bands[0].shape if self.bands else self.residual.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of the coefficients."""
+        return self.residual.dtype
 
     def reconstruct(self) -> np.ndarray:
         """Collapse the pyramid: ``g_K = residual``, ``g_k = L_k + F g_{k+1}`` (§2).
@@ -193,36 +308,39 @@ class LaplacianPyramid:
         """
         return reconstruct_laplacian(self.bands, self.residual, self.kernel, self.boundary)
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The pyramid as named arrays (for ``numpy.savez``): ``band0`` …, ``residual``."""
-        arrays = {f"band{k}": band for k, band in enumerate(self.bands)}
-        arrays.update(
-            kind=np.array("laplacian"),
-            residual=self.residual,
-            kernel=np.asarray(self.kernel, dtype=np.float64),
-            boundary=np.array(self.boundary),
-        )
-        return arrays
+    def pictures(self) -> dict[str, np.ndarray]:
+        """Bands with 0 at mid-grey (``band0`` …) and the residual clipped to [0, 1]."""
+        shown = {f"band{k}": band_to_display(band) for k, band in enumerate(self.bands)}
+        shown["residual"] = np.clip(self.residual, 0, 1)
+        return shown
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**{f"band{k}": b for k, b in enumerate(self.bands)}, "residual": self.residual}
+
+    def _settings(self) -> dict[str, object]:
+        return {"kernel": np.asarray(self.kernel).tolist(), "boundary": self.boundary}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LaplacianPyramid:
-        """Rebuild a pyramid from :meth:`to_arrays` output (e.g. a loaded ``.npz``)."""
-        missing = {"kind", "residual", "kernel", "boundary"} - set(arrays)
-        if missing:
-            raise ValueError(f"not a Laplacian pyramid: missing {', '.join(sorted(missing))}")
-        if str(arrays["kind"]) != "laplacian":
-            raise ValueError(f"not a Laplacian pyramid: kind is {str(arrays['kind'])!r}")
-        n = sum(1 for key in arrays if key.startswith("band"))
-        try:
-            bands = [np.asarray(arrays[f"band{k}"]) for k in range(n)]
-        except KeyError as exc:
-            raise ValueError(f"Laplacian pyramid arrays lack {exc.args[0]}") from None
-        return cls(
-            bands=bands,
-            residual=np.asarray(arrays["residual"]),
-            kernel=resolve_kernel(np.asarray(arrays["kernel"])),
-            boundary=check_boundary(str(arrays["boundary"])),
-        )
+    def _array_names(cls, meta) -> list[str]:
+        return [f"band{k}" for k in range(meta["levels"])] + ["residual"]
+
+    @classmethod
+    def _from_parts(cls, arrays, meta) -> LaplacianPyramid:
+        *bands, residual = arrays.values()
+        kernel = meta_numbers(meta, "kernel")
+        return cls(bands, residual, kernel, meta_value(meta, "boundary", str))
+
+
+def _check_chain(levels: list[np.ndarray], names: list[str]) -> None:
+    """Each level ``ceil(half)`` the size of the one before, with the same channels."""
+    for k in range(1, len(levels)):
+        finer, coarser = levels[k - 1].shape, levels[k].shape
+        expected = (_reduced(finer[0]), _reduced(finer[1]), *finer[2:])
+        if coarser != expected:
+            raise ValueError(
+                f"{names[k]} has shape {coarser}, but below {names[k - 1]} of shape {finer} "
+                f"it must be {expected}: each level is ceil(half) the size of the one before"
+            )
 
 
 @single_threaded_blas()
@@ -273,7 +391,9 @@ def laplacian_pyramid(
         bands.append(expand_unchecked(coarse, g.shape[:2], weights, boundary, (np.subtract, g)))
         g = coarse
     residual = g.copy() if g is x else g
-    return LaplacianPyramid(bands=bands, residual=residual, kernel=weights, boundary=boundary)
+    return LaplacianPyramid._trusted(
+        bands=bands, residual=residual, kernel=weights, boundary=boundary
+    )
 
 
 @single_threaded_blas()

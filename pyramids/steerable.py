@@ -76,6 +76,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
+from .display import band_to_display, grid_montage, lowpass_to_display
 from .operators import (
     SeparableSum,
     check_boundary,
@@ -83,6 +84,7 @@ from .operators import (
     run_split,
     single_threaded_blas,
 )
+from .pyramid import Pyramid, meta_value
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
 __all__ = [
@@ -676,7 +678,7 @@ def _mix(arrays: Sequence[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- the pyramid
 
 
-class SteerablePyramid:
+class SteerablePyramid(Pyramid):
     """A steerable pyramid: high-pass residual, oriented bands per level, low-pass residual.
 
     Build one with :func:`steerable_pyramid`, or from coefficients (edited ones too) with the
@@ -706,6 +708,8 @@ class SteerablePyramid:
     filters : SteerableFilterSet
     boundary, engine, rank_tol
     """
+
+    kind = "steerable"
 
     def __init__(
         self,
@@ -773,12 +777,6 @@ class SteerablePyramid:
     def dtype(self) -> np.dtype:
         """Floating-point dtype of the coefficients."""
         return self.highpass.dtype
-
-    def __repr__(self) -> str:
-        return (
-            f"SteerablePyramid(shape={self.shape}, levels={self.levels}, "
-            f"filters={self.filters.name!r}, boundary={self.boundary!r}, dtype={self.dtype})"
-        )
 
     def _operators(self) -> _Operators:
         return _Operators(self.filters, self.boundary, self.engine, self.rank_tol)
@@ -927,73 +925,77 @@ class SteerablePyramid:
             raise ValueError(f"level must be in 0 … {self.levels - 1}, got {level}")
         return steer(self.bands[level], theta)
 
-    # ------------------------------------------------------------------ serialisation
+    # ------------------------------------------------------------------ pictures, files
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Plain arrays (no pickles) holding everything :meth:`from_arrays` needs.
+    def pictures(self) -> dict[str, np.ndarray]:
+        """``highpass``, ``level<k>_orientation<j>`` (0 at mid-grey) and ``residual``.
 
-        Returns
-        -------
-        dict of str to ndarray
-            ``kind`` (``'steerable'``), ``filters``, ``boundary``, ``engine`` (0-d string
-            arrays), ``rank_tol`` (0-d float), ``levels`` and ``orientations`` (0-d int),
-            ``highpass``, ``band_<level>_<orientation>`` and ``residual``. Suitable for
-            ``np.savez``.
+        The low-pass residual is stretched to its own range (it carries the filters' gain).
         """
-        out = {
-            "kind": np.array("steerable"),
-            "filters": np.array(self.filters.name),
-            "boundary": np.array(self.boundary),
-            "engine": np.array(self.engine),
-            "rank_tol": np.array(self.rank_tol),
-            "levels": np.array(self.levels),
-            "orientations": np.array(self.orientations),
-            "highpass": self.highpass,
-        }
+        shown = {"highpass": band_to_display(self.highpass)}
+        for k, level in enumerate(self.bands):
+            for j, band in enumerate(level):
+                shown[f"level{k}_orientation{j}"] = band_to_display(band)
+        shown["residual"] = lowpass_to_display(self.residual)
+        return shown
+
+    def montage(self, pictures: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """A grid: the high-pass, then a row of orientations per level, then the residual."""
+        shown = self.pictures() if pictures is None else pictures
+        rows = [[shown["highpass"]]]
+        rows += [
+            [shown[f"level{k}_orientation{j}"] for j in range(self.orientations)]
+            for k in range(self.levels)
+        ]
+        return grid_montage([*rows, [shown["residual"]]])
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"highpass": self.highpass}
         for level, level_bands in enumerate(self.bands):
             for k, band in enumerate(level_bands):
-                out[f"band_{level}_{k}"] = band
-        out["residual"] = self.residual
-        return out
+                arrays[f"band_{level}_{k}"] = band
+        arrays["residual"] = self.residual
+        return arrays
+
+    def _settings(self) -> dict[str, object]:
+        return {
+            "filters": self.filters.name,
+            "orientations": self.orientations,
+            "boundary": self.boundary,
+            "engine": self.engine,
+            "rank_tol": self.rank_tol,
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, ArrayLike]) -> SteerablePyramid:
-        """Rebuild a pyramid from the output of :meth:`to_arrays` (or a loaded ``.npz``).
+    def _array_names(cls, meta) -> list[str]:
+        fs = get_filter_set(meta_value(meta, "filters", str))
+        orientations = meta_value(meta, "orientations", int)
+        if orientations != fs.orientations:
+            raise ValueError(
+                f"the {fs.name} filters have {fs.orientations} orientations, but the file "
+                f"says {orientations}"
+            )
+        if meta["levels"] < 1:
+            raise ValueError("a steerable pyramid has at least 1 level, the file says 0")
+        levels = range(meta["levels"])
+        bands = [f"band_{level}_{k}" for level in levels for k in range(orientations)]
+        return ["highpass", *bands, "residual"]
 
-        Raises
-        ------
-        ValueError
-            If ``kind`` is not ``'steerable'`` or an entry is missing.
-        """
-
-        def text(key: str, default: str | None = None) -> str:
-            if key not in arrays:
-                if default is None:
-                    raise ValueError(f"arrays has no {key!r} entry")
-                return default
-            return str(np.asarray(arrays[key]).item())
-
-        if text("kind") != "steerable":
-            raise ValueError(f"arrays holds a {text('kind')!r} pyramid, not 'steerable'")
-        fs = get_filter_set(text("filters"))
-        try:
-            levels = int(np.asarray(arrays["levels"]).item())
-            bands = [
-                [arrays[f"band_{level}_{k}"] for k in range(fs.orientations)]
-                for level in range(levels)
-            ]
-            highpass, residual = arrays["highpass"], arrays["residual"]
-        except KeyError as exc:
-            raise ValueError(f"arrays has no {exc.args[0]!r} entry") from None
-        rank_tol = float(np.asarray(arrays.get("rank_tol", DEFAULT_RANK_TOL)).item())
+    @classmethod
+    def _from_parts(cls, arrays, meta) -> SteerablePyramid:
+        fs = get_filter_set(meta["filters"])
+        bands = [
+            [arrays[f"band_{level}_{k}"] for k in range(fs.orientations)]
+            for level in range(meta["levels"])
+        ]
+        options = {}
+        if "engine" in meta:
+            options["engine"] = meta_value(meta, "engine", str)
+        if "rank_tol" in meta:
+            options["rank_tol"] = meta_value(meta, "rank_tol", float)
+        boundary = meta_value(meta, "boundary", str)
         return cls(
-            highpass,
-            bands,
-            residual,
-            filters=fs,
-            boundary=text("boundary"),
-            engine=text("engine", "separable"),
-            rank_tol=rank_tol,
+            arrays["highpass"], bands, arrays["residual"], filters=fs, boundary=boundary, **options
         )
 
     def montage_rows(self) -> list[list[np.ndarray]]:

@@ -1,24 +1,27 @@
-"""Fuzz of the pyramid file reader that ``pyramids reconstruct`` uses (issue 13).
+"""Fuzz of the pyramid file reader that ``pyramids reconstruct`` uses (issues 13 and 9).
 
-Valid pyramid files of every kind are damaged at random: bytes flipped or cut off (in
-compressed and in stored archives, so that flips reach the ``.npy`` headers and the data
-too), entries removed or renamed, values replaced by other dtypes, shapes, NaN or
-infinities. Every case must either load as a pyramid that reconstructs to a finite image
-of its shape, or raise :class:`pyramids.io.PyramidFileError` (a ``ValueError``): never any
-other exception. The cases are drawn from a fixed seed (tests/conftest.py derandomizes
+Valid pyramid files of every kind, in format versions 1 and 0, are damaged at random: bytes
+flipped or cut off (in compressed and in stored archives, so that flips reach the ``.npy``
+headers and the data too), entries removed or renamed, values replaced by other dtypes,
+shapes, NaN or infinities, the JSON ``meta`` broken or given wrong values. Every case must
+either load as a pyramid that reconstructs to a finite image of its shape and dtype, or
+raise :class:`pyramids.pyramid.PyramidFileError` (a ``ValueError``): never any other
+exception. The cases are drawn from a fixed seed (tests/conftest.py derandomizes
 hypothesis) and bounded in number.
 """
 
 import io
+import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyramid_files import version0_arrays
 
 import pyramids
-from pyramids.io import PyramidFile, PyramidFileError, read_pyramid
+from pyramids.pyramid import Pyramid, PyramidFileError, read_pyramid_file
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,15 +40,11 @@ def _pyramids() -> dict[str, object]:
 PYRAMIDS = _pyramids()
 
 
-def _arrays(kind: str) -> dict[str, np.ndarray]:
+def _arrays(kind: str, version: int = 1) -> dict[str, np.ndarray]:
     pyramid = PYRAMIDS[kind]
-    if kind == "gaussian":
-        arrays = {f"level{k}": level for k, level in enumerate(pyramid)}
-        arrays.update(kind=np.array("gaussian"), boundary=np.array("reflect"))
-    else:
-        arrays = dict(pyramid.to_arrays())
-    arrays["bit_depth"] = np.array(8)
-    return arrays
+    if version == 0:
+        return version0_arrays(pyramid)
+    return {**pyramid.to_arrays(), "attrs": np.array(json.dumps({"bit_depth": 8}))}
 
 
 def _npz(arrays: dict[str, np.ndarray], compressed: bool) -> bytes:
@@ -60,28 +59,30 @@ def _check(content: bytes) -> None:
         path = Path(folder) / "pyramid.npz"
         path.write_bytes(content)
         try:
-            loaded = read_pyramid(path)
+            loaded = read_pyramid_file(path)
         except PyramidFileError as exc:
             assert str(exc).startswith(str(path)) and "\n" not in str(exc)
             return
-    assert isinstance(loaded, PyramidFile) and loaded.bit_depth in (8, 16)
-    image = loaded.reconstruct()
-    expected = loaded.pyramid[0].shape if loaded.kind == "gaussian" else loaded.pyramid.shape
-    assert image.shape == expected and np.isfinite(image).all()
+    assert isinstance(loaded.pyramid, Pyramid) and isinstance(loaded.attrs, dict)
+    image = loaded.pyramid.reconstruct()
+    assert image.shape == loaded.pyramid.shape and image.dtype == loaded.pyramid.dtype
+    assert np.isfinite(image).all()
 
 
 KINDS = st.sampled_from(sorted(PYRAMIDS))
+VERSIONS = st.sampled_from([1, 0])
 
 
 @FUZZ
 @given(
     kind=KINDS,
+    version=VERSIONS,
     compressed=st.booleans(),
     flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), max_size=4),
     keep=st.one_of(st.none(), st.floats(0, 1)),
 )
-def test_damaged_bytes(kind, compressed, flips, keep):
-    content = bytearray(_npz(_arrays(kind), compressed))
+def test_damaged_bytes(kind, version, compressed, flips, keep):
+    content = bytearray(_npz(_arrays(kind, version), compressed))
     for where, xor in flips:
         content[int(where * len(content))] ^= xor
     if keep is not None:
@@ -108,6 +109,9 @@ def _replacement(value: np.ndarray, choice: int, fill: float) -> np.ndarray:
         lambda: np.array([fill, fill]),
         lambda: shaped.astype(bool),
         lambda: np.array(["a", "b"]),
+        lambda: np.array("{}"),
+        lambda: np.array('{"levels": 1e999, "shape": [1, -2], "dtype": "float16"}'),
+        lambda: np.array("[" * 10000),
     ]
     try:
         with np.errstate(invalid="ignore", over="ignore"):  # NaN or 1e308 cast to int16
@@ -128,10 +132,23 @@ EDITS = st.lists(
 )
 
 
+def _edit_meta(text: str, which: int, choice: int, fill: float) -> str:
+    """The JSON ``meta`` with one entry removed or replaced by another JSON value."""
+    meta = json.loads(text)
+    keys = sorted(meta)
+    key = keys[which % len(keys)]
+    values = [None, True, -1, 0, 2**70, fill, "sp1", "x", [], [fill], {"a": 1}, [3, 4, 5]]
+    if choice % (len(values) + 1) == len(values):
+        del meta[key]
+    else:
+        meta[key] = values[choice % (len(values) + 1)]
+    return json.dumps(meta)  # NaN and infinity become the non-standard NaN / Infinity
+
+
 @FUZZ
-@given(kind=KINDS, edits=EDITS)
-def test_damaged_entries(kind, edits):
-    arrays = _arrays(kind)
+@given(kind=KINDS, version=VERSIONS, edits=EDITS)
+def test_damaged_entries(kind, version, edits):
+    arrays = _arrays(kind, version)
     for action, which, choice, fill in edits:
         keys = sorted(arrays)
         key = keys[which % len(keys)] if keys else "kind"
@@ -140,6 +157,8 @@ def test_damaged_entries(kind, edits):
         elif action == "rename" and keys:
             names = [*keys, "level9", "band7", "band_3_0", "levels", "x", "kind"]
             arrays[names[choice % len(names)]] = arrays.pop(key)
+        elif action == "replace" and key == "meta" and arrays[key].dtype.kind == "U":
+            arrays[key] = np.array(_edit_meta(str(arrays[key]), which // 7, choice, fill))
         elif action == "replace" and keys:
             arrays[key] = _replacement(arrays[key], choice, fill)
         else:
@@ -149,14 +168,13 @@ def test_damaged_entries(kind, edits):
 
 def test_every_valid_file_loads():
     for kind in PYRAMIDS:
-        for compressed in (False, True):
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "p.npz"
-                path.write_bytes(_npz(_arrays(kind), compressed))
-                loaded = read_pyramid(path)
-            assert loaded.kind == kind
-            original = PYRAMIDS[kind]
-            if kind == "gaussian":
-                np.testing.assert_array_equal(loaded.reconstruct(), original[0])
-            else:
-                np.testing.assert_array_equal(loaded.reconstruct(), original.reconstruct())
+        for version in (1, 0):
+            for compressed in (False, True):
+                with tempfile.TemporaryDirectory() as folder:
+                    path = Path(folder) / "p.npz"
+                    path.write_bytes(_npz(_arrays(kind, version), compressed))
+                    loaded = read_pyramid_file(path)
+                assert loaded.kind == kind and loaded.version == version
+                assert loaded.attrs == {"bit_depth": 8}
+                original = PYRAMIDS[kind]
+                np.testing.assert_array_equal(loaded.pyramid.reconstruct(), original.reconstruct())
