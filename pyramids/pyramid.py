@@ -195,11 +195,10 @@ class Pyramid(abc.ABC):
     # ------------------------------------------------------------------ comparison
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={_short(value)}" for key, value in self._settings().items())
-        return (
-            f"{type(self).__name__}(levels={self.levels}, shape={self.shape}, "
-            f"dtype={self.dtype}, {settings})"
-        )
+        fields = {"levels": self.levels, "shape": self.shape, "dtype": self.dtype}
+        text = [f"{key}={value}" for key, value in fields.items()]
+        text += [f"{key}={_short(value)}" for key, value in self._settings().items()]
+        return f"{type(self).__name__}({', '.join(text)})"
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
