@@ -603,10 +603,10 @@ def _parse(
             raise PyramidFileError("a pyramid file needs a 'version' entry")
         version = _integer(arrays, "version")
         if version != FORMAT_VERSION:
-            newer = "a later version of pyramids" if version > FORMAT_VERSION else "nothing"
+            later = " (written by a later version of pyramids)" if version > FORMAT_VERSION else ""
             raise PyramidFileError(
-                f"format version {version} (written by {newer}); this version of pyramids "
-                f"reads versions 0 and {FORMAT_VERSION}"
+                f"format version {version}{later}; this version of pyramids reads versions 0 "
+                f"and {FORMAT_VERSION}"
             )
         if "meta" not in arrays:
             raise PyramidFileError(f"a {kind} pyramid file needs a 'meta' entry")
@@ -628,8 +628,8 @@ def _parse(
         missing = [name for name in names if name not in coefficients]
         if missing:
             raise PyramidFileError(
-                f"a {kind} pyramid of {meta['levels']} levels needs {_span(names)}; the file "
-                f"has {len(coefficients)} of them, {missing[0]!r} missing"
+                f"a {kind} pyramid of {meta['levels']} levels needs {_span(names)}; "
+                f"{missing[0]!r} is missing ({len(missing)} in all)"
             )
         for name in names:
             _check_coefficient(name, coefficients[name], cls.coefficient_dtypes)
