@@ -217,9 +217,11 @@ class FastMaxPool2D(MaxPool2D):
         n = len(x)
         pairs = x.reshape(n, c, x.shape[2], wo, 2)
         left, right = pairs[..., 0], pairs[..., 1]
+        col_second = right > left
         rows = np.maximum(left, right).reshape(n, c, ho, 2, wo)
         top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
-        return np.maximum(top, bottom), _Pairs(right > left, bottom > top, x.shape)
+        row_second = bottom > top
+        return np.maximum(top, bottom), _Pairs(col_second, row_second, x.shape)
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True

@@ -249,6 +249,8 @@ class Sequential:
             The last layer's output (logits for a classifier).
         """
         threads = resolve_threads(self.threads if threads is None else threads)
+        # The last pass's caches go first, so that their memory serves this pass.
+        self._spans = self._caches = None
         spans = self._chunk_spans(x)
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
