@@ -433,6 +433,15 @@ def test_resume_is_passed_to_train(tmp_path, no_training):
     assert no_training[1][2]["state_path"] == tmp_path / "m.state.npz"
 
 
+def test_threads_are_passed_to_train(tmp_path, no_training):
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz"), "--threads", "3"])
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz")])
+    assert no_training[0][2]["threads"] == 3
+    assert no_training[1][2]["threads"] is None  # the library's default
+
+
 def test_a_left_over_training_state_is_not_replaced_silently(tmp_path, no_training, capsys):
     (tmp_path / "m.state.npz").write_bytes(b"an interrupted run")
     assert main(["train", "--out", str(tmp_path / "m.npz")]) == 2
