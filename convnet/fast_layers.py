@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layers import Conv2D, MaxPool2D, Params, Shape, _check_input
+from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, Rng, Shape, _check_input
 
 __all__ = ["FastConv2D", "FastMaxPool2D", "grid_input_grad"]
 
@@ -126,13 +126,8 @@ class FastConv2D(Conv2D):
     """
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """As :meth:`Conv2D.forward`; the cached columns are on the grid for stride 1."""
         if self.stride != (1, 1):
             return super().forward(params, x, training=training, rng=rng)
@@ -147,7 +142,7 @@ class FastConv2D(Conv2D):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray | None, Params]:
+    ) -> Backward:
         """As :meth:`Conv2D.backward`, on the grid for stride 1."""
         if self.stride != (1, 1):
             return super().backward(params, cache, dout, need_dx=need_dx)
@@ -198,13 +193,8 @@ class FastMaxPool2D(MaxPool2D):
         )
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """As :meth:`MaxPool2D.forward`, in two pairwise steps for 2×2 tiles."""
         _check_input(x, 4, "MaxPool2D")
         c, ho, wo = self.output_shape(x.shape[1:])
@@ -225,7 +215,7 @@ class FastMaxPool2D(MaxPool2D):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """As :meth:`MaxPool2D.backward`: undo the two pairwise steps in reverse order."""
         if not isinstance(cache, _Pairs):
             return super().backward(params, cache, dout, need_dx=need_dx)

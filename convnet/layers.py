@@ -55,7 +55,14 @@ __all__ = [
 ]
 
 Shape = tuple[int, ...]
+#: A layer's parameters (or their gradients) by name, e.g. ``{"weight": …, "bias": …}``.
 Params = dict[str, np.ndarray]
+#: Where a random layer draws from (None: its own generator).
+Rng = np.random.Generator | None
+#: What ``forward`` returns: the output and the cache.
+Forward = tuple[np.ndarray, Any]
+#: What ``backward`` returns: the input gradient (or None) and the parameter gradients.
+Backward = tuple[np.ndarray | None, Params]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -205,19 +212,14 @@ class Layer:
         return {}
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:  # pragma: no cover - abstract
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:  # pragma: no cover - abstract
         """The layer's output for a batch, and what :meth:`backward` needs."""
         raise NotImplementedError
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray | None, Params]:  # pragma: no cover - abstract
+    ) -> Backward:  # pragma: no cover - abstract
         """``dL/dx`` (None if not ``need_dx``) and the parameter gradients, for ``dL/dy``."""
         raise NotImplementedError
 
@@ -318,13 +320,8 @@ class Conv2D(Layer):
         return xp, ho, wo
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Convolve a batch: ``out = W · cols + b`` over the im2col columns.
 
         Parameters
@@ -349,7 +346,7 @@ class Conv2D(Layer):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray | None, Params]:
+    ) -> Backward:
         """Gradients of a convolution (DESIGN.md §5).
 
         The weight gradient is the correlation of the input with the output error,
@@ -437,13 +434,8 @@ class MaxPool2D(_Pool2D):
     """
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Pool a batch ``(N, C, H, W)`` to ``(N, C, Ho, Wo)``.
 
         The cache holds the index of each window's first maximum and the input shape.
@@ -460,7 +452,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Route ``dout (N, C, Ho, Wo)`` to the first maximum of each window."""
         first, in_shape = cache
         n, c, ho, wo = dout.shape
@@ -486,13 +478,8 @@ class AvgPool2D(_Pool2D):
     """
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Pool a batch ``(N, C, H, W)`` to ``(N, C, Ho, Wo)``; the cache is the input shape."""
         _check_input(x, 4, "AvgPool2D")
         self.output_shape(x.shape[1:])
@@ -501,7 +488,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Spread ``dout (N, C, Ho, Wo)`` evenly over each window."""
         kh, kw = self.kernel_size
         share = (dout / (kh * kw)).astype(dout.dtype, copy=False)
@@ -524,19 +511,14 @@ class ReLU(Layer):
     """
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Apply elementwise to an array of any shape; the cache is the mask ``x > 0``."""
         return np.maximum(x, 0, dtype=x.dtype), x > 0
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Pass ``dout`` where the input was positive, 0 elsewhere."""
         return dout * cache, {}  # a product with the boolean mask is faster than np.where
 
@@ -545,20 +527,15 @@ class Tanh(Layer):
     """Hyperbolic tangent; ``dy/dx = 1 - y²``."""
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Apply elementwise to an array of any shape; the cache is the output."""
         out = np.tanh(x)
         return out, out
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Multiply ``dout`` by ``1 - y²``."""
         return dout * (1 - cache * cache), {}
 
@@ -567,13 +544,8 @@ class Sigmoid(Layer):
     """Logistic function ``1 / (1 + exp(-x))``, overflow-free; ``dy/dx = y (1 - y)``."""
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Apply elementwise to an array of any shape; the cache is the output."""
         # exp of a non-positive number never overflows: use e^{-|x|} on both branches.
         e = np.exp(-np.abs(x))
@@ -582,7 +554,7 @@ class Sigmoid(Layer):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Multiply ``dout`` by ``y (1 - y)``."""
         return dout * cache * (1 - cache), {}
 
@@ -597,19 +569,14 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Reshape a batch to ``(N, features)``; the cache is the input shape."""
         return x.reshape(x.shape[0], -1), x.shape
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Reshape the gradient back to the input's shape."""
         return dout.reshape(cache), {}
 
@@ -653,13 +620,8 @@ class Linear(Layer):
         return (self.out_features,)
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Map ``x (N, in_features)`` to ``(N, out_features)``; the cache is ``x``."""
         _check_input(x, 2, "Linear")
         self.output_shape(x.shape[1:])
@@ -669,7 +631,7 @@ class Linear(Layer):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray | None, Params]:
+    ) -> Backward:
         """``dW = doutᵀ x``, ``db = Σ dout``, and ``dx = dout W``."""
         grads = {"weight": dout.T @ cache, "bias": dout.sum(axis=0)}
         return (dout @ params["weight"] if need_dx else None), grads
@@ -698,13 +660,8 @@ class Dropout(Layer):
         self.rng = np.random.default_rng() if rng is None else rng
 
     def forward(
-        self,
-        params: Params,
-        x: np.ndarray,
-        *,
-        training: bool = True,
-        rng: np.random.Generator | None = None,
-    ) -> tuple[np.ndarray, Any]:
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
         """Drop and rescale (training) or pass through; the cache is the scaled mask."""
         if not training or self.p == 0:
             return x, None
@@ -715,7 +672,7 @@ class Dropout(Layer):
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
-    ) -> tuple[np.ndarray, Params]:
+    ) -> Backward:
         """Apply the same mask and scale to the gradient."""
         return (dout if cache is None else dout * cache), {}
 
