@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import tracemalloc
 
 import numpy as np
 from harness import interleaved_medians, print_machine
 
 import pyramids
+from pyramids.parallel import ENV_VAR
 
 
 def peak_memory_ratio(image: np.ndarray, levels: int) -> float:
@@ -61,7 +63,7 @@ def main() -> None:
     parser.add_argument("--pyrtools", action="store_true", help="include pyrtools (slow)")
     args = parser.parse_args()
 
-    pyramids.set_num_threads(args.threads)
+    os.environ[ENV_VAR] = str(args.threads)  # the default of every call (pyramids.parallel)
     try:
         import cv2
 

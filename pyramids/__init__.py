@@ -19,6 +19,7 @@ from .blend import blend
 from .io import read_image, write_image
 from .kernels import binomial_kernel, burt_adelson_kernel
 from .laplacian import (
+    GaussianPyramid,
     LaplacianPyramid,
     default_levels,
     gaussian_pyramid,
@@ -33,12 +34,11 @@ from .operators import (
     blur_downsample_matrix,
     expand,
     expand_matrix,
-    get_num_threads,
     reduce,
     reduce_matrix,
-    set_num_threads,
     upsample_blur_matrix,
 )
+from .pyramid import Pyramid, PyramidFileError, load_pyramid
 from .steerable import (
     SteerablePyramid,
     analysis_matrix,
@@ -52,7 +52,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BOUNDARIES",
+    "GaussianPyramid",
     "LaplacianPyramid",
+    "Pyramid",
+    "PyramidFileError",
     "SteerablePyramid",
     "__version__",
     "analysis_matrix",
@@ -67,8 +70,8 @@ __all__ = [
     "gaussian_derivative",
     "gaussian_pyramid",
     "get_filter_set",
-    "get_num_threads",
     "laplacian_pyramid",
+    "load_pyramid",
     "max_levels",
     "max_steerable_levels",
     "read_image",
@@ -76,7 +79,6 @@ __all__ = [
     "reconstruction_error_bound",
     "reduce",
     "reduce_matrix",
-    "set_num_threads",
     "steer",
     "steerable_pyramid",
     "steering_weights",

@@ -1,11 +1,13 @@
-"""Checking and converting the image arrays that enter the package's public functions."""
+"""Checking and converting the arrays, shapes and dtypes given to the public functions."""
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike
+from collections.abc import Sequence
 
-__all__ = ["as_float_image"]
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+__all__ = ["as_float_image", "check_length", "float_dtype", "shape_hwc"]
 
 
 def as_float_image(image: ArrayLike, name: str = "image", *, min_ndim: int = 2) -> np.ndarray:
@@ -64,3 +66,42 @@ def as_float_image(image: ArrayLike, name: str = "image", *, min_ndim: int = 2) 
     if not np.isfinite(np.add.reduce(array, axis=None)) and not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def check_length(n: int, name: str = "n") -> int:
+    """``n`` as a Python int if it is a positive integer (a signal length, a side).
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer (a bool is not one).
+    ValueError
+        If ``n`` is below 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{name} must be at least 1, got {n}")
+    return int(n)
+
+
+def float_dtype(dtype: DTypeLike, name: str = "dtype") -> np.dtype:
+    """``dtype`` as a numpy dtype if it is float32 or float64, else a ``TypeError``."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def shape_hwc(shape: Sequence[int], name: str = "shape") -> tuple[int, int, int]:
+    """``(h, w, c)`` of an image shape ``(h, w)`` (``c = 1``) or ``(h, w, c)``.
+
+    Raises
+    ------
+    ValueError
+        If the shape has another length or a side below 1.
+    """
+    sides = tuple(int(s) for s in shape)
+    if len(sides) not in (2, 3) or min(sides) < 1:
+        raise ValueError(f"{name} must be (h, w) or (h, w, c) with positive sides, got {sides}")
+    return sides[0], sides[1], sides[2] if len(sides) == 3 else 1

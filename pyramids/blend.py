@@ -8,7 +8,8 @@ from numpy.typing import ArrayLike
 from .arrays import as_float_image
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .laplacian import _check_levels, gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
-from .operators import Boundary, check_boundary, single_threaded_blas
+from .operators import Boundary, check_boundary
+from .parallel import resolve_threads
 
 __all__ = ["blend"]
 
@@ -25,7 +26,6 @@ def _check_mask(mask: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
-@single_threaded_blas()
 def blend(
     a: ArrayLike,
     b: ArrayLike,
@@ -33,6 +33,8 @@ def blend(
     levels: int | None = None,
     kernel: KernelLike = DEFAULT_KERNEL,
     boundary: Boundary = "reflect",
+    *,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Blend two images under a mask with Laplacian pyramids (DESIGN.md §3).
 
@@ -59,6 +61,9 @@ def blend(
     boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
         Boundary mode, default ``reflect``. With ``zero`` the mask's pyramid is normalised
         by the pyramid of a constant image, so that a mask of ones still takes only ``a``.
+    threads : int, optional
+        Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+        (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
     Returns
     -------
@@ -94,17 +99,20 @@ def blend(
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
+    threads = resolve_threads(threads)
     dtype = np.result_type(x, y)
     x, y, m = x.astype(dtype, copy=False), y.astype(dtype, copy=False), m.astype(dtype)
 
-    la = laplacian_pyramid(x, levels, weights, boundary)
-    lb = laplacian_pyramid(y, levels, weights, boundary)
-    gm = gaussian_pyramid(m, levels, weights, boundary)
+    la = laplacian_pyramid(x, levels, weights, boundary, threads=threads)
+    lb = laplacian_pyramid(y, levels, weights, boundary, threads=threads)
+    gm = gaussian_pyramid(m, levels, weights, boundary, threads=threads)
     if boundary == "zero":
         # Zero padding pulls the mask's pyramid towards 0 at the borders, which would leak
         # b into a there. Dividing by the pyramid of a constant image (normalised
         # convolution) keeps a constant mask constant; the other modes need no correction.
-        ones = gaussian_pyramid(np.ones(m.shape[:2], dtype), levels, weights, boundary)
+        ones = gaussian_pyramid(
+            np.ones(m.shape[:2], dtype), levels, weights, boundary, threads=threads
+        )
         gm = [g / (o if g.ndim == 2 else o[..., None]) for g, o in zip(gm, ones)]
     if m.ndim == 2 and x.ndim == 3:
         gm = [g[..., None] for g in gm]
@@ -115,4 +123,4 @@ def blend(
 
     bands = [mix(g, pa, pb) for g, pa, pb in zip(gm, la.bands, lb.bands)]
     residual = mix(gm[-1], la.residual, lb.residual)
-    return reconstruct_laplacian(bands, residual, weights, boundary)
+    return reconstruct_laplacian(bands, residual, weights, boundary, threads=threads)

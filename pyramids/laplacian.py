@@ -14,16 +14,17 @@ from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
 from .display import band_to_display
+from .engine import apply
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .operators import (
     Boundary,
     blur_downsample_matrix,
     check_boundary,
-    expand_unchecked,
-    reduce_unchecked,
-    single_threaded_blas,
+    expand_operator,
+    reduce_operator,
     upsample_blur_matrix,
 )
+from .parallel import resolve_threads
 from .pyramid import Pyramid, meta_numbers, meta_value
 
 __all__ = [
@@ -94,12 +95,13 @@ def _check_levels(levels: int | None, shape: Sequence[int], kernel: KernelLike) 
     return int(levels)
 
 
-@single_threaded_blas()
 def gaussian_pyramid(
     image: ArrayLike,
     levels: int | None = None,
     kernel: KernelLike = DEFAULT_KERNEL,
     boundary: Boundary = "reflect",
+    *,
+    threads: int | None = None,
 ) -> GaussianPyramid:
     """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (DESIGN.md §2).
 
@@ -116,6 +118,9 @@ def gaussian_pyramid(
         Low-pass kernel (:mod:`pyramids.kernels`); default the binomial ``[1,4,6,4,1]/16``.
     boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
         Boundary mode, default ``reflect``.
+    threads : int, optional
+        Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+        (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
     Returns
     -------
@@ -138,14 +143,16 @@ def gaussian_pyramid(
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
+    threads = resolve_threads(threads)
     pyramid = [x.copy()]
     for _ in range(levels):
-        pyramid.append(reduce_unchecked(pyramid[-1], weights, boundary))
+        g = pyramid[-1]
+        pyramid.append(apply(reduce_operator(g.shape, weights, boundary), g, threads=threads))
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 
 class GaussianPyramid(Pyramid, Sequence):
-    """The Gaussian levels ``g_0 = x``, ``g_{k+1} = G g_k``, finest first (DESIGN.md §2).
+    """The Gaussian levels ``g_0 = x``, ``g_{k+1} = G g_k``, finest first (docs/design.md §2).
 
     A sequence of its images: ``len(pyr)`` is ``levels + 1``, ``pyr[k]`` is ``g_k`` (a slice
     gives a list), and iterating gives ``g_0 … g_K``, so code written for the list that
@@ -297,8 +304,13 @@ class LaplacianPyramid(Pyramid):
         """Dtype of the coefficients."""
         return self.residual.dtype
 
-    def reconstruct(self) -> np.ndarray:
+    def reconstruct(self, *, threads: int | None = None) -> np.ndarray:
         """Collapse the pyramid: ``g_K = residual``, ``g_k = L_k + F g_{k+1}`` (§2).
+
+        Parameters
+        ----------
+        threads : int, optional
+            As for :func:`reconstruct_laplacian`; the result does not depend on it.
 
         Returns
         -------
@@ -306,7 +318,9 @@ class LaplacianPyramid(Pyramid):
             The image, in the pyramid's dtype; equal to the original up to rounding when the
             coefficients are unedited.
         """
-        return reconstruct_laplacian(self.bands, self.residual, self.kernel, self.boundary)
+        return reconstruct_laplacian(
+            self.bands, self.residual, self.kernel, self.boundary, threads=threads
+        )
 
     def pictures(self) -> dict[str, np.ndarray]:
         """Bands with 0 at mid-grey (``band0`` …) and the residual clipped to [0, 1]."""
@@ -343,12 +357,13 @@ def _check_chain(levels: list[np.ndarray], names: list[str]) -> None:
             )
 
 
-@single_threaded_blas()
 def laplacian_pyramid(
     image: ArrayLike,
     levels: int | None = None,
     kernel: KernelLike = DEFAULT_KERNEL,
     boundary: Boundary = "reflect",
+    *,
+    threads: int | None = None,
 ) -> LaplacianPyramid:
     """Laplacian pyramid ``L_k = g_k - F_k g_{k+1}``, residual ``g_K`` (DESIGN.md §2).
 
@@ -364,6 +379,9 @@ def laplacian_pyramid(
         Low-pass kernel; default the binomial ``[1, 4, 6, 4, 1] / 16``.
     boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
         Boundary mode, default ``reflect``.
+    threads : int, optional
+        Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+        (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
     Returns
     -------
@@ -383,12 +401,14 @@ def laplacian_pyramid(
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
+    threads = resolve_threads(threads)
     bands = []
     g = x
     for _ in range(levels):
-        coarse = reduce_unchecked(g, weights, boundary)
+        coarse = apply(reduce_operator(g.shape, weights, boundary), g, threads=threads)
         # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
-        bands.append(expand_unchecked(coarse, g.shape[:2], weights, boundary, (np.subtract, g)))
+        expand = expand_operator(g.shape, weights, boundary)
+        bands.append(apply(expand, coarse, combine=(np.subtract, g), threads=threads))
         g = coarse
     residual = g.copy() if g is x else g
     return LaplacianPyramid._trusted(
@@ -396,12 +416,13 @@ def laplacian_pyramid(
     )
 
 
-@single_threaded_blas()
 def reconstruct_laplacian(
     bands: Sequence[ArrayLike],
     residual: ArrayLike,
     kernel: KernelLike = DEFAULT_KERNEL,
     boundary: Boundary = "reflect",
+    *,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Collapse Laplacian coefficients: ``g_K = residual``, ``g_k = L_k + F g_{k+1}`` (§2).
 
@@ -456,6 +477,9 @@ def reconstruct_laplacian(
         Low-pass residual, of shape ``(ceil(h_K-1 / 2), ceil(w_K-1 / 2)[, c])``.
     kernel, boundary
         Must be those the pyramid was built with.
+    threads : int, optional
+        Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+        (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
     Returns
     -------
@@ -481,11 +505,12 @@ def reconstruct_laplacian(
                 f"each level must be ceil(half) the size of the one before"
             )
         expected = shape
+    threads = resolve_threads(threads)
     dtype = np.result_type(g, *layers)
     g = g.astype(dtype, copy=True)
     for band in reversed(layers):
-        base = band.astype(dtype, copy=False)
-        g = expand_unchecked(g, band.shape[:2], weights, boundary, (np.add, base))
+        expand = expand_operator(band.shape, weights, boundary)
+        g = apply(expand, g, combine=(np.add, band.astype(dtype, copy=False)), threads=threads)
     return g
 
 

@@ -4,44 +4,40 @@
     x ──L0──> l ──B_0 … B_K──> oriented bands of level 0
                 └──L1, ↓2──> next level, same recursion … low-pass residual
 
-Every stage is a linear operator built by this module as a sparse matrix: a 2-D correlation
-with the boundary mode folded in (:func:`pyramids.operators.fold_indices`, DESIGN.md §1),
-``↓2`` a selection of the even rows and columns. Stacked, the stages form the analysis
+Every stage is a linear operator, a 2-D correlation with the boundary mode folded in
+(:func:`pyramids.operators.fold_indices`, DESIGN.md §1), ``↓2`` a selection of the even rows
+and columns. Stacked, the stages form the analysis
 operator ``A`` (:func:`analysis_matrix`); ``A @ x.ravel()`` equals
 :meth:`SteerablePyramid.coefficients`. The filters are the published ``sp0`` … ``sp5`` sets
 (:mod:`pyramids.steerable_filters`).
 
-Two engines apply the stages:
+Each 2-D filter ``f`` (an ``s × s`` array) is split by its SVD into separable terms,
+``f ≈ Σ_t u_t v_tᵀ``, keeping the fewest terms whose dropped singular values have a norm of
+at most ``rank_tol · ‖f‖_F``. Because boundary folding acts on each axis separately, the 2-D
+folded matrix of ``u vᵀ`` is exactly ``kron(U, V)`` with ``U``, ``V`` the folded 1-D matrices
+of ``u`` and ``v`` (:func:`pyramids.operators.correlation_matrix`): a stage is the separable
+operator ``Σ_t U_t X V_tᵀ`` (:class:`pyramids.engine.Separable`). The default
+``rank_tol = 1e-8`` keeps every filter's full numerical rank (the singular values it drops
+are at the 1e-17 level), so the separable form *is* the operator, not an approximation;
+:func:`stage_matrix` builds the explicit 2-D matrix tap by tap, the reference it is tested
+against. The oriented bands are first rewritten in the basis of "angular monomials" ``D_a``
+(``B_k = Σ_a C(K, a) cos^a θ_k sin^(K-a) θ_k D_a``): for ``sp3`` that needs 16 separable
+terms instead of 24, for ``sp5`` 18 instead of 30.
 
-``'matrix'``
-    The explicit ``(h·w) × (h·w)`` sparse matrix of every 2-D filter: the reference, for
-    teaching, small images and tests (it costs ``h·w·s²`` stored taps per filter).
-``'separable'`` (default)
-    Each 2-D filter ``f`` (an ``s × s`` array) is split by its SVD into separable terms,
-    ``f ≈ Σ_t u_t v_tᵀ``, keeping the fewest terms whose dropped singular values have a norm
-    of at most ``rank_tol · ‖f‖_F``. Because boundary folding acts on each axis separately,
-    the 2-D folded matrix of ``u vᵀ`` is exactly ``kron(U, V)`` with ``U``, ``V`` the folded
-    1-D matrices of ``u`` and ``v``: at full rank the two engines agree to rounding. The
-    default ``rank_tol = 1e-8`` keeps every filter's full numerical rank (the singular values
-    it drops are at the 1e-17 level), so the fast path *is* the operator, not an
-    approximation. The oriented bands are first rewritten in the basis of "angular
-    monomials" ``D_a`` (``B_k = Σ_a C(K, a) cos^a θ_k sin^(K-a) θ_k D_a``): for ``sp3`` that
-    needs 16 separable terms instead of 24, for ``sp5`` 18 instead of 30. A stage's terms
-    are applied together, strip by strip, by :class:`pyramids.operators.SeparableSum`.
-
-Both engines handle grey ``(h, w)`` and colour ``(h, w, c)`` images, float32 and float64
-(float32 stays float32), and the five boundary modes of :data:`pyramids.operators.BOUNDARIES`.
+Two engines apply the stages (:mod:`pyramids.engine`): ``'separable'`` (default), a
+stage's terms together, strip by strip, through dense band tiles and threads; ``'matrix'``,
+the reference, one sparse product per axis and term. Both handle grey ``(h, w)`` and colour
+``(h, w, c)`` images, float32 and float64 (float32 stays float32), and the five boundary
+modes of :data:`pyramids.operators.BOUNDARIES`.
 
 The engines agree to rounding. A coefficient (or, in a synthesis, a pixel) is a sum of
-chains of stored sparse stages ``S_m ⋯ S_1``; computed in floating point it errs by at most
+chains of stages ``S_m ⋯ S_1``; computed in floating point it errs by at most
 ``γ_N · (|S_m| ⋯ |S_1| |x|)`` elementwise, ``γ_N = N·u / (1 - N·u)`` with ``u`` the unit
-roundoff and ``N`` the products and additions on its longest path (a stage of the
-separable engine costs ``n_V + R·n_U``: its width pass, then ``R`` interleaved height
-passes; the matrix engine the nonzeros of a row; the bands' mixing with the monomial matrix
-``K + 1`` more). The two engines therefore differ by at most the sum of their two bounds
-plus ``|A_sep - A_mat| |x|``, the difference of what they store (the SVD split of each
-filter). tests/steerable_rounding.py computes that bound: about 3e-12 in float64 for a
-33 × 47 image in [0, 1), where the engines differ by 1e-14 at most.
+roundoff and ``N`` the products and additions on its longest path (a stage costs the
+separable engine ``n_V + R·n_U``: its width pass, then ``R`` interleaved height passes; the
+matrix engine ``n_U + n_V + R``; the bands' mixing with the monomial matrix ``K + 1`` more).
+The two engines therefore differ by at most the sum of their two bounds;
+tests/steerable_rounding.py computes it.
 
 Reconstruction (:meth:`SteerablePyramid.reconstruct`) is one of three:
 
@@ -75,15 +71,12 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from .arrays import as_float_image
+from .arrays import as_float_image, float_dtype, shape_hwc
 from .display import band_to_display, grid_montage, lowpass_to_display
-from .operators import (
-    SeparableSum,
-    check_boundary,
-    fold_indices,
-    run_split,
-    single_threaded_blas,
-)
+from .engine import ENGINES as _ENGINES
+from .engine import Separable, get_engine, mix
+from .operators import check_boundary, correlation_matrix, correlation_matrix_2d, per_channel
+from .parallel import blas_limited, resolve_threads
 from .pyramid import Pyramid, meta_value
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
@@ -99,16 +92,10 @@ __all__ = [
     "steerable_pyramid",
 ]
 
-ENGINES: tuple[str, ...] = ("separable", "matrix")
+#: The engines that apply the stages (:mod:`pyramids.engine`).
+ENGINES: tuple[str, ...] = tuple(_ENGINES)
 #: Relative Frobenius tolerance of the separable (SVD) split; keeps every filter's full rank.
 DEFAULT_RANK_TOL = 1e-8
-#: The explicit engine stores ``h·w·s²`` taps per filter; beyond this many pixels·channels it
-#: would need gigabytes, so it is refused.
-_MATRIX_MAX_ELEMENTS = 1 << 17
-#: Elements of the intermediate array per block of the mixing of bands (cache-sized).
-_STRIP_ELEMENTS = 1 << 18
-#: Rows per dense band tile of the separable engine's 1-D operators.
-_TILE = 8
 
 
 # --------------------------------------------------------------------------- validation
@@ -189,8 +176,7 @@ def _check_levels(levels: int | None, shape: tuple[int, ...], fs: SteerableFilte
 
 
 def _check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
+    get_engine(engine)  # a ValueError naming the engines for another name
     return engine
 
 
@@ -278,44 +264,6 @@ def separable_terms(
 # --------------------------------------------------------------------------- sparse matrices
 
 
-def _correlation_1d(taps: np.ndarray, n: int, boundary: str, step: int) -> sp.csr_array:
-    """Folded 1-D correlation, ``(C x)[i] = Σ_a taps[a] x[ext(step·i + a - r)]``."""
-    radius = len(taps) // 2
-    m = -(-n // step)
-    rows = np.repeat(np.arange(m), len(taps))
-    positions = (step * np.arange(m)[:, None] + np.arange(-radius, radius + 1)).ravel()
-    cols, valid = fold_indices(positions, n, boundary)
-    data = np.tile(taps, m)
-    matrix = sp.csr_array((data[valid], (rows[valid], cols[valid])), shape=(m, n))
-    matrix.sum_duplicates()  # folded taps landing on one sample add up (DESIGN.md §1)
-    return matrix
-
-
-def _correlation_2d(
-    kernel: np.ndarray, shape: tuple[int, int], boundary: str, step: int
-) -> sp.csr_array:
-    """Folded 2-D correlation with ``↓step``, built tap by tap (the reference engine).
-
-    ``(C x)[(i, j)] = Σ_{a,b} f[a, b] x[ext(step·i + a - r), ext(step·j + b - r)]``; the
-    extension is applied on each axis, and a tap is dropped where either axis reads a zero.
-    """
-    h, w = shape
-    p, q = kernel.shape
-    mh, mw = -(-h // step), -(-w // step)
-    ri, vi = fold_indices(step * np.arange(mh)[:, None] + np.arange(p) - p // 2, h, boundary)
-    cj, vj = fold_indices(step * np.arange(mw)[:, None] + np.arange(q) - q // 2, w, boundary)
-    # Axes: output row i, output column j, tap row a, tap column b.
-    rows = np.broadcast_to(np.arange(mh * mw).reshape(mh, mw, 1, 1), (mh, mw, p, q))
-    cols = ri[:, None, :, None] * w + cj[None, :, None, :]
-    valid = vi[:, None, :, None] & vj[None, :, None, :]
-    data = np.broadcast_to(kernel, (mh, mw, p, q))
-    matrix = sp.csr_array(
-        (data[valid], (rows[valid], cols[valid])), shape=(mh * mw, h * w), dtype=np.float64
-    )
-    matrix.sum_duplicates()
-    return matrix
-
-
 def _parities(kernel: np.ndarray) -> tuple[int, int] | None:
     """The mirror symmetry of a 2-D filter on each axis: +1 even, -1 odd; None if neither."""
     scale = 1e-10 * float(np.abs(kernel).max(initial=0.0))
@@ -331,67 +279,6 @@ def _parities(kernel: np.ndarray) -> tuple[int, int] | None:
     return out[0], out[1]
 
 
-def _mirror_fold(positions: np.ndarray, n: int, parity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the mirror extension (boundary ``'reflect'``) and the sign each reads with.
-
-    An odd (``parity = -1``) signal changes sign at every mirror: ``x[-i] = -x[i]``.
-    """
-    folded, _ = fold_indices(positions, n, "reflect")
-    if parity == 1 or n == 1:
-        return folded, np.ones(folded.shape)
-    reflected = np.mod(positions, 2 * (n - 1)) >= n
-    return folded, np.where(reflected, -1.0, 1.0)
-
-
-def _mirror_synthesis_1d(taps: np.ndarray, parity: int, n: int, step: int) -> sp.csr_array:
-    """The mirror synthesis of a folded 1-D correlation with ``↓step`` (boundary ``'reflect'``).
-
-    An ``n × ceil(n/step)`` matrix: put the coefficients on every ``step``-th sample of a
-    length-``n`` signal (zeros between), extend it by mirroring with the taps' ``parity``
-    (the extension the analysis saw), and correlate with the flipped taps.
-    """
-    radius = len(taps) // 2
-    positions = np.arange(n)[:, None] + np.arange(-radius, radius + 1)
-    cols, signs = _mirror_fold(positions, n, parity)
-    weights = taps[::-1] * signs
-    keep = cols % step == 0
-    rows = np.broadcast_to(np.arange(n)[:, None], positions.shape)
-    matrix = sp.csr_array(
-        (weights[keep], (rows[keep], cols[keep] // step)), shape=(n, -(-n // step))
-    )
-    matrix.sum_duplicates()
-    return matrix
-
-
-def _mirror_synthesis_2d(
-    kernel: np.ndarray, shape: tuple[int, int], step: int, parities: tuple[int, int]
-) -> sp.csr_array:
-    """The mirror synthesis of a 2-D stage, built tap by tap (the reference engine).
-
-    ``(S c)[(i, j)] = Σ_{a,b} f[p-1-a, q-1-b] c̃[i + a - r, j + b - r]``, where ``c̃`` is
-    ``c`` on every ``step``-th row and column (zeros between), mirror-extended on each axis
-    with the filter's parity on that axis.
-    """
-    h, w = shape
-    p, q = kernel.shape
-    mw = -(-w // step)
-    ri, si = _mirror_fold(np.arange(h)[:, None] + np.arange(p) - p // 2, h, parities[0])
-    cj, sj = _mirror_fold(np.arange(w)[:, None] + np.arange(q) - q // 2, w, parities[1])
-    # Axes: output row i, output column j, tap row a, tap column b.
-    rows = np.broadcast_to(np.arange(h * w).reshape(h, w, 1, 1), (h, w, p, q))
-    cols = (ri[:, None, :, None] // step) * mw + cj[None, :, None, :] // step
-    keep = (ri[:, None, :, None] % step == 0) & (cj[None, :, None, :] % step == 0)
-    keep = np.broadcast_to(keep, rows.shape)
-    data = kernel[::-1, ::-1] * si[:, None, :, None] * sj[None, :, None, :]
-    matrix = sp.csr_array(
-        (data[keep], (rows[keep], np.broadcast_to(cols, rows.shape)[keep])),
-        shape=(h * w, -(-h // step) * mw),
-        dtype=np.float64,
-    )
-    matrix.sum_duplicates()
-    return matrix
-
-
 @lru_cache(maxsize=8)
 def _mirrors(fs: SteerableFilterSet) -> bool:
     """Whether every stage filter (the bands as angular monomials) has a mirror symmetry."""
@@ -400,35 +287,12 @@ def _mirrors(fs: SteerableFilterSet) -> bool:
     return all(_parities(_stage_filter(fs, name)[0]) is not None for name in names)
 
 
-def _with_channels(matrix: sp.csr_array, channels: int) -> sp.csr_array:
-    """``kron(matrix, I_c)``: the same operator on every channel of a row-major image."""
-    if channels == 1:
-        return matrix
-    return sp.kron(matrix, sp.eye_array(channels, dtype=matrix.dtype), format="csr")
-
-
-def _shape_hwc(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or min(shape) < 1:
-        raise ValueError(f"shape must be (h, w) or (h, w, c) with positive sides, got {shape}")
-    return shape[0], shape[1], shape[2] if len(shape) == 3 else 1
-
-
 @lru_cache(maxsize=64)
 def _stage_matrix_cached(
     fs: SteerableFilterSet, stage: str, h: int, w: int, boundary: str, dtype: str
 ) -> sp.csr_array:
     kernel, step = _stage_filter(fs, stage)
-    return _correlation_2d(kernel, (h, w), boundary, step).astype(dtype)
-
-
-@lru_cache(maxsize=64)
-def _mirror_matrix_cached(
-    fs: SteerableFilterSet, stage: str, h: int, w: int, dtype: str
-) -> sp.csr_array:
-    """The mirror synthesis of a stage whose input (analysis side) has shape (h, w)."""
-    kernel, step = _stage_filter(fs, stage)
-    return _mirror_synthesis_2d(kernel, (h, w), step, _parities(kernel)).astype(dtype)
+    return correlation_matrix_2d(kernel, (h, w), boundary, step=step).astype(dtype)
 
 
 def stage_matrix(
@@ -442,6 +306,9 @@ def stage_matrix(
     dtype: type | np.dtype = np.float64,
 ) -> sp.csr_array:
     """One stage of the pyramid as an explicit sparse matrix on the flattened image.
+
+    Built tap by tap from the 2-D filter (:func:`pyramids.operators.correlation_matrix_2d`),
+    not from its separable split: the reference the engines are checked against.
 
     Parameters
     ----------
@@ -466,13 +333,11 @@ def stage_matrix(
     (90, 360)
     """
     fs = get_filter_set(filters, order=order, orientations=orientations)
-    h, w, c = _shape_hwc(shape)
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    h, w, c = shape_hwc(shape)
+    dt = float_dtype(dtype)
     _stage_filter(fs, stage)  # validates the stage name
     matrix = _stage_matrix_cached(fs, stage, h, w, check_boundary(boundary), dt.name)
-    return _with_channels(matrix, c).copy()
+    return per_channel(matrix, c).copy()
 
 
 def analysis_matrix(
@@ -512,7 +377,7 @@ def analysis_matrix(
     (4730, 1320)
     """
     fs = get_filter_set(filters, order=order, orientations=orientations)
-    h, w, c = _shape_hwc(shape)
+    h, w, c = shape_hwc(shape)
     levels = _check_levels(levels, (h, w), fs)
     kwargs = {"filters": fs, "boundary": boundary, "dtype": dtype}
     shapes = _level_shapes((h, w), levels)
@@ -523,24 +388,23 @@ def analysis_matrix(
             blocks.append(stage_matrix(shape_l, f"band{k}", **kwargs) @ path)
         path = stage_matrix(shape_l, "lowpass", **kwargs) @ path
     blocks.append(path)
-    return _with_channels(sp.vstack(blocks, format="csr"), c)
+    return per_channel(sp.vstack(blocks, format="csr"), c)
 
 
-# --------------------------------------------------------------------------- separable engine
+# --------------------------------------------------------------------------- the transform
 
 
 @lru_cache(maxsize=256)
-def _separable_stage(
+def _stage_operator(
     fs: SteerableFilterSet,
     stage: str,
     h: int,
     w: int,
     boundary: str,
-    dtype: str,
     rank_tol: float,
     synthesis: str | None,
-) -> SeparableSum:
-    """The separable form of a stage for an input of shape (h, w), or of its synthesis.
+) -> Separable:
+    """A stage for an input of shape (h, w) as a sum of separable terms, or its synthesis.
 
     ``synthesis`` is None (the analysis), ``'adjoint'`` (its transpose) or ``'mirror'`` (the
     mirror synthesis, boundary ``'reflect'`` only; see :meth:`SteerablePyramid.reconstruct`).
@@ -548,131 +412,83 @@ def _separable_stage(
     kernel, step = _stage_filter(fs, stage)
     us, vs = separable_terms(kernel, rank_tol)
     if synthesis == "mirror":
-        # Give each factor its axis's symmetry; the sum of the terms is unchanged because the
-        # kernel has that symmetry.
+        # Give each factor its axis's symmetry (the sum of the terms is unchanged, because
+        # the kernel has it); then correlate the coefficients, on every step-th sample and
+        # mirrored with that symmetry, with the flipped factors.
         py, px = _parities(kernel)
         us, vs = (us + py * us[:, ::-1]) / 2, (vs + px * vs[:, ::-1]) / 2
-        rows = [_mirror_synthesis_1d(u, py, h, step) for u in us]
-        cols = [_mirror_synthesis_1d(v, px, w, step) for v in vs]
-        return SeparableSum(rows, cols, dtype, _TILE)
-    rows = [_correlation_1d(u, h, boundary, step) for u in us]
-    cols = [_correlation_1d(v, w, boundary, step) for v in vs]
-    if synthesis == "adjoint":  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
-        rows = [r.T.tocsr() for r in rows]
-        cols = [c.T.tocsr() for c in cols]
-    return SeparableSum(rows, cols, dtype, _TILE)
-
-
-# --------------------------------------------------------------------------- the transform
+        rows = [correlation_matrix(u[::-1], h, step=step, upsample=True, parity=py) for u in us]
+        cols = [correlation_matrix(v[::-1], w, step=step, upsample=True, parity=px) for v in vs]
+        return Separable(rows, cols)
+    rows = [correlation_matrix(u, h, boundary, step=step) for u in us]
+    cols = [correlation_matrix(v, w, boundary, step=step) for v in vs]
+    op = Separable(rows, cols)
+    return op.T if synthesis == "adjoint" else op  # kron(U, V)ᵀ = kron(Uᵀ, Vᵀ)
 
 
 class _Operators:
-    """Applies the stages of one (filters, boundary, engine) choice to float images."""
+    """The stages of one (filters, boundary, rank_tol) choice, applied by one engine."""
 
-    def __init__(self, fs: SteerableFilterSet, boundary: str, engine: str, rank_tol: float):
-        self.fs, self.boundary, self.engine, self.rank_tol = fs, boundary, engine, rank_tol
+    def __init__(
+        self,
+        fs: SteerableFilterSet,
+        boundary: str,
+        engine: str,
+        rank_tol: float,
+        threads: int | None = None,
+    ):
+        self.fs, self.boundary, self.rank_tol = fs, boundary, rank_tol
+        self.engine = get_engine(engine)
+        self.threads = resolve_threads(threads)
         # The mirror synthesis differs from the adjoint only with 'reflect' (with the other
         # mirrored or periodic extensions the transpose already is it; 'nearest' has none).
         self.mirrors = boundary == "reflect" and _mirrors(fs)
+        self.monomials = _monomial_matrix(fs)  # the bands B = M · D
 
-    def stage(
+    def apply(
         self,
         name: str,
         x: np.ndarray,
         synthesis: str | None = None,
         shape: tuple[int, int] | None = None,
-        into: np.ndarray | None = None,
+        add_to: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Apply a stage, or with ``synthesis`` ('adjoint' or 'mirror') its synthesis.
-
-        For a synthesis, ``shape`` is the stage's input shape. With ``into``, the result is
-        added to that array, which is returned.
-        """
+        """Stage ``name`` on ``x``, or with ``synthesis`` ('adjoint' or 'mirror') its
+        synthesis onto a stage input of ``shape``; with ``add_to``, added to that array."""
         if synthesis == "mirror" and not self.mirrors:
             synthesis = "adjoint"
         h, w = x.shape[:2] if synthesis is None else shape
-        if self.engine == "matrix":
-            c = x.shape[2] if x.ndim == 3 else 1
-            if synthesis == "mirror":
-                matrix = _mirror_matrix_cached(self.fs, name, h, w, x.dtype.name)
-            else:
-                matrix = _stage_matrix_cached(self.fs, name, h, w, self.boundary, x.dtype.name)
-                if synthesis == "adjoint":
-                    matrix = matrix.T
-            flat = matrix @ x.reshape(-1, c)
-            _, step = _stage_filter(self.fs, name)
-            size = (h, w) if synthesis else (-(-h // step), -(-w // step))
-            result = flat.reshape((*size, *x.shape[2:]))
-            if into is None:
-                return result
-            into += result
-            return into
-        op = _separable_stage(
-            self.fs, name, h, w, self.boundary, x.dtype.name, self.rank_tol, synthesis
-        )
-        return op(x, into)
-
-    def bands(self, x: np.ndarray) -> list[np.ndarray]:
-        """The ``K + 1`` oriented bands of one level."""
-        if self.engine == "matrix":
-            return [self.stage(f"band{k}", x) for k in range(self.fs.orientations)]
-        # Separable: compute the angular monomials D_a, then B_k = Σ_a M[k, a] D_a.
-        monomials = [self.stage(f"monomial{a}", x) for a in range(self.fs.orientations)]
-        return _mix(monomials, _monomial_matrix(self.fs))
-
-    def bands_synthesis(
-        self, bands: Sequence[np.ndarray], shape, into: np.ndarray, synthesis: str
-    ) -> None:
-        """Add the synthesis of one level's bands (input shape ``shape``) to ``into``."""
-        if self.engine == "matrix" and synthesis == "adjoint":
-            for k, band in enumerate(bands):
-                into += self.stage(f"band{k}", band, "adjoint", shape)
-            return
-        # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k); the monomials D_a are also where the
-        # mirror synthesis is defined, because each is even or odd about either axis.
-        mixed = _mix(bands, _monomial_matrix(self.fs).T)
-        for a, coef in enumerate(mixed):
-            self.stage(f"monomial{a}", coef, synthesis, shape, into)
+        op = _stage_operator(self.fs, name, h, w, self.boundary, self.rank_tol, synthesis)
+        combine = None if add_to is None else (np.add, add_to)
+        return self.engine.apply(op, x, out=add_to, combine=combine, threads=self.threads)
 
     def analyse(self, x: np.ndarray, levels: int):
-        highpass = self.stage("highpass0", x)
-        low = self.stage("lowpass0", x)
+        """``(H0 x, bands, residual)`` (docs/design.md §4); each level's bands through the
+        angular monomials, ``B_k = Σ_a M[k, a] D_a`` (module docstring)."""
+        highpass = self.apply("highpass0", x)
+        low = self.apply("lowpass0", x)
         bands = []
         for _ in range(levels):
-            bands.append(self.bands(low))
-            low = self.stage("lowpass", low)
+            monomials = [self.apply(f"monomial{a}", low) for a in range(self.fs.orientations)]
+            bands.append(mix(monomials, self.monomials, threads=self.threads))
+            low = self.apply("lowpass", low)
         return highpass, bands, low
 
     def synthesise(self, highpass, bands, residual, synthesis: str = "adjoint") -> np.ndarray:
-        """``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))`` (DESIGN.md §4), each ``ᵀ`` the stage's
-        adjoint or its mirror synthesis."""
+        """``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))`` (docs/design.md §4), each ``ᵀ`` the
+        stage's adjoint or its mirror synthesis."""
         low = residual
         for level_bands in reversed(bands):
             shape = level_bands[0].shape[:2]
-            low = self.stage("lowpass", low, synthesis, shape)
-            self.bands_synthesis(level_bands, shape, low, synthesis)
+            low = self.apply("lowpass", low, synthesis, shape)
+            # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k); the monomials D_a are also where the
+            # mirror synthesis is defined, because each is even or odd about either axis.
+            mixed = mix(level_bands, self.monomials.T, threads=self.threads)
+            for a, coef in enumerate(mixed):
+                self.apply(f"monomial{a}", coef, synthesis, shape, add_to=low)
         shape = highpass.shape[:2]
-        image = self.stage("lowpass0", low, synthesis, shape)
-        return self.stage("highpass0", highpass, synthesis, shape, into=image)
-
-
-def _mix(arrays: Sequence[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
-    """``out[i] = Σ_j matrix[i, j] arrays[j]``, row block by row block (in cache, threaded)."""
-    matrix = np.asarray(matrix, dtype=arrays[0].dtype)
-    shape = arrays[0].shape
-    flat = [a.reshape(shape[0], -1) for a in arrays]
-    out = [np.empty_like(f) for f in flat[: len(matrix)]]
-    rows = max(1, _STRIP_ELEMENTS // (len(arrays) * flat[0].shape[1]))
-
-    def task(a: int, b: int) -> None:
-        for start in range(a * rows, min(b * rows, shape[0]), rows):
-            block = np.stack([f[start : start + rows] for f in flat])
-            mixed = np.tensordot(matrix, block, 1)
-            for o, m in zip(out, mixed):
-                o[start : start + rows] = m
-
-    run_split(task, -(-shape[0] // rows), flat[0].size * len(out))
-    return [o.reshape(shape) for o in out]
+        image = self.apply("lowpass0", low, synthesis, shape)
+        return self.apply("highpass0", highpass, synthesis, shape, add_to=image)
 
 
 # --------------------------------------------------------------------------- the pyramid
@@ -778,8 +594,8 @@ class SteerablePyramid(Pyramid):
         """Floating-point dtype of the coefficients."""
         return self.highpass.dtype
 
-    def _operators(self) -> _Operators:
-        return _Operators(self.filters, self.boundary, self.engine, self.rank_tol)
+    def _operators(self, threads: int | None = None) -> _Operators:
+        return _Operators(self.filters, self.boundary, self.engine, self.rank_tol, threads)
 
     # ------------------------------------------------------------------ coefficients
 
@@ -811,9 +627,14 @@ class SteerablePyramid(Pyramid):
 
     # ------------------------------------------------------------------ reconstruction
 
-    @single_threaded_blas()
     def reconstruct(
-        self, method: str = "mirror", tol: float = 1e-6, maxiter: int = 100, *, refine: int = 0
+        self,
+        method: str = "mirror",
+        tol: float = 1e-6,
+        maxiter: int = 100,
+        *,
+        refine: int = 0,
+        threads: int | None = None,
     ) -> np.ndarray:
         """Collapse the pyramid into an image.
 
@@ -858,6 +679,9 @@ class SteerablePyramid(Pyramid):
             has even sides; elsewhere a ``ValueError`` points to ``'exact'``. On edited
             coefficients the steps tend to ``(SA)⁻¹ S c``, which is not the least-squares
             inverse (``'exact'`` is).
+        threads : int, optional
+            Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+            (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
         Returns
         -------
@@ -874,7 +698,7 @@ class SteerablePyramid(Pyramid):
             raise ValueError(f"method must be 'mirror', 'adjoint' or 'exact', got {method!r}")
         if isinstance(refine, bool) or not isinstance(refine, int | np.integer) or refine < 0:
             raise ValueError(f"refine must be a non-negative int, got {refine!r}")
-        ops = self._operators()
+        ops = self._operators(threads)
         if refine and (method != "mirror" or not self._refines(ops)):
             raise ValueError(
                 "refine needs method='mirror' with boundary 'reflect', or 'periodic' with even "
@@ -1030,21 +854,23 @@ def _conjugate_gradients(
     def normal(v: np.ndarray) -> np.ndarray:
         return ops.synthesise(*ops.analyse(v, levels))
 
-    r = rhs - normal(x)
-    p = r.copy()
-    rr = float(np.vdot(r, r))
-    target = (tol * float(np.linalg.norm(rhs))) ** 2
-    for _ in range(maxiter):
-        if rr <= target:
-            return x
-        q = normal(p)
-        alpha = rr / float(np.vdot(p, q))
-        x += alpha * p
-        r -= alpha * q
-        rr_new = float(np.vdot(r, r))
-        p *= rr_new / rr
-        p += r
-        rr = rr_new
+    # BLAS held to one thread: the dot products then sum in one order, whatever its threads.
+    with blas_limited():
+        r = rhs - normal(x)
+        p = r.copy()
+        rr = float(np.vdot(r, r))
+        target = (tol * float(np.linalg.norm(rhs))) ** 2
+        for _ in range(maxiter):
+            if rr <= target:
+                return x
+            q = normal(p)
+            alpha = rr / float(np.vdot(p, q))
+            x += alpha * p
+            r -= alpha * q
+            rr_new = float(np.vdot(r, r))
+            p *= rr_new / rr
+            p += r
+            rr = rr_new
     if rr > target:
         warnings.warn(
             f"exact reconstruction stopped after {maxiter} iterations at relative residual "
@@ -1099,7 +925,6 @@ def steer(level_bands: Sequence[ArrayLike] | np.ndarray, theta: float) -> np.nda
     return out.astype(dtype, copy=False)
 
 
-@single_threaded_blas()
 def steerable_pyramid(
     image: ArrayLike,
     levels: int | None = None,
@@ -1110,6 +935,7 @@ def steerable_pyramid(
     boundary: str = "reflect",
     engine: str = "separable",
     rank_tol: float = DEFAULT_RANK_TOL,
+    threads: int | None = None,
 ) -> SteerablePyramid:
     """Decompose an image into a steerable pyramid (Simoncelli & Freeman 1995).
 
@@ -1128,10 +954,13 @@ def steerable_pyramid(
     boundary : {'reflect', 'symmetric', 'nearest', 'periodic', 'zero'}
         Boundary mode folded into every stage; default ``reflect`` (scipy's ``mirror``).
     engine : {'separable', 'matrix'}
-        ``'separable'`` (fast, any size) or ``'matrix'`` (explicit 2-D sparse matrices, the
-        reference; images up to about 360² pixels·channels).
+        ``'separable'`` (tiled and threaded, fast) or ``'matrix'`` (plain sparse products,
+        the reference); :mod:`pyramids.engine`.
     rank_tol : float
         Tolerance of the separable split (module docstring); the default keeps full rank.
+    threads : int, optional
+        Threads to split the work over; default :func:`pyramids.parallel.default_threads`
+        (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
 
     Returns
     -------
@@ -1157,13 +986,7 @@ def steerable_pyramid(
     boundary = check_boundary(boundary)
     engine = _check_engine(engine)
     rank_tol = _check_rank_tol(rank_tol)
-    if engine == "matrix" and x.size > _MATRIX_MAX_ELEMENTS:
-        raise ValueError(
-            f"engine='matrix' stores every 2-D filter explicitly and is meant for small images "
-            f"(at most {_MATRIX_MAX_ELEMENTS} pixels·channels); got shape {x.shape}: use "
-            "engine='separable'"
-        )
-    ops = _Operators(fs, boundary, engine, rank_tol)
+    ops = _Operators(fs, boundary, engine, rank_tol, threads)
     highpass, bands, residual = ops.analyse(x, levels)
     return SteerablePyramid(
         highpass,

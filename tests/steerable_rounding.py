@@ -1,20 +1,20 @@
 """Derived rounding tolerances for the steerable pyramid's two engines (test helper).
 
-Each engine applies every stage as a stored sparse operator ``S`` (float64 here): the
-``'matrix'`` engine the folded 2-D correlation, the ``'separable'`` engine
-``Σ_t kron(U_t, V_t)`` of its SVD factors (the bands through the angular monomials,
-``B_k = Σ_a M[k, a] D_a``). A coefficient (analysis) or an image (synthesis) is a sum of
-chains of such products; computed in floating point, each output errs by at most
-``γ_N · (|S_m| ⋯ |S_1| |x|)`` elementwise, where ``N`` counts the products and additions on
-the longest path to it (per stage: the most nonzeros in a row, for the separable engine
-``n_V + R·n_U`` of its width and height passes, plus the mixing with ``M`` and every
-accumulation ``+=``), ``γ_N = N·u / (1 - N·u)``. Two engines computing the same
-coefficients therefore differ by at most the sum of their two bounds plus the difference of
-their stored operators, ``|A_sep - A_mat| |x|``. Both are carried stage by stage on
-vectors (no chain of matrices is formed): ``|Π S_sep - Π S_mat| |x|`` grows at each stage by
-``|S_sep| d + |S_sep - S_mat| a_mat``. Forming each stage's stored matrix here in float64
-(a product of two factors, a sum of ``R ≤ 17`` terms and of ``K + 1 ≤ 6`` monomials, one
-difference) rounds at most 32 times, which ``γ_32 · (a_sep + a_mat)`` covers.
+Both engines apply every stage as the same stored separable operator ``S = Σ_t kron(U_t,
+V_t)`` (``pyramids.steerable._stage_operator``; the bands through the angular monomials,
+``B_k = Σ_a M[k, a] D_a``), and differ only in how they round. A coefficient (analysis) or an
+image (synthesis) is a sum of chains of such products; computed in floating point, each
+output errs by at most ``γ_N · (|S_m| ⋯ |S_1| |x|)`` elementwise, where ``N`` counts the
+products and additions on the longest path to it (per stage: for the separable engine
+``n_V + R·n_U``, its width pass and its interleaved height pass; for the matrix engine
+``n_U + n_V + R``, a sparse product along each axis per term and the sum of the terms; plus
+the mixing with ``M`` and every accumulation ``+=``), ``γ_N = N·u / (1 - N·u)``. Two engines
+computing the same coefficients therefore differ by at most the sum of their two bounds
+(plus ``|A_sep - A_mat| |x|``, the difference of what they store, carried here for an
+engine that stores another form: ``|Π S_sep - Π S_mat| |x|`` grows at each stage by
+``|S_sep| d + |S_sep - S_mat| a_mat``; zero for these two). Forming each stage's ``|S|`` here
+in float64 (a product of two factors, a sum of ``R ≤ 17`` terms and of ``K + 1 ≤ 6``
+monomials) rounds at most 32 times, which ``γ_32 · (a_sep + a_mat)`` covers.
 """
 
 from __future__ import annotations
@@ -25,16 +25,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from pyramids.steerable import (
-    _correlation_1d,
+    DEFAULT_RANK_TOL,
     _level_shapes,
-    _mirror_matrix_cached,
-    _mirror_synthesis_1d,
     _mirrors,
     _monomial_matrix,
-    _parities,
-    _stage_filter,
-    _stage_matrix_cached,
-    separable_terms,
+    _stage_operator,
 )
 
 ENGINES = ("separable", "matrix")
@@ -91,45 +86,30 @@ def _sum_of_krons(rows, cols) -> tuple[sp.csr_array, sp.csr_array]:
 
 
 @lru_cache(maxsize=512)
+def _stored(fs, name: str, shape, boundary: str, mode: str | None):
+    """Stage ``name`` for a level of ``shape`` as both engines store it: ``(Σ_t kron(U_t,
+    V_t), Σ_t kron(|U_t|, |V_t|), n_U, n_V, R)``."""
+    op = _stage_operator(fs, name, *shape, boundary, DEFAULT_RANK_TOL, mode)
+    matrix, absolute = _sum_of_krons(op.rows, op.cols)
+    n_u = max(_row_nnz(r) for r in op.rows)
+    n_v = max(_row_nnz(c) for c in op.cols)
+    return matrix, absolute, n_u, n_v, op.terms
+
+
 def _stage(fs, name: str, shape, boundary: str, engine: str, mode: str | None) -> Stage:
     """Stage ``name`` for a level of ``shape``: analysis (``mode=None``), 'adjoint', 'mirror'."""
-    h, w = shape
     if mode == "mirror" and not (boundary == "reflect" and _mirrors(fs)):
         mode = "adjoint"
-    if engine == "matrix":
-        if mode == "mirror":
-            matrix = _mirror_matrix_cached(fs, name, h, w, "float64")
-        else:
-            matrix = _stage_matrix_cached(fs, name, h, w, boundary, "float64")
-            matrix = matrix.T.tocsr() if mode == "adjoint" else matrix
-        return Stage(sp.csr_array(matrix), sp.csr_array(abs(matrix)), _row_nnz(matrix))
-    kernel, step = _stage_filter(fs, name)
-    us, vs = separable_terms(kernel, 0.0)
-    if mode == "mirror":  # as pyramids.steerable._separable_stage builds them
-        py, px = _parities(kernel)
-        us, vs = (us + py * us[:, ::-1]) / 2, (vs + px * vs[:, ::-1]) / 2
-        rows = [_mirror_synthesis_1d(u, py, h, step) for u in us]
-        cols = [_mirror_synthesis_1d(v, px, w, step) for v in vs]
-    else:
-        rows = [_correlation_1d(u, h, boundary, step) for u in us]
-        cols = [_correlation_1d(v, w, boundary, step) for v in vs]
-        if mode == "adjoint":
-            rows, cols = [r.T.tocsr() for r in rows], [c.T.tocsr() for c in cols]
-    matrix, absolute = _sum_of_krons(rows, cols)
-    products = max(_row_nnz(c) for c in cols) + len(rows) * max(_row_nnz(r) for r in rows)
-    return Stage(sp.csr_array(matrix), sp.csr_array(absolute), products)
+    matrix, absolute, n_u, n_v, terms = _stored(fs, name, shape, boundary, mode)
+    products = n_v + terms * n_u if engine == "separable" else n_u + n_v + terms
+    return Stage(matrix, absolute, products)
 
 
 def _band(fs, k: int, shape, boundary: str, engine: str, mode: str | None) -> Stage:
-    """Band ``k`` of a level; the separable engine (and every mirror synthesis) goes through
-    the angular monomials and a mixing with ``M`` of ``K + 1`` products."""
-    monomials = engine == "separable" or mode == "mirror"
+    """Band ``k`` of a level, through the angular monomials and a mixing with ``M`` of
+    ``K + 1`` products."""
     if mode == "mirror" and not (boundary == "reflect" and _mirrors(fs)):
         mode = "adjoint"  # as SteerablePyramid.reconstruct: the mirror is the adjoint there
-    if not monomials:
-        stage = _stage(fs, f"band{k}", shape, boundary, engine, mode)
-        # the adjoint accumulates band by band into the level
-        return stage.plus(fs.orientations) if mode == "adjoint" else stage
     mix = _monomial_matrix(fs)[k]
     parts = [_stage(fs, f"monomial{a}", shape, boundary, engine, mode) for a in range(len(mix))]
     matrix = sum(m * p.matrix for m, p in zip(mix, parts))

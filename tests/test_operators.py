@@ -1,4 +1,7 @@
-"""The sparse G and F operators against independent references (DESIGN.md §1)."""
+"""The sparse operators (the one builder, G and F) against independent references.
+
+See docs/design.md §1. How the operators are applied fast is tested in test_engine.py.
+"""
 
 import numpy as np
 import pytest
@@ -147,49 +150,18 @@ def test_separable_expand_equals_kronecker_and_reference(shape, boundary, dtype)
 @pytest.mark.parametrize("op", ["reduce", "expand"])
 def test_large_image_uses_threads_and_matches_single_thread(op):
     x = np.random.default_rng(3).random((300, 517, 3)).astype(np.float32)
-    run = {"reduce": pyramids.reduce, "expand": lambda y: pyramids.expand(y, (599, 1033))}[op]
-    before = pyramids.get_num_threads()
-    try:
-        pyramids.set_num_threads(1)
-        one = run(x)
-        pyramids.set_num_threads(2)
-        two = run(x)
-    finally:
-        pyramids.set_num_threads(before)
-    np.testing.assert_array_equal(one, two)
+    run = {
+        "reduce": pyramids.reduce,
+        "expand": lambda y, threads: pyramids.expand(y, (599, 1033), threads=threads),
+    }[op]
+    one = run(x, threads=1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(run(x, threads=threads), one)
     if op == "expand":  # and the strip-fused path equals the Kronecker matrix
         kron = pyramids.expand_matrix((599, 1033, 3), dtype=np.float32)
         sides = [pyramids.upsample_blur_matrix(n) for n in (599, 1033)]
         tol = rounding_tolerance(kron, x, _products(sides))
         assert np.all(np.abs(one.ravel() - kron @ x.ravel()) <= tol)
-
-
-@pytest.mark.parametrize("tile", [1, 4, 16])
-@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
-@pytest.mark.parametrize("kind", ["reduce", "expand"])
-def test_band_tiles_equal_the_sparse_product(kind, boundary, tile):
-    builder = {"reduce": pyramids.blur_downsample_matrix, "expand": pyramids.upsample_blur_matrix}
-    matrix = builder[kind](203, "binomial7", boundary)
-    tiles = operators.BandTiles(matrix, tile)
-    assert tiles.batch is not None  # the interior really goes through the batched product
-    rng = np.random.default_rng(5)
-    x = rng.random((matrix.shape[1], 6))
-    out = np.empty((matrix.shape[0], 6))
-    tiles.apply_cols(x.T.copy(), out.T)
-    np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
-    out[:] = np.nan
-    for piece in tiles.pieces(group=3):
-        tiles.multiply_rows(x, piece, out[piece[0]])
-    np.testing.assert_allclose(out, matrix @ x, rtol=0, atol=1e-14)
-
-
-def test_band_tiles_of_a_matrix_with_no_band_still_multiply_exactly():
-    matrix = sp.random_array((37, 50), density=0.1, rng=6, format="csr")
-    tiles = operators.BandTiles(matrix, 8)
-    x = np.random.default_rng(7).random((3, 50))
-    out = np.empty((3, 37))
-    tiles.apply_cols(x, out)
-    np.testing.assert_allclose(out, x @ matrix.toarray().T, rtol=0, atol=1e-14)
 
 
 def test_apply_separable_matches_dense_product():
@@ -209,9 +181,9 @@ def test_operators_are_cached_and_copies_are_handed_out():
     b = pyramids.blur_downsample_matrix(64)
     assert b.data.max() > 0
     by_name = resolve_kernel("binomial")
-    by_taps = resolve_kernel([1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16])
-    first = operators._prepared("reduce", 64, by_name, "reflect", np.float64)
-    assert operators._prepared("reduce", 64, by_taps, "reflect", np.float64) is first
+    by_taps = np.array([1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16])
+    first = operators.reduce_operator((64, 48), by_name)
+    assert operators.reduce_operator((64, 48, 3), by_taps) is first  # so are its tiles
 
 
 def test_integer_images_are_scaled_to_unit_range():
@@ -250,34 +222,110 @@ def test_burt_adelson_binomial_case():
     np.testing.assert_allclose(burt_adelson_kernel(0.375), binomial_kernel(5))
 
 
-def test_single_threaded_blas_nests_across_threads_and_restores_the_limit():
-    from threadpoolctl import threadpool_limits
+# --------------------------------------------------------------------------- the one builder
 
-    from pyramids.operators import blas_threads, single_threaded_blas
-
-    with threadpool_limits(2, user_api="blas"):  # so that the limit to one can be seen
-        _check_single_threaded_blas(blas_threads, single_threaded_blas)
+TAPS = {1: [1.0], 3: [0.2, -0.5, 0.9], 7: [0.1, -0.3, 0.25, 1.0, -0.7, 0.05, 0.4]}
 
 
-def _check_single_threaded_blas(blas_threads, single_threaded_blas):
-    import threading
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("step", [1, 2, 3])
+@pytest.mark.parametrize("length", sorted(TAPS))
+def test_correlation_matrix_equals_strided_ndimage_correlation(length, step, n, boundary):
+    taps = np.array(TAPS[length])
+    x = np.random.default_rng(n).standard_normal((n, 2))
+    matrix = operators.correlation_matrix(taps, n, boundary, step=step)
+    assert matrix.shape == (-(-n // step), n)
+    expected = ndimage.correlate1d(x, taps, axis=0, mode=MODES[boundary][0])[::step]
+    np.testing.assert_allclose(matrix @ x, expected, rtol=0, atol=1e-14)
 
-    before = blas_threads()
-    if before < 2:
-        pytest.skip("BLAS would not run two threads here, so a limit to one cannot be seen")
-    seen = []
 
-    def worker():
-        with single_threaded_blas():
-            seen.append(blas_threads())
-        seen.append(blas_threads())  # the caller is still inside: the limit holds
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("step", [1, 2, 3])
+@pytest.mark.parametrize("length", sorted(TAPS))
+def test_upsampling_correlation_matrix_equals_zero_stuffing_then_padding(
+    length, step, n, boundary
+):
+    taps = np.array(TAPS[length])
+    y = np.random.default_rng(n).standard_normal((-(-n // step), 2))
+    matrix = operators.correlation_matrix(taps, n, boundary, step=step, upsample=True)
+    assert matrix.shape == (n, len(y))
+    u = np.zeros((n, 2))
+    u[::step] = y
+    r = length // 2
+    extended = np.pad(u, [(r, r), (0, 0)], mode=MODES[boundary][1])
+    expected = ndimage.correlate1d(extended, taps, axis=0, mode="constant")[r : r + n]
+    np.testing.assert_allclose(matrix @ y, expected, rtol=0, atol=1e-14)
 
-    with single_threaded_blas():
-        with single_threaded_blas():
-            assert blas_threads() == 1
-        assert blas_threads() == 1
-        thread = threading.Thread(target=worker)
-        thread.start()
-        thread.join()
-    assert seen == [1, 1]
-    assert blas_threads() == before
+
+def _odd_extension(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``x`` extended as an odd signal about each end sample, ``x[-i] = -x[i]``: one period
+    ``x_0 … x_{n-1}, -x_{n-2} … -x_1`` repeated."""
+    period = np.concatenate([x, -x[-2:0:-1]]) if len(x) > 1 else x
+    return period[np.mod(positions, len(period))]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 9, 16])
+@pytest.mark.parametrize("step", [1, 2])
+@pytest.mark.parametrize("upsample", [False, True])
+def test_odd_parity_reads_through_the_mirror_with_a_sign_change(n, step, upsample):
+    taps = np.array(TAPS[7])
+    r = len(taps) // 2
+    rng = np.random.default_rng(n)
+    m = -(-n // step)
+    matrix = operators.correlation_matrix(
+        taps, n, "reflect", step=step, upsample=upsample, parity=-1
+    )
+    if upsample:
+        y = rng.standard_normal(m)
+        u = np.zeros(n)
+        u[::step] = y
+        expected = [taps @ _odd_extension(u, np.arange(j - r, j + r + 1)) for j in range(n)]
+        np.testing.assert_allclose(matrix @ y, expected, rtol=0, atol=1e-14)
+    else:
+        x = rng.standard_normal(n)
+        centres = step * np.arange(m)
+        expected = [taps @ _odd_extension(x, np.arange(c - r, c + r + 1)) for c in centres]
+        np.testing.assert_allclose(matrix @ x, expected, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("step", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 4), (12, 9)])
+def test_2d_builder_equals_ndimage_and_kron_of_the_1d_builder(shape, step, boundary):
+    rng = np.random.default_rng(8)
+    kernel = rng.standard_normal((5, 3))
+    x = rng.standard_normal(shape)
+    matrix = operators.correlation_matrix_2d(kernel, shape, boundary, step=step)
+    expected = ndimage.correlate(x, kernel, mode=MODES[boundary][0])[::step, ::step]
+    np.testing.assert_allclose(matrix @ x.ravel(), expected.ravel(), rtol=0, atol=1e-13)
+    # A separable filter u vᵀ: the 2-D matrix is the Kronecker product of the 1-D ones.
+    u, v = rng.standard_normal(5), rng.standard_normal(3)
+    for upsample in (False, True):
+        outer = operators.correlation_matrix_2d(
+            np.outer(u, v), shape, boundary, step=step, upsample=upsample
+        )
+        sides = [
+            operators.correlation_matrix(t, n, boundary, step=step, upsample=upsample)
+            for t, n in zip((u, v), shape)
+        ]
+        kron = sp.kron(*sides)
+        np.testing.assert_allclose(outer.toarray(), kron.toarray(), rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: operators.correlation_matrix([1.0, 1.0], 5), "odd length"),
+        (lambda: operators.correlation_matrix([1.0], 0), "at least 1"),
+        (lambda: operators.correlation_matrix([1.0], 5, step=0), "step"),
+        (lambda: operators.correlation_matrix([1.0], 5, "wrap"), "boundary"),
+        (lambda: operators.correlation_matrix([1.0], 5, "zero", parity=-1), "reflect"),
+        (lambda: operators.correlation_matrix([1.0], 5, parity=0), "parity"),
+        (lambda: operators.correlation_matrix_2d(np.ones((2, 3)), (4, 4)), "odd sides"),
+    ],
+)
+def test_builder_refuses_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
