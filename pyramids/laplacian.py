@@ -24,7 +24,7 @@ from .operators import (
     reduce_operator,
     upsample_blur_matrix,
 )
-from .parallel import resolve_threads
+from .parallel import blas_limited, resolve_threads
 from .pyramid import Pyramid, meta_numbers, meta_value
 
 __all__ = [
@@ -145,9 +145,10 @@ def gaussian_pyramid(
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
     pyramid = [x.copy()]
-    for _ in range(levels):
-        g = pyramid[-1]
-        pyramid.append(apply(reduce_operator(g.shape, weights, boundary), g, threads=threads))
+    with blas_limited():  # for the whole loop: see laplacian_pyramid
+        for _ in range(levels):
+            g = pyramid[-1]
+            pyramid.append(apply(reduce_operator(g.shape, weights, boundary), g, threads=threads))
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 
@@ -404,12 +405,15 @@ def laplacian_pyramid(
     threads = resolve_threads(threads)
     bands = []
     g = x
-    for _ in range(levels):
-        coarse = apply(reduce_operator(g.shape, weights, boundary), g, threads=threads)
-        # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
-        expand = expand_operator(g.shape, weights, boundary)
-        bands.append(apply(expand, coarse, combine=(np.subtract, g), threads=threads))
-        g = coarse
+    # Every pass holds BLAS to one thread (pyramids.parallel.run_parts); holding it for the
+    # whole loop saves releasing it between passes, which costs more than a small pass.
+    with blas_limited():
+        for _ in range(levels):
+            coarse = apply(reduce_operator(g.shape, weights, boundary), g, threads=threads)
+            # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
+            expand = expand_operator(g.shape, weights, boundary)
+            bands.append(apply(expand, coarse, combine=(np.subtract, g), threads=threads))
+            g = coarse
     residual = g.copy() if g is x else g
     return LaplacianPyramid._trusted(
         bands=bands, residual=residual, kernel=weights, boundary=boundary
@@ -508,9 +512,11 @@ def reconstruct_laplacian(
     threads = resolve_threads(threads)
     dtype = np.result_type(g, *layers)
     g = g.astype(dtype, copy=True)
-    for band in reversed(layers):
-        expand = expand_operator(band.shape, weights, boundary)
-        g = apply(expand, g, combine=(np.add, band.astype(dtype, copy=False)), threads=threads)
+    with blas_limited():  # for the whole loop: see laplacian_pyramid
+        for band in reversed(layers):
+            expand = expand_operator(band.shape, weights, boundary)
+            base = band.astype(dtype, copy=False)
+            g = apply(expand, g, combine=(np.add, base), threads=threads)
     return g
 
 

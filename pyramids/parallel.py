@@ -89,23 +89,23 @@ def resolve_threads(threads: int | None) -> int:
 
 _blas_lock = threading.Lock()
 _blas_users = 0
-_blas_limiter = None
-_blas_controller = None
+_blas_saved: list[tuple[object, int]] = []  # (library, its count before the first user)
+_blas_libraries = None
 
 
-def _controller():
-    global _blas_controller
-    if _blas_controller is None:
+def _libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once, then kept)."""
+    global _blas_libraries
+    if _blas_libraries is None:
         from threadpoolctl import ThreadpoolController
 
-        _blas_controller = ThreadpoolController()
-    return _blas_controller
+        _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _blas_libraries
 
 
 def blas_threads() -> int:
     """How many threads BLAS may use now (the largest count of any BLAS loaded)."""
-    libs = _controller().select(user_api="blas").lib_controllers
-    return max([lib.num_threads for lib in libs] or [1])
+    return max([lib.num_threads for lib in _libraries()] or [1])
 
 
 @contextlib.contextmanager
@@ -119,11 +119,17 @@ def blas_limited() -> Iterator[bool]:
     and a product whose rounding depends on BLAS's thread count may round differently; so a
     caller that needs results independent of the thread count (``convnet.train``) enters
     the limit from the main thread.
+
+    Entering and leaving costs a few microseconds (the libraries are found once, and a
+    count already at one is not set again): every pass of the engine enters it.
     """
-    global _blas_users, _blas_limiter
+    global _blas_users, _blas_saved
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limiter = _controller().limit(limits=1, user_api="blas")
+            _blas_saved = [(lib, lib.num_threads) for lib in _libraries()]
+            for lib, count in _blas_saved:
+                if count != 1:
+                    lib.set_num_threads(1)
         _blas_users += 1
         effective = blas_threads() == 1
     try:
@@ -132,8 +138,10 @@ def blas_limited() -> Iterator[bool]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
-                _blas_limiter.restore_original_limits()
-                _blas_limiter = None
+                for lib, count in _blas_saved:
+                    if count != 1:
+                        lib.set_num_threads(count)
+                _blas_saved = []
 
 
 # --------------------------------------------------------------------------- threads

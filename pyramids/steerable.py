@@ -465,30 +465,32 @@ class _Operators:
     def analyse(self, x: np.ndarray, levels: int):
         """``(H0 x, bands, residual)`` (docs/design.md §4); each level's bands through the
         angular monomials, ``B_k = Σ_a M[k, a] D_a`` (module docstring)."""
-        highpass = self.apply("highpass0", x)
-        low = self.apply("lowpass0", x)
-        bands = []
-        for _ in range(levels):
-            monomials = [self.apply(f"monomial{a}", low) for a in range(self.fs.orientations)]
-            bands.append(mix(monomials, self.monomials, threads=self.threads))
-            low = self.apply("lowpass", low)
+        with blas_limited():  # for all the passes at once (pyramids.laplacian_pyramid)
+            highpass = self.apply("highpass0", x)
+            low = self.apply("lowpass0", x)
+            bands = []
+            for _ in range(levels):
+                monomials = [self.apply(f"monomial{a}", low) for a in range(self.fs.orientations)]
+                bands.append(mix(monomials, self.monomials, threads=self.threads))
+                low = self.apply("lowpass", low)
         return highpass, bands, low
 
     def synthesise(self, highpass, bands, residual, synthesis: str = "adjoint") -> np.ndarray:
         """``H0ᵀ h0 + L0ᵀ(Σ_k B_kᵀ b_k + L1ᵀ ↑2(…))`` (docs/design.md §4), each ``ᵀ`` the
         stage's adjoint or its mirror synthesis."""
         low = residual
-        for level_bands in reversed(bands):
-            shape = level_bands[0].shape[:2]
-            low = self.apply("lowpass", low, synthesis, shape)
-            # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k); the monomials D_a are also where the
-            # mirror synthesis is defined, because each is even or odd about either axis.
-            mixed = mix(level_bands, self.monomials.T, threads=self.threads)
-            for a, coef in enumerate(mixed):
-                self.apply(f"monomial{a}", coef, synthesis, shape, add_to=low)
-        shape = highpass.shape[:2]
-        image = self.apply("lowpass0", low, synthesis, shape)
-        return self.apply("highpass0", highpass, synthesis, shape, add_to=image)
+        with blas_limited():  # for all the passes at once (pyramids.laplacian_pyramid)
+            for level_bands in reversed(bands):
+                shape = level_bands[0].shape[:2]
+                low = self.apply("lowpass", low, synthesis, shape)
+                # Σ_k B_kᵀ b_k = Σ_a D_aᵀ (Σ_k M[k, a] b_k); the monomials D_a are also where
+                # the mirror synthesis is defined, because each is even or odd about either axis.
+                mixed = mix(level_bands, self.monomials.T, threads=self.threads)
+                for a, coef in enumerate(mixed):
+                    self.apply(f"monomial{a}", coef, synthesis, shape, add_to=low)
+            shape = highpass.shape[:2]
+            image = self.apply("lowpass0", low, synthesis, shape)
+            return self.apply("highpass0", highpass, synthesis, shape, add_to=image)
 
 
 # --------------------------------------------------------------------------- the pyramid
