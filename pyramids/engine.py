@@ -141,7 +141,7 @@ def _check_call(
     """The output shape of ``op`` on ``x``; a ``ValueError`` if the arrays do not fit."""
     if x.ndim not in (2, 3) or x.shape[:2] != op.shape_in:
         raise ValueError(
-            f"x must have shape {op.shape_in} or {(*op.shape_in, 'c')}, got {x.shape}"
+            f"x must have shape (h, w) or (h, w, c) with (h, w) = {op.shape_in}, got {x.shape}"
         )
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x must be float32 or float64, got {x.dtype}")

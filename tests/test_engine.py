@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyramids import engine, operators
 from pyramids.engine import BandTiles, Separable, apply, get_engine, mix
@@ -114,6 +116,37 @@ def test_tiled_engine_equals_matrix_engine_within_rounding(kind, boundary, shape
         reference = matrix.apply(op, x, combine=(ufunc, base))
         slack = bound + u * (np.abs(fast) + np.abs(reference))
         assert np.all(np.abs(fast - reference) <= slack)
+
+
+@given(
+    kind=st.sampled_from(KINDS),
+    boundary=st.sampled_from(BOUNDARIES),
+    h=st.integers(1, 60),
+    w=st.integers(1, 60),
+    channels=st.sampled_from([(), (1,), (2,), (3,)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_tiled_engine_equals_matrix_engine_on_random_shapes(kind, boundary, h, w, channels, dtype):
+    if kind == "mirror":
+        boundary = "reflect"
+    shape = (h, w, *channels)
+    op = _operator(kind, shape, boundary)
+    x = _input(op, shape, dtype)
+    fast, reference = apply(op, x), apply(op, x, engine="matrix")
+    assert fast.shape == reference.shape and fast.dtype == dtype
+    assert np.all(np.abs(fast - reference) <= _rounding_bound(op, x))
+
+
+def test_the_rounding_bound_catches_a_wrong_weight():
+    # The comparison has teeth: one weight off by 1e-6 of the operator's scale is seen.
+    shape = (40, 33)
+    op = _operator("terms-step1", shape, "reflect")
+    x = _input(op, shape, np.float64)
+    wrong = op.rows[1].copy()
+    wrong.data[len(wrong.data) // 2] += 1e-6 * np.abs(wrong.data).max()
+    changed = Separable([op.rows[0], wrong, op.rows[2]], op.cols)
+    difference = np.abs(apply(op, x) - apply(changed, x, engine="matrix"))
+    assert not np.all(difference <= _rounding_bound(op, x))
 
 
 @pytest.mark.parametrize("name", ["separable", "matrix"])
