@@ -293,7 +293,9 @@ def _checked_weights(weights: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(resolve_kernel(np.array(weights)).tolist())
 
 
-def _matrix_1d(kind: str, n: int, kernel: KernelLike, boundary: str, dtype: DTypeLike):
+def _matrix_1d(
+    kind: str, n: int, kernel: KernelLike, boundary: str, dtype: DTypeLike
+) -> sp.csr_array:
     n = check_length(n)
     return _g_f(kind, n, _kernel_key(kernel), check_boundary(boundary)).astype(float_dtype(dtype))
 
@@ -374,9 +376,26 @@ def _separable(
 def reduce_operator(
     shape: Sequence[int], kernel: KernelLike = DEFAULT_KERNEL, boundary: Boundary = "reflect"
 ) -> Separable:
-    """``G_h · X · G_wᵀ`` for images of ``shape`` ``(h, w[, c])``, as the engines apply it.
+    """The 2-D blur-and-downsample operator ``G_h · X · G_wᵀ``, as the engines apply it.
 
-    Cached: the engine keeps its tiles with the operator.
+    Parameters
+    ----------
+    shape : (h, w) or (h, w, c)
+        Shape of the input image (every channel gets the same operator).
+    kernel, boundary
+        As for :func:`blur_downsample_matrix`.
+
+    Returns
+    -------
+    pyramids.engine.Separable
+        One term, float64 factors. Cached, so that the engine's tiles, kept with the
+        operator, are made once per shape.
+
+    Examples
+    --------
+    >>> from pyramids.engine import apply
+    >>> apply(reduce_operator((5, 4)), np.ones((5, 4))).shape
+    (3, 2)
     """
     h, w, _ = shape_hwc(shape)
     return _separable("reduce", h, w, _kernel_key(kernel), check_boundary(boundary))
@@ -385,7 +404,20 @@ def reduce_operator(
 def expand_operator(
     shape: Sequence[int], kernel: KernelLike = DEFAULT_KERNEL, boundary: Boundary = "reflect"
 ) -> Separable:
-    """``F_h · Y · F_wᵀ`` onto images of ``shape`` ``(h, w[, c])`` (the *output* shape)."""
+    """The 2-D upsample-and-blur operator ``F_h · Y · F_wᵀ``, as the engines apply it.
+
+    Parameters
+    ----------
+    shape : (h, w) or (h, w, c)
+        Shape of the *output* image; the input has shape ``(ceil(h/2), ceil(w/2)[, c])``.
+    kernel, boundary
+        As for :func:`blur_downsample_matrix`.
+
+    Returns
+    -------
+    pyramids.engine.Separable
+        One term, float64 factors, cached as :func:`reduce_operator`'s.
+    """
     h, w, _ = shape_hwc(shape)
     return _separable("expand", h, w, _kernel_key(kernel), check_boundary(boundary))
 
