@@ -1,6 +1,6 @@
 """LeNet-style convolutional network trained with hand-written backpropagation.
 
-The pieces, in the order data flows through them (DESIGN.md §5):
+The pieces, in the order data flows through them (docs/design.md §5):
 
 - :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``ReLU``, ``Tanh``,
   ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``: each layer's configuration and its

@@ -31,7 +31,7 @@ __all__ = [
     "validation_split",
 ]
 
-#: Pixel statistics of the MNIST training set, in ``[0, 1]`` units (DESIGN.md §5).
+#: Pixel statistics of the MNIST training set, in ``[0, 1]`` units (docs/design.md §5).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 #: The standard file names: (train images, train labels, test images, test labels).
@@ -234,7 +234,7 @@ def embedded_digits() -> Dataset:
 
     Each 8×8 digit (values 0…16) gets a one-pixel zero margin and is upsampled 10×10 →
     20×20 with the package's own pyramid operator (:func:`pyramids.operators.expand`, the
-    upsample-and-blur ``F`` of DESIGN.md §1, zero boundary), so that it fills a 20×20 box
+    upsample-and-blur ``F`` of docs/design.md §1, zero boundary), so that it fills a 20×20 box
     as MNIST's digits do; it is then placed in a 28×28 frame with its centre of mass at the
     centre, as MNIST was made. The first :data:`EMBEDDED_TRAIN` images are for training,
     the remaining 360 for testing.
@@ -296,7 +296,7 @@ def normalise(images: np.ndarray, dtype=np.float32) -> np.ndarray:
     """uint8 images ``(N, H, W)`` to normalised network input ``(N, 1, H, W)``.
 
     Pixels are scaled to ``[0, 1]``, then standardised with MNIST's statistics,
-    ``(x - 0.1307) / 0.3081`` (DESIGN.md §5).
+    ``(x - 0.1307) / 0.3081`` (docs/design.md §5).
     """
     x = np.asarray(images)
     if x.ndim != 3:

@@ -1,4 +1,4 @@
-"""Network layers: configuration, and pure forward and backward maths (DESIGN.md §5).
+"""Network layers: configuration, and pure forward and backward maths (docs/design.md §5).
 
 Every layer follows one interface, that of the classic teaching code::
 
@@ -347,7 +347,7 @@ class Conv2D(Layer):
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
     ) -> Backward:
-        """Gradients of a convolution (DESIGN.md §5).
+        """Gradients of a convolution (docs/design.md §5).
 
         The weight gradient is the correlation of the input with the output error,
         ``dW = Σ_n δ_n · cols_nᵀ``; the input gradient is the full convolution of the
@@ -414,7 +414,7 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Max pooling; the gradient goes to each window's first maximum in row-major order.
 
-    That tie rule is PyTorch's (DESIGN.md §5).
+    That tie rule is PyTorch's (docs/design.md §5).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Loss functions: mean softmax cross-entropy (DESIGN.md §5)."""
+"""Loss functions: mean softmax cross-entropy (docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, np.ndarr
     """Mean softmax cross-entropy and its gradient with respect to the logits.
 
     ``L = -(1/N) Σ_n log softmax(z_n)[y_n]`` computed by log-sum-exp, and
-    ``dL/dz = (softmax(z) - onehot(y)) / N`` (DESIGN.md §5).
+    ``dL/dz = (softmax(z) - onehot(y)) / N`` (docs/design.md §5).
 
     Parameters
     ----------

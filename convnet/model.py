@@ -1,4 +1,4 @@
-"""The ``Sequential`` container and the LeNet-5 reference network (DESIGN.md §5).
+"""The ``Sequential`` container and the LeNet-5 reference network (docs/design.md §5).
 
 A :class:`Sequential` keeps what a network has of state: its layers (configuration only,
 see :mod:`convnet.layers`), their parameters, the caches of the last forward pass and the
@@ -486,7 +486,7 @@ class Sequential:
 def lenet5(
     dtype: DTypeLike = np.float32, seed: int | None = None, *, threads: int | None = None
 ) -> Sequential:
-    """LeNet-5, ReLU variant, for normalised ``(N, 1, 28, 28)`` digits (DESIGN.md §5).
+    """LeNet-5, ReLU variant, for normalised ``(N, 1, 28, 28)`` digits (docs/design.md §5).
 
     conv 6@5×5 pad 2 → ReLU → max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten
     (400) → linear 120 → ReLU → linear 84 → ReLU → linear 10; 61,706 parameters named

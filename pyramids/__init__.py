@@ -1,7 +1,7 @@
 """Multi-scale image analysis on sparse operators.
 
 Gaussian and Laplacian pyramids whose blur-and-downsample ``G`` and upsample-and-blur ``F``
-are ``scipy.sparse`` matrices (DESIGN.md §1–2), exact reconstruction, Laplacian pyramid
+are ``scipy.sparse`` matrices (docs/design.md §1–2), exact reconstruction, Laplacian pyramid
 blending (§3), and the steerable pyramid of Simoncelli & Freeman with steering (§4).
 
 Examples

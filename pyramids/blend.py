@@ -1,4 +1,4 @@
-"""Laplacian pyramid blending of two images under a mask (Burt & Adelson 1983, DESIGN.md §3)."""
+"""Laplacian pyramid blending under a mask (Burt & Adelson 1983; docs/design.md §3)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def blend(
     *,
     threads: int | None = None,
 ) -> np.ndarray:
-    """Blend two images under a mask with Laplacian pyramids (DESIGN.md §3).
+    """Blend two images under a mask with Laplacian pyramids (docs/design.md §3).
 
     Each band of the result is ``GM_k · LA_k + (1 - GM_k) · LB_k``, where ``LA``, ``LB`` are
     the Laplacian pyramids of ``a`` and ``b`` and ``GM`` the Gaussian pyramid of the mask;

@@ -1,6 +1,6 @@
 """One-dimensional low-pass kernels for the Gaussian and Laplacian pyramids.
 
-A kernel is an odd-length, symmetric, finite 1-D array that sums to 1 (DESIGN.md §1).
+A kernel is an odd-length, symmetric, finite 1-D array that sums to 1 (docs/design.md §1).
 Every function that takes ``kernel=`` accepts any of:
 
 * ``"binomial"`` (the default): ``[1, 4, 6, 4, 1] / 16``, which is the Burt–Adelson kernel

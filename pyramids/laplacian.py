@@ -1,4 +1,4 @@
-"""Gaussian and Laplacian pyramids on the sparse operators (DESIGN.md §2).
+"""Gaussian and Laplacian pyramids on the sparse operators (docs/design.md §2).
 
 ``levels`` always counts reductions: a Gaussian pyramid with ``levels=K`` holds ``K + 1``
 images (the input first), a Laplacian pyramid ``K`` band-pass images and the low-pass
@@ -103,7 +103,7 @@ def gaussian_pyramid(
     *,
     threads: int | None = None,
 ) -> GaussianPyramid:
-    """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (DESIGN.md §2).
+    """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (docs/design.md §2).
 
     Parameters
     ----------
@@ -366,7 +366,7 @@ def laplacian_pyramid(
     *,
     threads: int | None = None,
 ) -> LaplacianPyramid:
-    """Laplacian pyramid ``L_k = g_k - F_k g_{k+1}``, residual ``g_K`` (DESIGN.md §2).
+    """Laplacian pyramid ``L_k = g_k - F_k g_{k+1}``, residual ``g_K`` (docs/design.md §2).
 
     Parameters
     ----------

@@ -1,11 +1,11 @@
-"""The steerable pyramid of Simoncelli & Freeman (1995) on sparse operators (DESIGN.md §4).
+"""The steerable pyramid of Simoncelli & Freeman (1995) on sparse operators (docs/design.md §4).
 
     x ──H0──> highpass
     x ──L0──> l ──B_0 … B_K──> oriented bands of level 0
                 └──L1, ↓2──> next level, same recursion … low-pass residual
 
 Every stage is a linear operator, a 2-D correlation with the boundary mode folded in
-(:func:`pyramids.operators.fold_indices`, DESIGN.md §1), ``↓2`` a selection of the even rows
+(:func:`pyramids.operators.fold_indices`, docs/design.md §1), ``↓2`` a selection of the even rows
 and columns. Stacked, the stages form the analysis
 operator ``A`` (:func:`analysis_matrix`); ``A @ x.ravel()`` equals
 :meth:`SteerablePyramid.coefficients`. The filters are the published ``sp0`` … ``sp5`` sets
@@ -643,7 +643,7 @@ class SteerablePyramid(Pyramid):
         Parameters
         ----------
         method : {'mirror', 'adjoint', 'exact'}
-            ``'adjoint'``: ``Aᵀ c`` (DESIGN.md §4), what a self-inverting filter set needs.
+            ``'adjoint'``: ``Aᵀ c`` (docs/design.md §4), what a self-inverting filter set needs.
             Its error is the filter set's (:attr:`SteerableFilterSet.energy_tolerance`)
             with ``boundary='periodic'``, but with ``'reflect'`` the transpose of the fold
             counts the mirrored samples twice, and it errs near the borders (module
@@ -891,7 +891,7 @@ def steer(level_bands: Sequence[ArrayLike] | np.ndarray, theta: float) -> np.nda
 
     The ``K + 1`` bands of a level are directional derivatives of order ``K`` at the angles
     ``π k / (K + 1)``; the response at any angle is ``Σ_k w_k(θ) b_k`` with the weights of
-    :func:`pyramids.steerable_filters.steering_weights` (DESIGN.md §4). At a basis angle it
+    :func:`pyramids.steerable_filters.steering_weights` (docs/design.md §4). At a basis angle it
     returns that band (to rounding); at ``θ + π`` it returns ``(-1)^K`` times the band at θ.
 
     Parameters

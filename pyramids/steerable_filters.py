@@ -1,4 +1,4 @@
-"""Steerable pyramid filter sets and Gaussian-derivative steerable filters (DESIGN.md §4).
+"""Steerable pyramid filter sets and Gaussian-derivative steerable filters (docs/design.md §4).
 
 Filter sets
 -----------

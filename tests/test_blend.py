@@ -1,4 +1,4 @@
-"""Laplacian blending (DESIGN.md §3)."""
+"""Laplacian blending (docs/design.md §3)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Layers: finite-difference gradients, the loop reference, DESIGN.md §5 identities, and
+"""Layers: finite-difference gradients, the loop reference, docs/design.md §5 identities, and
 the fast layers against the reference ones."""
 
 import copy
@@ -117,7 +117,7 @@ def test_conv_equals_scipy_correlation(kind):
 @pytest.mark.parametrize("kind", CONVS)
 @pytest.mark.parametrize("padding", [0, 2])
 def test_weight_gradient_is_correlation_of_input_and_error(padding, kind):
-    """DESIGN.md §5: dL/dw[o, c] = Σ_n correlate(x_padded[n, c], δ[n, o])."""
+    """docs/design.md §5: dL/dw[o, c] = Σ_n correlate(x_padded[n, c], δ[n, o])."""
     conv, params, x = _conv((2, 3, 5, 1, padding, 9, 8), kind=kind)
     out, cache = conv.forward(params, x)
     delta = np.random.default_rng(5).standard_normal(out.shape)
@@ -139,7 +139,7 @@ def test_weight_gradient_is_correlation_of_input_and_error(padding, kind):
 @pytest.mark.parametrize("kind", CONVS)
 @pytest.mark.parametrize("padding", [0, 1])
 def test_input_gradient_is_full_convolution_with_flipped_kernel(padding, kind):
-    """DESIGN.md §5: dL/dx[n, c] = Σ_o full convolution of δ[n, o] with w[o, c].
+    """docs/design.md §5: dL/dx[n, c] = Σ_o full convolution of δ[n, o] with w[o, c].
 
     ``scipy.signal.convolve2d`` flips the kernel itself; the same result from ndimage's
     correlation with an explicitly flipped kernel checks the flip independently.

@@ -64,7 +64,7 @@ def test_reconstruction_property(h, w, channels, boundary, kernel, dtype, levels
     assert np.abs(pyr.reconstruct() - x).max() <= error_bound(x, levels, kernel, boundary)
 
 
-#: numpy.pad's name for each boundary mode (DESIGN.md §1).
+#: numpy.pad's name for each boundary mode (docs/design.md §1).
 PAD_MODE = {
     "reflect": "reflect",
     "symmetric": "symmetric",
@@ -230,7 +230,7 @@ def test_matches_opencv():
     """Same kernel and BORDER_REFLECT_101 boundary as OpenCV's pyrDown/pyrUp.
 
     For an odd output length OpenCV upsamples to the even length and crops, so its last
-    row and column differ from F of DESIGN.md §1, which reflects on the exact length.
+    row and column differ from F of docs/design.md §1, which reflects on the exact length.
     """
     cv2 = require_module("cv2", "OpenCV is the reference for pyrDown/pyrUp")
     for h, w in [(34, 46), (33, 45)]:

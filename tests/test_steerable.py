@@ -1,4 +1,4 @@
-"""Tests of the steerable pyramid (DESIGN.md §4) against independent computations."""
+"""Tests of the steerable pyramid (docs/design.md §4) against independent computations."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from pyramids.steerable_filters import (
 )
 
 BOUNDARIES = ("reflect", "symmetric", "nearest", "periodic", "zero")
-#: scipy.ndimage's name for each boundary mode (DESIGN.md §1).
+#: scipy.ndimage's name for each boundary mode (docs/design.md §1).
 NDI_MODE = {
     "reflect": "mirror",
     "symmetric": "reflect",

@@ -61,7 +61,7 @@ def test_laplacian_bound_is_close_where_border_amplification_is_real():
 
 
 def test_laplacian_bound_has_its_closed_form_for_the_default_kernel():
-    """About ``15·K·u·scale`` where every ‖F_k‖∞ = ‖G_k‖∞ = 1 and p_k = 6 (DESIGN.md §2)."""
+    """About ``15·K·u·scale`` where every ‖F_k‖∞ = ‖G_k‖∞ = 1 and p_k = 6 (docs/design.md §2)."""
     for dtype in (np.float32, np.float64):
         u = np.finfo(dtype).eps / 2
         for levels in (1, 4, 7):
