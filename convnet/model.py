@@ -228,9 +228,14 @@ class Sequential:
             for name, params in self.params.items()
         }
         # From the last forward pass: its chunks (None: the batch ran whole) and, for
-        # each chunk, its layers' caches.
+        # each chunk, its layers' caches; from the last backward pass, each chunk's
+        # results. Each is replaced only once the next pass has made its own: freed
+        # first, the buffers go back to the operating system at the top of the
+        # allocator's heaps and are faulted in again on the next pass (measured: a
+        # training step at batch 256 on two threads took 1.7 times as long).
         self._spans: list[tuple[int, int]] | None = None
         self._caches: list[list[Any]] | None = None
+        self._chunk_results: list[Any] = []
 
     # ------------------------------------------------------------------ passes
 
@@ -249,8 +254,6 @@ class Sequential:
             The last layer's output (logits for a classifier).
         """
         threads = resolve_threads(self.threads if threads is None else threads)
-        # The last pass's caches go first, so that their memory serves this pass.
-        self._spans = self._caches = None
         spans = self._chunk_spans(x)
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
@@ -320,6 +323,7 @@ class Sequential:
             )
 
         self._map(run, len(caches), threads)
+        self._chunk_results = results  # see __init__
         self._grads = _sum_in_order([grads for _, grads in results])
         if not input_grad:
             return None
