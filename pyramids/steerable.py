@@ -946,7 +946,7 @@ def steerable_pyramid(
     image : array_like, shape (h, w) or (h, w, c)
         Grey or colour image; float32 and float64 keep their dtype, integers are scaled to
         [0, 1] (:func:`pyramids.arrays.as_float_image`). Both sides must be at least the
-        filters' support (15 for ``sp3``).
+        filters' support (17 for ``sp3``, :func:`max_steerable_levels`).
     levels : int, optional
         Number of levels of oriented bands, ``1 … max_steerable_levels(image.shape)``;
         default the maximum.
