@@ -4,22 +4,19 @@ The file holds one array per parameter under its state-dict name and one more,
 ``__metadata__``, a 0-d unicode array with a JSON document: the architecture, the input
 normalisation, the class names, the training settings and the package version. It is
 written to a temporary name in the target directory and renamed into place, so a crash
-never leaves a half-written checkpoint; it is read with ``allow_pickle=False``.
+never leaves a half-written checkpoint; it is read by :func:`pyramids.io.read_npz` (no
+pickles, every header checked before its data).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import struct
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from pyramids.io import atomic_path
+from pyramids.io import NpzFileError, atomic_path, read_npz
 
 from .data import MNIST_MEAN, MNIST_STD
 from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
@@ -32,21 +29,6 @@ FORMAT = "convnet-checkpoint/1"
 _NORMALISATION = {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD}
 #: Longest metadata document read, in characters (a 120-epoch history is about 30,000).
 _MAX_METADATA = 1 << 24
-#: What reading a damaged archive can raise: zipfile's own errors (BadZipFile, and
-#: RuntimeError for an encrypted entry, NotImplementedError for an unknown compression),
-#: zlib's, a short read (EOFError, struct.error in a header), a malformed .npy header
-#: (ValueError) and the operating system's (OSError).
-_READ_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-    EOFError,
-    struct.error,
-    ValueError,
-    OSError,
-    NotImplementedError,
-    RuntimeError,
-)
 
 
 class CheckpointError(ValueError):
@@ -124,76 +106,42 @@ def save_checkpoint(
     return path
 
 
-def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, bool, int]:
-    """``(shape, dtype, fortran_order, header_length)`` of one ``.npy`` entry, from its header."""
-    with zf.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
-        return shape, dtype, fortran, f.tell()
-
-
-def _read_data(zf: zipfile.ZipFile, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
-    """The ``size`` data bytes of an entry whose header is ``start`` bytes long."""
-    if start + size != info.file_size:
-        raise ValueError(
-            f"{info.filename}: the header declares {size} bytes of data, the entry holds "
-            f"{info.file_size - start}"
-        )
-    with zf.open(info) as f:
-        data = f.read()  # also checks the entry's CRC
-    if len(data) != start + size:
-        raise ValueError(f"{info.filename}: {len(data)} bytes, expected {start + size}")
-    return data[start:]
-
-
 def _read_arrays(path: Path, expected: dict[str, tuple]) -> tuple[dict[str, np.ndarray], dict]:
     """Read the parameter arrays and the metadata of an ``.npz``, checking every header first.
 
-    No array is read before its header's shape has been checked against ``expected`` (and
-    its declared size against the entry's size), so a crafted header cannot make the loader
-    allocate more than the file holds; entries that are not parameters are not read at all.
+    Through :func:`pyramids.io.read_npz`: no array is read before its header's shape has
+    been checked against ``expected``, so a crafted header cannot make the loader allocate
+    more than the file holds; entries that are not parameters are not read at all. Returns
+    the arrays read and the shape of every entry.
     """
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic.startswith(b"\x93NUMPY"):
-        raise CheckpointError(
-            f"{path}: a single .npy array, not a convnet checkpoint (an .npz archive)"
-        )
-    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise CheckpointError(f"{path}: not a convnet checkpoint (not an .npz archive)")
-    arrays: dict[str, np.ndarray] = {}
     shapes: dict[str, tuple] = {}
-    with zipfile.ZipFile(path) as zf:
-        members = {}
-        for info in zf.infolist():
-            name = info.filename.removesuffix(".npy")
-            if name in members:
-                raise CheckpointError(f"{path}: the entry {name} appears twice")
-            members[name] = info
-        if _META_KEY not in members:
-            raise CheckpointError(f"{path}: not a convnet checkpoint (no {_META_KEY} entry)")
-        for name, info in members.items():
-            shape, dtype, fortran, start = _read_header(zf, info)
-            shapes[name] = shape
-            if name != _META_KEY and name not in expected:
-                continue  # reported below, never read
-            if name != _META_KEY and (dtype.hasobject or dtype.kind not in "fiu"):
-                raise CheckpointError(f"{path}: {name} holds {dtype} values, not numbers")
-            if name == _META_KEY:
-                if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_METADATA:
-                    raise CheckpointError(
-                        f"{path}: {_META_KEY} must be one JSON string, got {dtype} {shape}"
-                    )
-            elif shape != expected[name]:
-                continue  # a wrong shape is named with the others below
-            data = _read_data(zf, info, start, math.prod(shape) * dtype.itemsize)
-            array = np.frombuffer(data, dtype=dtype)
-            arrays[name] = array.reshape(shape, order="F" if fortran else "C")
+
+    def select(name: str, shape: tuple, dtype: np.dtype) -> bool:
+        shapes[name] = shape
+        if name == _META_KEY:
+            if shape != () or dtype.kind != "U" or dtype.itemsize > _MAX_METADATA:
+                raise CheckpointError(
+                    f"{path}: {_META_KEY} must be one JSON string, got {dtype} {shape}"
+                )
+            return True
+        if name not in expected:
+            return False  # reported by the caller, never read
+        if dtype.kind not in "fiu":
+            raise CheckpointError(f"{path}: {name} holds {dtype} values, not numbers")
+        return shape == expected[name]  # a wrong shape is named with the others
+
+    try:
+        arrays = read_npz(path, select=select)
+    except NpzFileError as exc:
+        if exc.single_npy:
+            message = "a single .npy array, not a convnet checkpoint (an .npz archive)"
+        elif not exc.archive:
+            message = f"not a convnet checkpoint ({exc})"
+        else:
+            message = f"not a readable convnet checkpoint ({exc})"
+        raise CheckpointError(f"{path}: {message}") from None
+    if _META_KEY not in shapes:
+        raise CheckpointError(f"{path}: not a convnet checkpoint (no {_META_KEY} entry)")
     return arrays, shapes
 
 
@@ -325,13 +273,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
         raise CheckpointError(f"{path}: not a file")
     reference = lenet5(seed=0)
     expected = {k: v.shape for k, v in reference.state_dict(copy=False).items()}
-    try:
-        arrays, shapes = _read_arrays(path, expected)
-    except CheckpointError:
-        raise
-    except _READ_ERRORS as exc:
-        reason = getattr(exc, "strerror", None) or exc or type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable convnet checkpoint ({reason})") from None
+    arrays, shapes = _read_arrays(path, expected)
     try:
         meta = json.loads(str(arrays.pop(_META_KEY)))
     except json.JSONDecodeError as exc:
@@ -357,8 +299,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
     dtype = np.dtype(meta["dtype"])
     state = {}
     for name, array in arrays.items():
-        if array.dtype.kind not in "fiu":
-            raise CheckpointError(f"{path}: {name} holds {array.dtype} values, not numbers")
         with np.errstate(over="ignore", invalid="ignore"):
             state[name] = array.astype(dtype)
         if not np.isfinite(state[name]).all():

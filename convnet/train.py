@@ -19,18 +19,15 @@ import contextlib
 import hashlib
 import json
 import os
-import struct
 import sys
 import time
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pyramids.io import atomic_path
+from pyramids.io import NpzFileError, atomic_path, read_npz
 from pyramids.parallel import blas_limited, resolve_threads
 
 from .augment import random_affine
@@ -430,18 +427,6 @@ def train(
 #: ``bit_generator.state``).
 STATE_FORMAT = "convnet-train-state/1"
 
-#: What reading a damaged archive can raise (a short or corrupt zip, a malformed array).
-_READ_ERRORS = (
-    zipfile.BadZipFile,
-    zlib.error,
-    EOFError,
-    struct.error,
-    ValueError,
-    KeyError,
-    NotImplementedError,
-    RuntimeError,
-)
-
 
 class TrainStateError(ValueError):
     """A training-state file cannot be read, or belongs to another run."""
@@ -563,12 +548,17 @@ def _read_state(path: str | os.PathLike, run: dict, model: Sequential) -> dict:
         if path.is_dir():
             raise TrainStateError(f"{path}: is a directory, not a training-state file")
         raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    def select(name: str, shape: tuple, dtype: np.dtype) -> bool:
+        if name == "meta" and (shape != () or dtype.kind != "U"):
+            raise TrainStateError(f"{path}: meta must be one JSON string, got {dtype} {shape}")
+        if name != "meta" and dtype.kind not in "fiu":
+            raise TrainStateError(f"{path}: {name} holds {dtype} values, not numbers")
+        return True
+
     try:
-        # Opened here, not by np.load, which leaves its own handle open when the archive
-        # turns out to be damaged.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except _READ_ERRORS as exc:
+        arrays = read_npz(path, select=select)
+    except NpzFileError as exc:
         raise TrainStateError(f"{path}: not a readable training-state file ({exc})") from None
     try:
         meta = json.loads(str(arrays.pop("meta")[()]))

@@ -11,18 +11,22 @@ of pixels (a "decompression bomb"). Pillow's own limit (about 89 Mpixels, an err
 twice that) is replaced by this one while a header is read, so that a caller can raise it.
 
 Pyramid files (``pyramid.npz``) are written by ``Pyramid.save`` and read by
-:func:`pyramids.load_pyramid` (:mod:`pyramids.pyramid`), through :func:`atomic_path`.
+:func:`pyramids.load_pyramid` (:mod:`pyramids.pyramid`), through :func:`atomic_path` and
+:func:`read_npz`, the package's one reader of ``.npz`` archives (``convnet``'s checkpoints
+and training states use it too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import struct
 import tempfile
 import threading
+import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +36,12 @@ from PIL import Image, UnidentifiedImageError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageFileError",
+    "NpzFileError",
     "OutputFileError",
     "atomic_path",
     "image_size",
     "read_image",
+    "read_npz",
     "write_image",
 ]
 
@@ -306,3 +312,165 @@ def write_image(
     except OSError as exc:
         raise OutputFileError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+# --------------------------------------------------------------------------- .npz archives
+
+_NPY_MAGIC = b"\x93NUMPY"
+#: Deflate never expands its output more than this.
+_DEFLATE_MAX_RATIO = 1032
+#: What reading a damaged archive can raise: zipfile's own errors (BadZipFile, and
+#: RuntimeError for an encrypted member, NotImplementedError for an unknown compression),
+#: zlib's, a short read (EOFError, struct.error in a header), a malformed .npy header
+#: (ValueError) and the operating system's (OSError).
+_NPZ_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    struct.error,
+    ValueError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+)
+_CHUNK = 1 << 24
+
+
+class NpzFileError(ValueError):
+    """An ``.npz`` archive that :func:`read_npz` cannot read safely.
+
+    Attributes
+    ----------
+    archive : bool
+        False when the file is not a zip archive at all.
+    single_npy : bool
+        True when it is one ``.npy`` array instead.
+    """
+
+    def __init__(self, reason: str, *, archive: bool = True, single_npy: bool = False):
+        super().__init__(reason)
+        self.archive = archive
+        self.single_npy = single_npy
+
+
+def read_npz(
+    path: str | os.PathLike,
+    *,
+    select: Callable[[str, tuple[int, ...], np.dtype], bool] | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, every header checked before its data is read.
+
+    No pickles; every member must be an ``.npy`` under a name of its own, with sizes its
+    compressed size allows, and a header declaring exactly the bytes the member holds and
+    no Python objects. A crafted file therefore cannot make the reader allocate more than
+    about a thousand times its own size, and whatever is wrong with a damaged file, the
+    answer is an :class:`NpzFileError`.
+
+    Parameters
+    ----------
+    path : str or path-like
+    select : callable, optional
+        ``select(name, shape, dtype)`` sees each member's header before anything else is
+        checked: True reads the member, False skips it (never read, its sizes unchecked);
+        an exception it raises propagates unchanged. Default: read every member.
+
+    Returns
+    -------
+    dict of str to ndarray
+        By member name without ``.npy``, in archive order; writeable arrays.
+
+    Raises
+    ------
+    NpzFileError
+        If the file cannot be read, is not an archive (a single ``.npy`` included), or is
+        not a well-formed archive of plain arrays. The message says what, not where:
+        callers add the path and what the file should have been.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            start = file.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise NpzFileError(f"cannot read it: {exc.strerror or exc}") from None
+    if start == _NPY_MAGIC:
+        raise NpzFileError("a single .npy array", archive=False, single_npy=True)
+    if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise NpzFileError("not an .npz archive", archive=False)
+    arrays: dict[str, np.ndarray] = {}
+    names: set[str] = set()
+    try:
+        size = path.stat().st_size
+        archive = zipfile.ZipFile(path)
+    except _NPZ_ERRORS as exc:
+        raise NpzFileError(f"{type(exc).__name__}: {exc}") from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name == info.filename:
+                raise NpzFileError(f"unexpected member {info.filename!r}")
+            if name in names:
+                raise NpzFileError(f"the member {name!r} appears twice")
+            names.add(name)
+            if info.compress_size > size or info.file_size > (
+                info.compress_size * _DEFLATE_MAX_RATIO + 1024
+            ):
+                raise NpzFileError(f"member {name!r} has impossible sizes")
+            try:
+                shape, dtype, fortran, offset = _npy_header(archive, info)
+            except _NPZ_ERRORS as exc:
+                raise NpzFileError(f"{name}: {type(exc).__name__}: {exc}") from None
+            if select is not None and not select(name, shape, dtype):
+                continue  # never read, so its sizes do not matter
+            if dtype.hasobject:
+                raise NpzFileError(f"{name} holds Python objects, not numbers")
+            count = math.prod(shape)
+            if offset + count * dtype.itemsize != info.file_size:
+                raise NpzFileError(
+                    f"{name}: the header declares shape {shape} of {dtype}, "
+                    f"{count * dtype.itemsize} bytes, the member holds {info.file_size - offset}"
+                )
+            try:
+                data = _npy_data(archive, info)
+                if count * dtype.itemsize == 0:
+                    array = np.empty(shape, dtype)
+                else:
+                    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+            except NpzFileError:
+                raise
+            except _NPZ_ERRORS as exc:
+                raise NpzFileError(f"{name}: {type(exc).__name__}: {exc}") from None
+            arrays[name] = array.reshape(shape, order="F" if fortran else "C")
+    return arrays
+
+
+def _npy_header(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, header_length)`` of one member, from its header."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        return tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran), member.tell()
+
+
+def _npy_data(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytearray:
+    """All the bytes of a member (its size checked beforehand), in chunks; reading to the
+    end checks the member's CRC."""
+    data = bytearray(info.file_size)
+    filled = 0
+    with archive.open(info) as member:
+        while filled < len(data):
+            chunk = member.read(min(_CHUNK, len(data) - filled))
+            if not chunk:
+                break
+            data[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        if filled != len(data) or member.read(1):
+            raise NpzFileError(f"{info.filename}: not {len(data)} bytes as its entry says")
+    return data

@@ -42,12 +42,8 @@ from __future__ import annotations
 
 import abc
 import json
-import math
 import os
 import re
-import struct
-import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +53,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .display import pyramid_montage
-from .io import DEFAULT_MAX_PIXELS, OutputFileError, _check_max_pixels, atomic_path
+from .io import (
+    DEFAULT_MAX_PIXELS,
+    NpzFileError,
+    OutputFileError,
+    _check_max_pixels,
+    atomic_path,
+    read_npz,
+)
 
 __all__ = [
     "FORMAT",
@@ -408,77 +411,27 @@ def read_pyramid_file(
     return PyramidFile(pyramid, attrs, version)
 
 
-_NPY_MAGIC = b"\x93NUMPY"
-_DEFLATE_MAX_RATIO = 1032  # deflate never expands its output more than this
-
-
-def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        raise ValueError(f"unsupported .npy format version {version}")
-    return tuple(int(n) for n in shape), np.dtype(dtype)
-
-
 def _read_npz(path: Path, max_pixels: int) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz``, each header checked before its data is decompressed."""
+    """Every array of a pyramid file (:func:`pyramids.io.read_npz`), none of more than
+    ``max_pixels`` pixels."""
+
+    def select(key: str, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+        if len(shape) >= 2 and shape[0] * shape[1] > max_pixels:
+            raise PyramidFileError(
+                f"{path}: {key} has {shape[1]}×{shape[0]} = {shape[0] * shape[1]:,} "
+                f"pixels, above the limit of {max_pixels:,}; raise it with "
+                "--max-pixels (max_pixels= in Python)"
+            )
+        return True
+
     try:
-        with open(path, "rb") as file:
-            start = file.read(len(_NPY_MAGIC))
-    except OSError as exc:
-        raise PyramidFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if start == _NPY_MAGIC:
-        raise PyramidFileError(
-            f"{path}: a single .npy array, not a pyramid .npz written by 'pyramids decompose'"
-        )
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        size = path.stat().st_size
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise PyramidFileError(f"{path}: unexpected member {info.filename!r}")
-                key = info.filename[: -len(".npy")]
-                if info.compress_size > size or info.file_size > (
-                    info.compress_size * _DEFLATE_MAX_RATIO + 1024
-                ):
-                    raise PyramidFileError(f"{path}: member {key!r} has impossible sizes")
-                with archive.open(info) as member:
-                    shape, dtype = _npy_header(member)
-                if dtype.hasobject:
-                    raise PyramidFileError(f"{path}: {key} holds Python objects, not numbers")
-                if math.prod(shape) * dtype.itemsize > info.file_size:
-                    raise PyramidFileError(
-                        f"{path}: {key} claims shape {shape} of {dtype}, more than its "
-                        f"{info.file_size} bytes"
-                    )
-                if len(shape) >= 2 and shape[0] * shape[1] > max_pixels:
-                    raise PyramidFileError(
-                        f"{path}: {key} has {shape[1]}×{shape[0]} = {shape[0] * shape[1]:,} "
-                        f"pixels, above the limit of {max_pixels:,}; raise it with "
-                        "--max-pixels (max_pixels= in Python)"
-                    )
-                with archive.open(info) as member:
-                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
-    except PyramidFileError:
-        raise
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        EOFError,
-        OSError,
-        ValueError,
-        struct.error,
-        NotImplementedError,  # zipfile: an unknown compression method
-        RuntimeError,  # zipfile: an encrypted member
-    ) as exc:
-        raise PyramidFileError(
-            f"{path}: not a readable pyramid file ({type(exc).__name__}: {exc})"
-        ) from None
-    return arrays
+        return read_npz(path, select=select)
+    except NpzFileError as exc:
+        if exc.single_npy:
+            raise PyramidFileError(
+                f"{path}: a single .npy array, not a pyramid .npz written by 'pyramids decompose'"
+            ) from None
+        raise PyramidFileError(f"{path}: not a readable pyramid file ({exc})") from None
 
 
 # --------------------------------------------------------------------------- checking

@@ -310,6 +310,7 @@ def _rewrite(state, target, change):
         (lambda m, a: a.update({"param:fc1.bias": np.full(120, np.nan, np.float32)}), "NaN"),
         (lambda m, a: a.update({"param:fc1.bias": np.zeros(7, np.float32)}), "fc1.bias"),
         (lambda m, a: a.update({"extra": np.zeros(1)}), "unexpected entry"),
+        (lambda m, a: a.update({"param:fc1.bias": np.array(["x"] * 120)}), "not numbers"),
         (lambda m, a: m.pop("optimizer"), "malformed"),
     ],
 )
@@ -322,11 +323,14 @@ def test_resume_refuses_a_damaged_state(digits, finished_state, tmp_path, change
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not a zip", "truncated", "pickle"],
+    [b"", b"not a zip", "truncated", "pickle", "npy"],
 )
 def test_resume_refuses_unreadable_files(digits, finished_state, tmp_path, content):
     path = tmp_path / "state.npz"
-    if content == "truncated":
+    if content == "npy":  # once a TypeError from np.load's plain array
+        np.save(path.with_suffix(".npy"), np.zeros(3))
+        path.with_suffix(".npy").rename(path)
+    elif content == "truncated":
         data = finished_state.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif content == "pickle":
