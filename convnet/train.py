@@ -596,6 +596,14 @@ def _read_state(path: str | os.PathLike, run: dict, model: Sequential) -> dict:
         for group, values in groups.items():
             if set(values) != set(names):
                 raise TrainStateError(f"{path}: the {group!r} arrays do not match the model")
+        # The parameters and the optimiser's buffers are checked as they are loaded; the
+        # chosen epoch's parameters are loaded only at the end of the run, so here.
+        for name, value in groups["best"].items():
+            if value.shape != names[name].shape:
+                raise TrainStateError(
+                    f"{path}: best:{name} has shape {value.shape}, the model's is "
+                    f"{names[name].shape}"
+                )
         optimizer = {"steps": opt_meta["steps"], "lr": opt_meta["lr"]}
         optimizer.update({b: groups[f"opt:{b}"] for b in opt_meta["buffers"]})
         rng_state = meta["rng"]

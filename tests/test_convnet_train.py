@@ -311,6 +311,7 @@ def _rewrite(state, target, change):
         (lambda m, a: a.update({"param:fc1.bias": np.zeros(7, np.float32)}), "fc1.bias"),
         (lambda m, a: a.update({"extra": np.zeros(1)}), "unexpected entry"),
         (lambda m, a: a.update({"param:fc1.bias": np.array(["x"] * 120)}), "not numbers"),
+        (lambda m, a: a.update({"best:fc1.bias": np.zeros(7, np.float32)}), "best:fc1.bias"),
         (lambda m, a: m.pop("optimizer"), "malformed"),
     ],
 )
