@@ -208,9 +208,9 @@ def _check_outputs(args, inputs: list[Path]) -> None:
     """Refuse, before any work, outputs that could not be written or would destroy something.
 
     Raises ValueError (an input error) for an output that is a directory, sits in a missing
-    directory, names the same file as another output, or replaces an existing file, an
-    input or the training state of an interrupted run without ``--force``; PermissionError
-    (a runtime failure) for a directory that cannot be written.
+    directory, names the same file as another output or as the training state, or replaces
+    an existing file, an input or the training state of an interrupted run without
+    ``--force``; PermissionError (a runtime failure) for a directory that cannot be written.
     """
     outputs = [("--out", Path(args.out))]
     if args.plot:
@@ -240,6 +240,12 @@ def _check_outputs(args, inputs: list[Path]) -> None:
         if path.exists():
             raise ValueError(f"{flag} {path}: exists; pass --force to replace it")
     state = _state_path(args)
+    for flag, path in outputs:
+        if _same_file(path, state):  # even with --force: the state is removed at the end
+            raise ValueError(
+                f"{flag} {path}: is this run's training state, rewritten after every epoch "
+                "and removed once --out is saved; name another file"
+            )
     if not args.resume and state.exists() and not args.force:
         raise ValueError(
             f"{state}: the training state of an interrupted run; continue it with "

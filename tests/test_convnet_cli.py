@@ -386,6 +386,15 @@ def test_force_allows_replacing_an_existing_output(tmp_path, no_training):
     assert len(no_training) == 1
 
 
+def test_out_is_never_the_training_state_even_with_force(tmp_path, no_training, capsys):
+    """The state is removed once --out is saved: an --out naming it would lose the model."""
+    state = tmp_path / "run.npz"
+    state.write_bytes(b"state")
+    assert main(["train", "--out", str(state), "--resume", str(state), "--force"]) == 2
+    assert "is this run's training state" in capsys.readouterr().err
+    assert no_training == [] and state.read_bytes() == b"state"
+
+
 def test_unwritable_output_directory_is_a_runtime_failure(tmp_path, no_training, monkeypatch,
                                                           capsys):  # fmt: skip
     # Running as root, permissions cannot be taken away; os.access stands in for them.
