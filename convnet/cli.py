@@ -10,8 +10,9 @@ Exit status (the same convention as the ``pyramids`` command): 0 on success; 2 f
 command line and for bad input (missing, corrupt or invalid files or values: images of the
 wrong size, NaN, a checkpoint of another architecture, an output that would replace an
 input), with one line on stderr; 1 for a runtime failure (an output that cannot be
-written, a download that fails from every mirror, a training run that diverges); 130 when
-interrupted (Ctrl-C) and 143 when terminated (SIGTERM), after removing temporary files.
+written, a download that fails from every mirror, a training run that diverges, memory
+exhausted); 130 when interrupted (Ctrl-C) and 143 when terminated (SIGTERM), after
+removing temporary files.
 Every output of ``train`` is checked before training starts.
 """
 
@@ -409,6 +410,8 @@ def _resume_hint(args) -> str:
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory"
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     return str(exc) or type(exc).__name__
@@ -444,11 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Input errors: the parsers turn every defect of a file or value into a ValueError
     # (IDXError, CheckpointError, ImageFileError, …) naming the file; a missing file is a
     # FileNotFoundError. Runtime failures: the operating system's errors (writing an
-    # output, DownloadError) and a diverging training run.
+    # output, DownloadError), a diverging training run and memory exhausted.
     except (ValueError, FileNotFoundError) as exc:
         print(f"convnet: error: {_message(exc)}", file=sys.stderr)
         return 2
-    except (OSError, FloatingPointError) as exc:
+    except (OSError, FloatingPointError, MemoryError) as exc:
         print(f"convnet: error: {_message(exc)}", file=sys.stderr)
         return 1
     finally:

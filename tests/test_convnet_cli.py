@@ -395,6 +395,18 @@ def test_out_is_never_the_training_state_even_with_force(tmp_path, no_training, 
     assert no_training == [] and state.read_bytes() == b"state"
 
 
+def test_memory_exhausted_is_a_runtime_failure_in_one_line(tmp_path, monkeypatch, capsys):
+    """Once a MemoryError traceback; the pyramids command already answered it with 1."""
+    import convnet.checkpoint
+
+    def exhausted(path):
+        raise MemoryError
+
+    monkeypatch.setattr(convnet.checkpoint, "load_checkpoint", exhausted)
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "d.png")]) == 1
+    assert capsys.readouterr().err == "convnet: error: out of memory\n"
+
+
 def test_unwritable_output_directory_is_a_runtime_failure(tmp_path, no_training, monkeypatch,
                                                           capsys):  # fmt: skip
     # Running as root, permissions cannot be taken away; os.access stands in for them.
