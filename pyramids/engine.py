@@ -622,9 +622,13 @@ def mix(
     """
     threads = resolve_threads(threads)
     matrix = np.asarray(matrix, dtype=arrays[0].dtype)
+    if matrix.ndim != 2 or matrix.shape[1] != len(arrays):
+        raise ValueError(
+            f"matrix must have one column per array ({len(arrays)}), got shape {matrix.shape}"
+        )
     shape = arrays[0].shape
     flat = [a.reshape(shape[0], -1) for a in arrays]
-    out = [np.empty_like(f) for f in flat[: len(matrix)]]
+    out = [np.empty_like(flat[0]) for _ in range(len(matrix))]
     rows = max(1, _STRIP_ELEMENTS // (len(arrays) * flat[0].shape[1]))
 
     def task(a: int, b: int) -> None:

@@ -190,6 +190,21 @@ def test_mix_equals_the_weighted_sum_for_any_thread_count():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("outputs", [1, 3, 5])
+def test_mix_makes_one_array_per_row_of_the_matrix(outputs):
+    """Once cut to the number of arrays: 3 arrays and a 5 × 3 matrix gave 3 outputs."""
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal((7, 6)) for _ in range(3)]
+    matrix = rng.standard_normal((outputs, 3))
+    mixed = mix(arrays, matrix, threads=1)
+    assert len(mixed) == outputs
+    for i, out in enumerate(mixed):
+        expected = sum(matrix[i, j] * a for j, a in enumerate(arrays))
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="one column per array"):
+        mix(arrays, rng.standard_normal((3, 2)))
+
+
 # --------------------------------------------------------------------------- band tiles
 
 
