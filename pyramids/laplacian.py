@@ -353,8 +353,8 @@ def _check_chain(levels: list[np.ndarray], names: list[str]) -> None:
         expected = (_reduced(finer[0]), _reduced(finer[1]), *finer[2:])
         if coarser != expected:
             raise ValueError(
-                f"{names[k]} has shape {coarser}, but below {names[k - 1]} of shape {finer} "
-                f"it must be {expected}: each level is ceil(half) the size of the one before"
+                f"{names[k]} has shape {coarser}, which does not fit {names[k - 1]} of shape "
+                f"{finer}: it must be {expected}, each level ceil(half) the size of the one before"
             )
 
 
@@ -499,16 +499,7 @@ def reconstruct_laplacian(
     weights = resolve_kernel(kernel)
     g = as_float_image(residual, "residual")
     layers = [as_float_image(band, f"bands[{k}]") for k, band in enumerate(bands)]
-    expected = g.shape
-    for k in range(len(layers) - 1, -1, -1):
-        shape = layers[k].shape
-        if (_reduced(shape[0]), _reduced(shape[1]), *shape[2:]) != expected:
-            below = "residual" if k == len(layers) - 1 else f"bands[{k + 1}]"
-            raise ValueError(
-                f"bands[{k}] of shape {shape} does not fit {below} of shape {expected}: "
-                f"each level must be ceil(half) the size of the one before"
-            )
-        expected = shape
+    _check_chain([*layers, g], [f"bands[{k}]" for k in range(len(layers))] + ["residual"])
     threads = resolve_threads(threads)
     dtype = np.result_type(g, *layers)
     g = g.astype(dtype, copy=True)
