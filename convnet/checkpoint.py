@@ -20,7 +20,7 @@ from pyramids.io import NpzFileError, atomic_path, read_npz
 
 from .data import MNIST_MEAN, MNIST_STD
 from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
-from .model import LENET5_INPUT_SHAPE, Sequential, lenet5
+from .model import LENET5_INPUT_SHAPE, Sequential, lenet5, state_mismatches
 
 __all__ = ["CheckpointError", "load_checkpoint", "logit_bound", "save_checkpoint"]
 
@@ -280,22 +280,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
         raise CheckpointError(f"{path}: unreadable metadata ({exc})") from None
     meta = _check_metadata(path, meta, _outputs(reference))
     shapes.pop(_META_KEY)
-    problems = []
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    wrong = [
-        f"{k}: expected {expected[k]}, got {shapes[k]}"
-        for k in expected
-        if k in shapes and shapes[k] != expected[k]
-    ]
-    if missing:
-        problems.append("missing " + ", ".join(missing))
-    if unexpected:
-        problems.append("unexpected " + ", ".join(unexpected))
-    if wrong:
-        problems.append("wrong shape " + "; ".join(wrong))
+    problems = state_mismatches(expected, shapes)
     if problems:
-        raise CheckpointError(f"{path}: parameters do not fit LeNet-5: " + " | ".join(problems))
+        raise CheckpointError(f"{path}: parameters do not fit LeNet-5: {problems}")
     dtype = np.dtype(meta["dtype"])
     state = {}
     for name, array in arrays.items():

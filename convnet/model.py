@@ -53,6 +53,7 @@ __all__ = [
     "backward_pass",
     "forward_pass",
     "lenet5",
+    "state_mismatches",
 ]
 
 #: One normalised MNIST digit, ``(C, H, W)``.
@@ -138,6 +139,32 @@ def backward_pass(
         if wanted and dout is None:
             raise RuntimeError(f"layer {name!r} returned no input gradient")
     return (dout if need_dx else None), grads
+
+
+def state_mismatches(expected: Mapping[str, tuple], given: Mapping[str, tuple]) -> str:
+    """What keeps parameters of the ``given`` shapes from fitting the ``expected`` ones.
+
+    Returns
+    -------
+    str
+        ``"missing a, b | unexpected c | wrong shape d: expected (…), got (…)"`` with the
+        parts that apply, ``""`` when the names and shapes match.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = [
+        f"{k}: expected {expected[k]}, got {given[k]}"
+        for k in expected
+        if k in given and tuple(given[k]) != tuple(expected[k])
+    ]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected))
+    if wrong:
+        problems.append("wrong shape " + "; ".join(wrong))
+    return " | ".join(problems)
 
 
 def _sum_in_order(per_chunk: list[dict[str, Params]]) -> dict[str, Params]:
@@ -424,22 +451,11 @@ class Sequential:
             Naming every missing, unexpected and wrongly shaped entry.
         """
         own = self.state_dict(copy=False)
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = [
-            f"{k}: expected {own[k].shape}, got {np.shape(state[k])}"
-            for k in own
-            if k in state and np.shape(state[k]) != own[k].shape
-        ]
-        problems = []
-        if missing:
-            problems.append("missing " + ", ".join(missing))
-        if unexpected:
-            problems.append("unexpected " + ", ".join(unexpected))
-        if wrong:
-            problems.append("wrong shape " + "; ".join(wrong))
+        problems = state_mismatches(
+            {k: v.shape for k, v in own.items()}, {k: np.shape(v) for k, v in state.items()}
+        )
         if problems:
-            raise ValueError("state dict does not match the model: " + " | ".join(problems))
+            raise ValueError(f"state dict does not match the model: {problems}")
         for k, target in own.items():
             value = np.asarray(state[k])
             if not np.isfinite(value).all():
