@@ -23,7 +23,7 @@ import numpy as np
 
 from .arrays import as_float_image
 from .blend import blend
-from .io import DEFAULT_MAX_PIXELS, image_size, read_image, write_image
+from .io import DEFAULT_MAX_PIXELS, _check_suffix, image_size, read_image, write_image
 from .laplacian import gaussian_pyramid, laplacian_pyramid
 from .operators import BOUNDARIES
 from .pyramid import Pyramid, PyramidFileError, read_pyramid_file
@@ -74,6 +74,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_output(output: Path, inputs: Sequence[Path], force: bool) -> None:
+    """Refuse, before any work, an output image of an unknown format or one that is an input."""
+    _check_suffix(output)
     if force:
         return
     for path in inputs:
@@ -199,6 +201,7 @@ def _cmd_decompose(args: argparse.Namespace) -> None:
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     source = Path(args.source)
     npz = source / "pyramid.npz" if source.is_dir() else source
+    _check_suffix(Path(args.output))  # before any work
     saved = read_pyramid_file(npz, max_pixels=args.max_pixels)
     bit_depth = saved.attrs.get("bit_depth", 8)
     if type(bit_depth) is not int or bit_depth not in (8, 16):

@@ -249,6 +249,16 @@ def _quantise(image: np.ndarray, bit_depth: int) -> np.ndarray:
     return np.round(scaled).astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
+def _check_suffix(path: Path) -> str:
+    """The lower-case suffix of an image to write, if :func:`write_image` knows it."""
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ImageFileError(
+            f"{path}: unsupported image suffix {suffix!r}; use one of {sorted(_SUFFIXES)}"
+        )
+    return suffix
+
+
 def write_image(
     path: str | os.PathLike, image: ArrayLike, bit_depth: int = 8, quality: int = 92
 ) -> Path:
@@ -280,11 +290,7 @@ def write_image(
         If the file cannot be written (an ``OSError``).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _SUFFIXES:
-        raise ImageFileError(
-            f"{path}: unsupported image suffix {suffix!r}; use one of {sorted(_SUFFIXES)}"
-        )
+    suffix = _check_suffix(path)
     if bit_depth not in (8, 16):
         raise ImageFileError(f"bit_depth must be 8 or 16, got {bit_depth}")
     array = np.asarray(image)

@@ -438,3 +438,17 @@ def test_library_blend_takes_the_mask_png_as_read(tmp_path):
 def test_max_kernel_taps_follows_from_the_pixel_limit():
     side = math.isqrt(DEFAULT_MAX_PIXELS)
     assert side - 1 == MAX_KERNEL_TAPS and MAX_KERNEL_TAPS % 2 == 1
+
+
+def test_an_output_of_unknown_format_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """Once found by write_image, after the whole blend or collapse had been computed."""
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(cli, "blend", no_work)
+    monkeypatch.setattr(cli, "read_pyramid_file", no_work)
+    assert run("blend", "-o", tmp_path / "out.xyz") == 2
+    assert "unsupported image suffix '.xyz'" in one_error_line(capsys)
+    assert run("reconstruct", tmp_path / "p.npz", "-o", tmp_path / "out.npz") == 2
+    assert "unsupported image suffix '.npz'" in one_error_line(capsys)
