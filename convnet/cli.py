@@ -22,28 +22,20 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pyramids.command import run_command
+
 __all__ = ["EMBEDDED_EPOCHS", "main"]
 
 #: Default epochs on the embedded 8×8 digits (1,437 training images, upsampled): their test
 #: accuracy stops improving long before the 120 epochs that suit MNIST-style data.
 EMBEDDED_EPOCHS = 30
-
-
-class _Terminated(BaseException):
-    """SIGTERM, turned into an exception so that ``finally`` blocks clean up."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -409,14 +401,6 @@ def _resume_hint(args) -> str:
     return f"; continue with: convnet train … --resume {state} (the same data and settings)"
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "out of memory"
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc) or type(exc).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
@@ -429,34 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success; 2 for bad input (a wrong command line exits with 2 through
-        ``SystemExit``); 1 for a runtime failure; 130 if interrupted; 143 on SIGTERM.
+        ``SystemExit``); 1 for a runtime failure; 130 if interrupted; 143 on SIGTERM
+        (:mod:`pyramids.command`, shared with the ``pyramids`` command).
     """
     args = _build_parser().parse_args(argv)
     command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
-    # SIGTERM becomes an exception, so that temporary files are removed on the way out.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
-    try:
-        return command(args)
-    except KeyboardInterrupt:
-        print(f"convnet: interrupted{_resume_hint(args)}", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print(f"convnet: terminated{_resume_hint(args)}", file=sys.stderr)
-        return 143
-    # Input errors: the parsers turn every defect of a file or value into a ValueError
-    # (IDXError, CheckpointError, ImageFileError, …) naming the file; a missing file is a
-    # FileNotFoundError. Runtime failures: the operating system's errors (writing an
-    # output, DownloadError), a diverging training run and memory exhausted.
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"convnet: error: {_message(exc)}", file=sys.stderr)
-        return 2
-    except (OSError, FloatingPointError, MemoryError) as exc:
-        print(f"convnet: error: {_message(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+    return run_command(lambda: command(args), "convnet", hint=lambda: _resume_hint(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

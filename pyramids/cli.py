@@ -2,9 +2,11 @@
 
 Exit status: 0 on success; 2 for a usage or input error (a bad argument; a missing,
 unreadable, corrupt, too large or inconsistent input file); 1 for a runtime failure (an
-output that cannot be written, memory exhausted); 130 when interrupted (Ctrl-C). Each
-failure is one line on stderr. Outputs are written atomically and never onto an input
-unless ``--force`` is given; ``decompose`` writes its whole directory or nothing.
+output that cannot be written, memory exhausted); 130 when interrupted (Ctrl-C) and 143
+when terminated (SIGTERM), after removing temporary files (:mod:`pyramids.command`, shared
+with the ``convnet`` command). Each failure is one line on stderr. Outputs are written
+atomically and never onto an input unless ``--force`` is given; ``decompose`` writes its
+whole directory or nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from .arrays import as_float_image
 from .blend import blend
+from .command import run_command
 from .io import DEFAULT_MAX_PIXELS, _check_suffix, image_size, read_image, write_image
 from .laplacian import gaussian_pyramid, laplacian_pyramid
 from .operators import BOUNDARIES
@@ -43,7 +46,7 @@ STEERABLE_METHODS = ("mirror", "adjoint", "exact")
 _RECONSTRUCT = inspect.signature(SteerablePyramid.reconstruct).parameters
 
 
-class CommandError(Exception):
+class CommandError(ValueError):
     """A usage or input error found by the command line itself: one line, exit status 2."""
 
 
@@ -333,29 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (0, 1, 2 or 130: module docstring)."""
+    """Run the command line; return the exit status (0, 1, 2, 130 or 143: module docstring)."""
     args = build_parser().parse_args(argv)
-    prefix = f"pyramids {args.command}"
-    try:
-        args.run(args)
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
-        return 130
-    except (CommandError, ValueError) as exc:  # ImageFileError, PyramidFileError included
-        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # inputs are read through io, which turns their failures into
-        # ValueErrors: an OSError here is an output that could not be written
-        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    except MemoryError:
-        print(f"{prefix}: error: out of memory", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return run_command(lambda: args.run(args), f"pyramids {args.command}")
 
 
 if __name__ == "__main__":
