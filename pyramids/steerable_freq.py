@@ -1,0 +1,773 @@
+"""Frequency-domain and complex steerable pyramids (Portilla & Simoncelli 2000; docs/design.md §6).
+
+    X = DFT(x)  ──H0──> highpass
+                ──L0──> Y_0 ──c·B_ℓ·A_k──> band (ℓ, k)
+                         └──L_ℓ, crop──> Y_{ℓ+1} … low-pass residual
+
+Every stage is a diagonal mask on the centred spectrum, and halving is a crop of it, so in
+the Fourier basis the whole analysis is a sparse matrix with at most one entry per row
+(:func:`frequency_analysis_matrix`). The masks, on the polar grid ``(ρ, θ)`` of the
+*original* image's frequencies (``ρ = 1`` at Nyquist along an axis; ``θ`` counter-clockwise
+from the x axis as displayed, y up):
+
+- radial: raised cosines on a ``log2 ρ`` axis, ``twidth`` octaves wide, written as
+  ``high(s) = sin(πs/2)``, ``low(s) = cos(πs/2)`` with ``s`` the position in the transition
+  (0 below, 1 above), so that ``high² + low² = 1`` exactly. ``H0``/``L0`` change over at
+  ``log2 ρ ∈ [−twidth, 0]``; level ``ℓ``'s band-pass ``B_ℓ`` and low-pass ``L_ℓ`` over
+  ``[−ℓ − 1 − twidth, −ℓ − 1]``. ``L_ℓ`` vanishes where ``ρ ≥ 2^(−ℓ−1)``, i.e. outside the
+  crop, so the crop loses nothing.
+- angular, ``K`` orientations (order ``n = K − 1``): ``A_k(θ) = α cos(θ − πk/K)^n`` with
+  ``α² = 4^n / (K·C(2n, n))``, so ``Σ_k A_k² = 1``. The complex (analytic) pyramid uses
+  ``2A_k`` on the half-plane ``|θ − πk/K| < π/2`` and 0 on the other half; its real part is the
+  real pyramid's band.
+- each band is multiplied by ``c = (−i)^n``, which makes the real pyramid's bands real (its
+  masks are even or odd in ``ω``), as in pyrtools.
+
+All transforms are unitary (``norm='ortho'``), so the analysis is a tight frame:
+``‖h‖² + Σ‖b‖² + ‖r‖² = ‖x‖²`` and the synthesis is the adjoint. For the complex pyramid,
+``reconstruct`` synthesises from the real parts of the bands (which are the real pyramid's
+bands), and for a real image ``‖h‖² + ½Σ‖c‖² + ‖r‖² = ‖x‖²``.
+
+Conventions against pyrtools' ``SteerablePyramidFreq`` (which this module does not use):
+pyrtools' ``order`` is ``orientations − 1`` and its ``height`` is ``levels``; its angles are
+measured with the row axis pointing down (clockwise as displayed), so its band ``(K − k) mod
+K`` is ours ``k`` times ``(−1)^n`` for ``k ≥ 1`` (complex: the conjugate of ours, its half-plane
+being the opposite one); its FFTs are not normalised,
+so its level-``ℓ`` coefficients are ours times ``sqrt(N_0 / N_ℓ)`` (``N`` the pixel counts);
+it evaluates its masks from lookup tables, which limits agreement to about 1e-5 of a band's
+scale; and for odd sides its analysis grid is half a frequency bin off (it warns that odd
+sizes do not reconstruct), while ours is exact for every size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.fft
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
+from .arrays import as_float_image
+from .display import band_to_display, grid_montage, lowpass_to_display
+from .parallel import resolve_threads
+from .pyramid import Pyramid, meta_value
+from .steerable_filters import steering_weights
+
+__all__ = [
+    "MAX_ORIENTATIONS",
+    "FrequencySteerableModel",
+    "FrequencySteerablePyramid",
+    "frequency_analysis_matrix",
+    "max_frequency_levels",
+    "steerable_pyramid_freq",
+]
+
+#: Largest number of orientations (pyrtools' ``order`` 15).
+MAX_ORIENTATIONS = 16
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def max_frequency_levels(shape: Sequence[int]) -> int:
+    """Largest number of levels for an image of ``shape``: ``floor(log2(min(h, w))) − 2``.
+
+    The same bound as pyrtools': the coarsest band-pass mask then still lies inside the
+    spectrum, and the low-pass residual keeps at least a few samples per side.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(h, w)`` or ``(h, w, c)``.
+
+    Returns
+    -------
+    int, at least 0
+    """
+    h, w = int(shape[0]), int(shape[1])
+    return max(0, math.floor(math.log2(min(h, w))) - 2)
+
+
+def _check_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_orientations(orientations: object, complex_: bool) -> int:
+    k = _check_int(orientations, "orientations")
+    if not 1 <= k <= MAX_ORIENTATIONS:
+        raise ValueError(f"orientations must be in 1 … {MAX_ORIENTATIONS}, got {k}")
+    if complex_ and k == 1:
+        # order 0: the isotropic mask does not vanish on the half-plane's edge, so the
+        # analytic split is not defined there (pyrtools and plenoptic refuse it too)
+        raise ValueError("orientations must be at least 2 for a complex pyramid, got 1")
+    return k
+
+
+def _check_twidth(twidth: object) -> float:
+    if isinstance(twidth, bool) or not isinstance(twidth, (int, float, np.integer, np.floating)):
+        raise ValueError(f"twidth must be a positive number of octaves, got {twidth!r}")
+    value = float(twidth)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"twidth must be a positive number of octaves, got {twidth!r}")
+    return value
+
+
+def _check_levels(levels: object, shape: tuple[int, int]) -> int:
+    most = max_frequency_levels(shape)
+    if levels is None:
+        return most
+    value = _check_int(levels, "levels")
+    if not 0 <= value <= most:
+        raise ValueError(
+            f"levels must be in 0 … {most} for an image of shape {shape}, got {value}"
+        )
+    return value
+
+
+def _level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """Shapes of levels ``0 … levels`` (the last is the residual's): sides ``ceil(n / 2)``."""
+    shapes = [shape]
+    for _ in range(levels):
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+# --------------------------------------------------------------------------- the masks
+
+
+def _frequencies(n: int) -> np.ndarray:
+    """DFT indices ``k`` of a side of ``n``, unshifted: ``−floor(n/2) … ceil(n/2) − 1``."""
+    return np.fft.fftfreq(n, 1.0 / n).round().astype(np.int64)
+
+
+def _crop_indices(n: int, m: int) -> np.ndarray:
+    """Positions, in a side of ``n`` (unshifted order), of the ``m`` central frequencies."""
+    return _frequencies(m) % n
+
+
+def _raised_cosine(log_rho: np.ndarray, top: float, twidth: float) -> tuple[np.ndarray, ...]:
+    """``(high, low)`` on a transition ``[top − twidth, top]`` in ``log2 ρ`` (module docstring)."""
+    s = np.clip((log_rho - (top - twidth)) / twidth, 0.0, 1.0)
+    return np.sin(0.5 * np.pi * s), np.sin(0.5 * np.pi * (1.0 - s))  # exact 0 and 1 at the ends
+
+
+def _angular(theta: np.ndarray, orientations: int, complex_: bool) -> list[np.ndarray]:
+    """The ``K`` angular masks ``A_k`` (or ``2A_k`` on a half-plane) on the angles ``theta``."""
+    n = orientations - 1
+    alpha = math.sqrt(4.0**n / (orientations * math.comb(2 * n, n)))
+    masks = []
+    for k in range(orientations):
+        delta = theta - np.pi * k / orientations
+        mask = alpha * np.cos(delta) ** n
+        if complex_:
+            wrapped = np.mod(delta + np.pi, 2 * np.pi) - np.pi
+            mask = np.where(np.abs(wrapped) < np.pi / 2, 2.0 * mask, 0.0)
+        masks.append(mask)
+    return masks
+
+
+class FrequencySteerableModel:
+    """The masks of a frequency-domain steerable pyramid for one image shape, built once.
+
+    Build it for a shape and reuse it for every image of that shape (a video's frames):
+    :meth:`decompose` and :meth:`reconstruct` then only run FFTs and products.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(h, w)``, or ``(h, w, c)`` (the channels do not change the masks).
+    levels : int, optional
+        Levels of oriented bands, ``0 … max_frequency_levels(shape)`` (the default).
+    orientations : int
+        ``K``, 1 … 16 (2 … 16 for a complex pyramid); order ``K − 1``.
+    complex : bool
+        Analytic (one-sided, complex) bands instead of real ones.
+    twidth : float
+        Width of the radial transitions, in octaves (> 0).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(h, w)``.
+    levels, orientations, complex, twidth
+    level_shapes : list of tuple
+        ``(h_ℓ, w_ℓ)`` for ``ℓ = 0 … levels`` (the last is the residual's).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument that is out of range.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        levels: int | None = None,
+        orientations: int = 4,
+        *,
+        complex: bool = False,
+        twidth: float = 1.0,
+    ):
+        if len(shape) not in (2, 3) or not all(
+            isinstance(n, (int, np.integer)) and n > 0 for n in shape
+        ):
+            raise ValueError(f"shape must be (h, w) or (h, w, c) of positive sides, got {shape!r}")
+        if not isinstance(complex, (bool, np.bool_)):
+            raise ValueError(f"complex must be True or False, got {complex!r}")
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.complex = bool(complex)
+        self.orientations = _check_orientations(orientations, self.complex)
+        self.twidth = _check_twidth(twidth)
+        self.levels = _check_levels(levels, self.shape)
+        self.level_shapes = _level_shapes(self.shape, self.levels)
+        #: ``c = (−i)^n``, the phase that makes the real pyramid's bands real
+        self.phase_factor = (-1j) ** (self.orientations - 1)
+        self._build()
+        self._cast: dict[np.dtype, dict[str, object]] = {}
+
+    def _build(self) -> None:
+        h, w = self.shape
+        ky, kx = _frequencies(h), _frequencies(w)
+        u = (2.0 * kx / w)[None, :]  # ρ = 1 at Nyquist along either axis
+        v = (-2.0 * ky / h)[:, None]  # y up: minus the row frequency
+        rho = np.hypot(u, v)
+        theta = np.arctan2(v, u) + np.zeros_like(rho)
+        with np.errstate(divide="ignore"):
+            log_rho = np.log2(rho)  # −inf at DC: every high-pass is 0 there, every low-pass 1
+        self.highpass0, self.lowpass0 = _raised_cosine(log_rho, 0.0, self.twidth)
+        self.band_masks: list[list[np.ndarray]] = []  # B_ℓ·A_k (real: c applied separately)
+        self.real_band_masks: list[list[np.ndarray]] = []  # B_ℓ·A_k of the real pyramid
+        self.lowpass: list[np.ndarray] = []  # L_ℓ, on level ℓ + 1's grid
+        self.crops: list[tuple[np.ndarray, np.ndarray]] = []
+        rows, cols = np.arange(h), np.arange(w)
+        for level in range(self.levels):
+            (lh, lw), (nh, nw) = self.level_shapes[level], self.level_shapes[level + 1]
+            grid = np.ix_(rows, cols)
+            band, low = _raised_cosine(log_rho[grid], -level - 1.0, self.twidth)
+            angles = theta[grid]
+            real = [band * a for a in _angular(angles, self.orientations, False)]
+            self.real_band_masks.append(real)
+            self.band_masks.append(
+                [band * a for a in _angular(angles, self.orientations, True)]
+                if self.complex
+                else real
+            )
+            crop = (_crop_indices(lh, nh), _crop_indices(lw, nw))
+            self.crops.append(crop)
+            self.lowpass.append(low[np.ix_(*crop)])
+            rows, cols = rows[crop[0]], cols[crop[1]]
+
+    def _masks(self, dtype: np.dtype) -> dict[str, object]:
+        """The masks in ``dtype`` (float32 masks keep a float32 image's FFTs in complex64)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._cast:
+            cast = lambda m: m.astype(dtype)  # noqa: E731
+            self._cast[dtype] = {
+                "highpass0": cast(self.highpass0),
+                "lowpass0": cast(self.lowpass0),
+                "bands": [[cast(m) for m in level] for level in self.band_masks],
+                "real_bands": [[cast(m) for m in level] for level in self.real_band_masks],
+                "lowpass": [cast(m) for m in self.lowpass],
+            }
+        return self._cast[dtype]
+
+    # ------------------------------------------------------------------ the fast path
+
+    def _check_image(self, image: ArrayLike) -> np.ndarray:
+        x = as_float_image(image)
+        if x.shape[:2] != self.shape:
+            raise ValueError(f"image must have shape {self.shape}[+ (c,)], got {x.shape}")
+        return x
+
+    def analyse(
+        self, image: ArrayLike, *, threads: int | None = None
+    ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
+        """``(highpass, bands, residual)`` of an image of this model's shape.
+
+        Parameters
+        ----------
+        image : array_like, shape (h, w) or (h, w, c)
+            Float32 stays float32 (complex64 bands if complex); integers are scaled as by
+            :func:`pyramids.arrays.as_float_image`.
+        threads : int, optional
+            FFT workers (:func:`pyramids.parallel.resolve_threads`).
+
+        Returns
+        -------
+        highpass : ndarray, shape (h, w[, c]), the image's float dtype
+        bands : list of lists of ndarray
+            ``bands[ℓ][k]`` of shape ``level_shapes[ℓ] (+ (c,))``, real or complex.
+        residual : ndarray, shape ``level_shapes[-1] (+ (c,))``
+        """
+        x = self._check_image(image)
+        masks = self._masks(x.dtype)
+        workers = resolve_threads(threads)
+        extra = (None,) * (x.ndim - 2)  # masks broadcast over channels
+
+        def inverse(spectrum: np.ndarray) -> np.ndarray:
+            return scipy.fft.ifft2(spectrum, axes=(0, 1), norm="ortho", workers=workers)
+
+        spectrum = scipy.fft.fft2(x, axes=(0, 1), norm="ortho", workers=workers)
+        highpass = inverse(spectrum * masks["highpass0"][(..., *extra)]).real
+        current = spectrum * masks["lowpass0"][(..., *extra)]
+        c = self.phase_factor
+        bands = []
+        for level in range(self.levels):
+            row = []
+            for mask in masks["bands"][level]:
+                z = inverse(current * mask[(..., *extra)])
+                row.append(c * z if self.complex else _real_part(c, z))
+            bands.append(row)
+            crop = np.ix_(*self.crops[level])
+            current = current[crop] * masks["lowpass"][level][(..., *extra)]
+        residual = inverse(current).real
+        return highpass, bands, residual
+
+    def synthesise(
+        self,
+        highpass: np.ndarray,
+        bands: Sequence[Sequence[np.ndarray]],
+        residual: np.ndarray,
+        *,
+        threads: int | None = None,
+    ) -> np.ndarray:
+        """The image of coefficients (the adjoint of :meth:`analyse`; its inverse unedited).
+
+        Complex bands contribute their real parts (the real pyramid's bands).
+
+        Returns
+        -------
+        ndarray, shape (h, w[, c]), the dtype of ``highpass``
+        """
+        workers = resolve_threads(threads)
+        dtype = highpass.dtype
+        masks = self._masks(dtype)
+        extra = (None,) * (highpass.ndim - 2)
+
+        def forward(array: np.ndarray) -> np.ndarray:
+            return scipy.fft.fft2(array, axes=(0, 1), norm="ortho", workers=workers)
+
+        conj_c = np.conj(self.phase_factor)
+        current = forward(residual)
+        for level in reversed(range(self.levels)):
+            shape = (*self.level_shapes[level], *highpass.shape[2:])
+            up = np.zeros(shape, dtype=current.dtype)
+            up[np.ix_(*self.crops[level])] = current * masks["lowpass"][level][(..., *extra)]
+            total = np.zeros_like(up)
+            for band, mask in zip(bands[level], masks["real_bands"][level]):
+                total += forward(band.real) * mask[(..., *extra)]
+            up += conj_c * total
+            current = up
+        spectrum = forward(highpass) * masks["highpass0"][(..., *extra)]
+        spectrum += current * masks["lowpass0"][(..., *extra)]
+        image = scipy.fft.ifft2(spectrum, axes=(0, 1), norm="ortho", workers=workers).real
+        return image.astype(dtype, copy=False)
+
+    def decompose(
+        self, image: ArrayLike, *, threads: int | None = None
+    ) -> FrequencySteerablePyramid:
+        """The pyramid of ``image`` (see :meth:`analyse`), holding this model for reuse."""
+        highpass, bands, residual = self.analyse(image, threads=threads)
+        pyramid = FrequencySteerablePyramid(
+            highpass, bands, residual, complex=self.complex, twidth=self.twidth
+        )
+        pyramid._model = self
+        return pyramid
+
+    # ------------------------------------------------------------------ the matrices
+
+    def analysis_matrix(self) -> sp.csr_array:
+        """The analysis in the Fourier basis, as a sparse matrix (at most one entry per row).
+
+        It maps the unitary DFT of an image (``scipy.fft.fft2(x, norm='ortho')``, unshifted,
+        raveled row-major) to the unitary DFTs of the coefficients, stacked in the order
+        highpass, ``bands[0][0] … bands[0][K−1]``, …, residual. Each block is a diagonal mask
+        times the crops of the levels above it. For small shapes (it is ``O(N·K·levels)``).
+
+        Returns
+        -------
+        scipy.sparse.csr_array, shape (N_0 + K·Σ_ℓ N_ℓ + N_L, N_0), complex128
+        """
+        n0 = self.shape[0] * self.shape[1]
+        # the positions in the full image of each level's frequencies, and their gain so far
+        where = np.arange(n0).reshape(self.shape)
+        gain = self.lowpass0.astype(np.complex128)
+        blocks = [sp.diags_array(self.highpass0.ravel().astype(np.complex128))]
+        for level in range(self.levels):
+            for mask in self.band_masks[level]:
+                blocks.append(_selection(where, self.phase_factor * mask * gain, n0))
+            crop = np.ix_(*self.crops[level])
+            where, gain = where[crop], gain[crop] * self.lowpass[level]
+        blocks.append(_selection(where, gain, n0))
+        return sp.vstack(blocks, format="csr")
+
+
+def _selection(where: np.ndarray, values: np.ndarray, n0: int) -> sp.csr_array:
+    """Rows that take ``values[i] · x[where[i]]``."""
+    n = where.size
+    return sp.csr_array(
+        (values.ravel(), (np.arange(n), where.ravel())), shape=(n, n0), dtype=np.complex128
+    )
+
+
+def _real_part(c: complex, z: np.ndarray) -> np.ndarray:
+    """``Re(c·z)`` for ``c`` in ``{1, −i, −1, i}`` without a complex product."""
+    if c == 1:
+        return z.real.copy()
+    if c == -1:
+        return -z.real
+    return z.imag.copy() if c == -1j else -z.imag
+
+
+def frequency_analysis_matrix(
+    shape: Sequence[int],
+    levels: int | None = None,
+    orientations: int = 4,
+    *,
+    complex: bool = False,
+    twidth: float = 1.0,
+) -> sp.csr_array:
+    """The analysis operator of a frequency steerable pyramid in the Fourier basis.
+
+    See :meth:`FrequencySteerableModel.analysis_matrix`; the arguments are the model's.
+
+    Examples
+    --------
+    >>> a = frequency_analysis_matrix((16, 12), levels=1, orientations=2)
+    >>> a.shape, bool(abs(a.T.conj() @ a - sp.eye_array(192)).max() < 1e-12)
+    ((624, 192), True)
+    """
+    model = FrequencySteerableModel(shape, levels, orientations, complex=complex, twidth=twidth)
+    return model.analysis_matrix()
+
+
+# --------------------------------------------------------------------------- the pyramid
+
+
+class FrequencySteerablePyramid(Pyramid):
+    """A frequency-domain steerable pyramid, real or complex (module docstring).
+
+    Build one with :func:`steerable_pyramid_freq` (or :meth:`FrequencySteerableModel.
+    decompose`), or from coefficients, edited ones too, with the constructor.
+
+    Parameters
+    ----------
+    highpass : ndarray, shape (h, w) or (h, w, c), float32 or float64
+    bands : sequence of sequences of ndarray
+        ``bands[ℓ][k]``, of shape ``(ceil(h/2^ℓ), ceil(w/2^ℓ)[, c])``; real of the
+        highpass's dtype, or complex of its precision (complex64 with float32) if
+        ``complex``.
+    residual : ndarray
+        Low-pass residual, of the shape of the level below the last.
+    complex : bool
+        Whether the bands are analytic (complex).
+    twidth : float
+        Radial transition width (octaves) the coefficients were computed with.
+
+    Attributes
+    ----------
+    highpass, bands, residual
+    complex, twidth
+
+    Notes
+    -----
+    One kind, ``'steerable_freq'``, for both; the file's meta records ``complex`` and
+    ``twidth``. ``dtype`` is the image's (float32 or float64) for both.
+    """
+
+    kind = "steerable_freq"
+    coefficient_dtypes = (np.float32, np.float64, np.complex64, np.complex128)
+
+    def __init__(
+        self,
+        highpass: ArrayLike,
+        bands: Sequence[Sequence[ArrayLike]],
+        residual: ArrayLike,
+        *,
+        complex: bool = False,
+        twidth: float = 1.0,
+    ):
+        if not isinstance(complex, (bool, np.bool_)):
+            raise ValueError(f"complex must be True or False, got {complex!r}")
+        self.complex = bool(complex)
+        self.twidth = _check_twidth(twidth)
+        hp = as_float_image(highpass, "highpass")
+        dtype = hp.dtype
+        band_dtype = np.result_type(dtype, np.complex64) if self.complex else dtype
+        levels = _check_levels(len(bands), hp.shape[:2])
+        shapes = _level_shapes(hp.shape[:2], levels)
+        orientations = len(bands[0]) if levels else None
+        tail = hp.shape[2:]
+        checked = []
+        for level, level_bands in enumerate(bands):
+            if len(level_bands) != orientations:
+                raise ValueError(
+                    f"bands[{level}] must hold {orientations} orientations like bands[0], "
+                    f"got {len(level_bands)}"
+                )
+            row = []
+            for k, band in enumerate(level_bands):
+                array = np.asarray(band)
+                if array.dtype != band_dtype:
+                    raise ValueError(
+                        f"bands[{level}][{k}] must be {band_dtype} (the highpass is {dtype}, "
+                        f"complex={self.complex}), got {array.dtype}"
+                    )
+                if array.shape != (*shapes[level], *tail):
+                    raise ValueError(
+                        f"bands[{level}][{k}] must have shape {(*shapes[level], *tail)}, "
+                        f"got {array.shape}"
+                    )
+                if not np.isfinite(array).all():
+                    raise ValueError(f"bands[{level}][{k}] contains NaN or infinite values")
+                row.append(array)
+            checked.append(row)
+        if orientations is not None:
+            _check_orientations(orientations, self.complex)
+        res = as_float_image(residual, "residual")
+        if res.shape != (*shapes[-1], *tail) or res.dtype != dtype:
+            raise ValueError(
+                f"residual must be {dtype} of shape {(*shapes[-1], *tail)}, "
+                f"got {res.dtype} {res.shape}"
+            )
+        self.highpass = hp
+        self.bands = checked
+        self.residual = res
+        self._model: FrequencySteerableModel | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def levels(self) -> int:
+        """Number of levels of oriented bands."""
+        return len(self.bands)
+
+    @property
+    def orientations(self) -> int | None:
+        """Number of oriented bands per level (``None`` with no levels)."""
+        return len(self.bands[0]) if self.bands else None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image, ``(h, w)`` or ``(h, w, c)``."""
+        return self.highpass.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The image's floating-point dtype (bands are complex of its precision if complex)."""
+        return self.highpass.dtype
+
+    def model(self) -> FrequencySteerableModel:
+        """The masks of this pyramid's shape and settings (built once, then kept)."""
+        if self._model is None:
+            self._model = FrequencySteerableModel(
+                self.shape,
+                self.levels,
+                self.orientations or 4,  # any count serves a pyramid of residuals only
+                complex=self.complex and self.levels > 0,
+                twidth=self.twidth,
+            )
+        return self._model
+
+    # ------------------------------------------------------------------ maths
+
+    def reconstruct(self, *, threads: int | None = None) -> np.ndarray:
+        """The image: the adjoint of the analysis, its exact inverse (a tight frame).
+
+        Complex bands contribute their real parts. Edited coefficients give the image whose
+        coefficients are closest to them in the least-squares sense (for real bands).
+
+        Parameters
+        ----------
+        threads : int, optional
+            FFT workers.
+
+        Returns
+        -------
+        ndarray, of :attr:`shape` and :attr:`dtype`
+        """
+        return self.model().synthesise(self.highpass, self.bands, self.residual, threads=threads)
+
+    def _check_level(self, level: int) -> int:
+        level = _check_int(level, "level")
+        if not -self.levels <= level < self.levels:
+            raise ValueError(f"level must be in 0 … {self.levels - 1}, got {level}")
+        return level
+
+    def steer(self, level: int, theta: float) -> np.ndarray:
+        """The real pyramid's band of ``level`` steered to the angle ``theta``.
+
+        ``Σ_k w_k(θ) b_k`` with the weights of :func:`pyramids.steering_weights` for order
+        ``K − 1`` and the basis angles ``πk/K``: the band an angular mask
+        ``α cos(θ' − theta)^(K−1)`` would give.
+
+        Parameters
+        ----------
+        level : int
+        theta : float
+            Radians, counter-clockwise from the x axis as displayed.
+
+        Returns
+        -------
+        ndarray, the level's shape, :attr:`dtype`
+
+        Raises
+        ------
+        ValueError
+            For a complex pyramid (its half-plane masks do not steer), or a bad level.
+        """
+        if self.complex:
+            raise ValueError("steer needs a real pyramid (complex=False); its masks steer")
+        level = self._check_level(level)
+        weights = steering_weights(float(theta), self.orientations - 1)
+        out = np.zeros_like(self.bands[level][0])
+        for w, band in zip(weights, self.bands[level]):
+            out += band.dtype.type(w) * band
+        return out
+
+    def amplitude(self, level: int) -> np.ndarray:
+        """Local amplitude ``|c|`` of the complex bands of ``level``.
+
+        Returns
+        -------
+        ndarray, shape (K, h_ℓ, w_ℓ[, c]), :attr:`dtype`
+        """
+        return np.abs(self._complex_level(level))
+
+    def phase(self, level: int) -> np.ndarray:
+        """Local phase ``arg c`` in ``(−π, π]`` of the complex bands of ``level``.
+
+        Returns
+        -------
+        ndarray, shape (K, h_ℓ, w_ℓ[, c]), :attr:`dtype`
+        """
+        return np.angle(self._complex_level(level))
+
+    def _complex_level(self, level: int) -> np.ndarray:
+        if not self.complex:
+            raise ValueError("amplitude and phase need a complex pyramid (complex=True)")
+        return np.stack(self.bands[self._check_level(level)])
+
+    # ------------------------------------------------------------------ pictures, files
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """``highpass``, ``level<ℓ>_orientation<k>`` (real parts, 0 at mid-grey), ``residual``."""
+        shown = {"highpass": band_to_display(self.highpass)}
+        for level, row in enumerate(self.bands):
+            for k, band in enumerate(row):
+                shown[f"level{level}_orientation{k}"] = band_to_display(np.real(band))
+        shown["residual"] = lowpass_to_display(self.residual)
+        return shown
+
+    def montage(self, pictures: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """A grid: the high-pass, a row of orientations per level, the residual."""
+        shown = self.pictures() if pictures is None else pictures
+        rows = [[shown["highpass"]]]
+        rows += [
+            [shown[f"level{level}_orientation{k}"] for k in range(len(row))]
+            for level, row in enumerate(self.bands)
+        ]
+        return grid_montage([*rows, [shown["residual"]]])
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"highpass": self.highpass}
+        for level, row in enumerate(self.bands):
+            for k, band in enumerate(row):
+                arrays[f"band_{level}_{k}"] = band
+        arrays["residual"] = self.residual
+        return arrays
+
+    def _settings(self) -> dict[str, object]:
+        return {
+            "orientations": self.orientations or 0,
+            "complex": self.complex,
+            "twidth": self.twidth,
+        }
+
+    @classmethod
+    def _array_names(cls, meta) -> list[str]:
+        orientations = meta_value(meta, "orientations", int)
+        if meta["levels"] and not 1 <= orientations <= MAX_ORIENTATIONS:
+            raise ValueError(f"orientations must be in 1 … {MAX_ORIENTATIONS}, got {orientations}")
+        bands = [
+            f"band_{level}_{k}" for level in range(meta["levels"]) for k in range(orientations)
+        ]
+        return ["highpass", *bands, "residual"]
+
+    @classmethod
+    def _from_parts(cls, arrays, meta) -> FrequencySteerablePyramid:
+        orientations = meta["orientations"]
+        complex_ = meta_value(meta, "complex", bool)
+        bands = [
+            [arrays[f"band_{level}_{k}"] for k in range(orientations)]
+            for level in range(meta["levels"])
+        ]
+        return cls(
+            arrays["highpass"],
+            bands,
+            arrays["residual"],
+            complex=complex_,
+            twidth=meta_value(meta, "twidth", float),
+        )
+
+
+def steerable_pyramid_freq(
+    image: ArrayLike,
+    levels: int | None = None,
+    orientations: int = 4,
+    *,
+    complex: bool = False,
+    twidth: float = 1.0,
+    threads: int | None = None,
+) -> FrequencySteerablePyramid:
+    """The frequency-domain (Portilla–Simoncelli) steerable pyramid of an image.
+
+    A tight frame on periodic borders: :meth:`~FrequencySteerablePyramid.reconstruct`
+    inverts it to rounding, for every size. To decompose many images of one shape, build a
+    :class:`FrequencySteerableModel` once and call its ``decompose``.
+
+    Parameters
+    ----------
+    image : array_like, shape (h, w) or (h, w, c)
+        Float32 stays float32 (complex64 bands if ``complex``), float64 stays float64;
+        integer images are scaled to [0, 1]. Colour channels are decomposed independently.
+    levels : int, optional
+        Levels of oriented bands, at most ``floor(log2(min(h, w))) − 2`` (the default).
+    orientations : int
+        ``K`` oriented bands per level, 1 … 16 (2 … 16 if ``complex``); pyrtools' ``order``
+        is ``K − 1``.
+    complex : bool
+        Analytic (one-sided) bands, whose real parts are the real pyramid's bands.
+    twidth : float
+        Width of the radial raised-cosine transitions, in octaves (default 1).
+    threads : int, optional
+        FFT workers (:func:`pyramids.parallel.resolve_threads`).
+
+    Returns
+    -------
+    FrequencySteerablePyramid
+
+    Raises
+    ------
+    ValueError
+        Naming the argument that is out of range (levels, orientations, twidth, complex).
+    TypeError
+        If the image is not a real numeric array.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).random((48, 40)).astype(np.float32)
+    >>> pyr = steerable_pyramid_freq(x, levels=2, orientations=4, complex=True)
+    >>> pyr.bands[1][0].shape, pyr.bands[1][0].dtype, pyr.residual.shape
+    ((24, 20), dtype('complex64'), (12, 10))
+    >>> bool(np.abs(pyr.reconstruct() - x).max() < 1e-5)
+    True
+    """
+    x = as_float_image(image)
+    model = FrequencySteerableModel(x.shape, levels, orientations, complex=complex, twidth=twidth)
+    return model.decompose(x, threads=threads)
