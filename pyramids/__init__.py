@@ -2,7 +2,8 @@
 
 Gaussian and Laplacian pyramids whose blur-and-downsample ``G`` and upsample-and-blur ``F``
 are ``scipy.sparse`` matrices (docs/design.md §1–2), exact reconstruction, Laplacian pyramid
-blending (§3), and the steerable pyramid of Simoncelli & Freeman with steering (§4).
+blending (§3), the steerable pyramid of Simoncelli & Freeman with steering (§4), and the
+frequency-domain and complex steerable pyramids of Portilla & Simoncelli (§6).
 
 Examples
 --------
@@ -47,11 +48,20 @@ from .steerable import (
     steerable_pyramid,
 )
 from .steerable_filters import gaussian_derivative, get_filter_set, steering_weights
+from .steerable_freq import (
+    FrequencySteerableModel,
+    FrequencySteerablePyramid,
+    frequency_analysis_matrix,
+    max_frequency_levels,
+    steerable_pyramid_freq,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BOUNDARIES",
+    "FrequencySteerableModel",
+    "FrequencySteerablePyramid",
     "GaussianPyramid",
     "LaplacianPyramid",
     "Pyramid",
@@ -67,11 +77,13 @@ __all__ = [
     "default_levels",
     "expand",
     "expand_matrix",
+    "frequency_analysis_matrix",
     "gaussian_derivative",
     "gaussian_pyramid",
     "get_filter_set",
     "laplacian_pyramid",
     "load_pyramid",
+    "max_frequency_levels",
     "max_levels",
     "max_steerable_levels",
     "read_image",
@@ -81,6 +93,7 @@ __all__ = [
     "reduce_matrix",
     "steer",
     "steerable_pyramid",
+    "steerable_pyramid_freq",
     "steering_weights",
     "upsample_blur_matrix",
     "write_image",

@@ -32,6 +32,7 @@ from .operators import BOUNDARIES
 from .pyramid import Pyramid, PyramidFileError, read_pyramid_file
 from .samples import sample_images
 from .steerable import SteerablePyramid, steerable_pyramid
+from .steerable_freq import steerable_pyramid_freq
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 SAMPLE_NAMES = ("cat.png", "coffee.png", "mask.png")
@@ -43,6 +44,8 @@ FIGURE_NAMES = (
     "steerable_montage.jpg",
 )
 STEERABLE_METHODS = ("mirror", "adjoint", "exact")
+#: The kinds that take ``--orientations``.
+ORIENTED_KINDS = ("steerable", "steerable-freq", "complex")
 _RECONSTRUCT = inspect.signature(SteerablePyramid.reconstruct).parameters
 
 
@@ -133,6 +136,13 @@ BUILDERS: dict[str, Callable[[np.ndarray, argparse.Namespace], Pyramid]] = {
     "steerable": lambda image, args: steerable_pyramid(
         image, levels=args.levels, orientations=args.orientations, boundary=args.boundary
     ),
+    # frequency-domain pyramids: periodic borders, so --boundary and --kernel do not apply
+    "steerable-freq": lambda image, args: steerable_pyramid_freq(
+        image, args.levels, args.orientations or 4
+    ),
+    "complex": lambda image, args: steerable_pyramid_freq(
+        image, args.levels, args.orientations or 4, complex=True
+    ),
 }
 
 
@@ -176,8 +186,8 @@ def _publish(stage: Path, out: Path, inputs: Sequence[Path], force: bool) -> Non
 
 
 def _cmd_decompose(args: argparse.Namespace) -> None:
-    if args.kind != "steerable" and args.orientations is not None:
-        raise CommandError("--orientations applies to --kind steerable only")
+    if args.kind not in ORIENTED_KINDS and args.orientations is not None:
+        raise CommandError(f"--orientations applies to --kind {', '.join(ORIENTED_KINDS)} only")
     source = Path(args.image)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -291,7 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decompose", help="write every level, a montage and an .npz")
     p.add_argument("image")
     p.add_argument("--kind", choices=sorted(BUILDERS), default="laplacian")
-    p.add_argument("--orientations", type=int, help="steerable: 1, 2, 4 (default) or 6")
+    p.add_argument(
+        "--orientations",
+        type=int,
+        help="steerable: 1, 2, 4 (default) or 6; steerable-freq: 1 … 16, complex: 2 … 16 "
+        "(default 4)",
+    )
     p.add_argument(
         "-o",
         "--output",

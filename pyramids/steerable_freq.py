@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike
 from .arrays import as_float_image
 from .display import band_to_display, grid_montage, lowpass_to_display
 from .parallel import resolve_threads
-from .pyramid import Pyramid, meta_value
+from .pyramid import Pyramid, PyramidFileError, meta_value
 from .steerable_filters import steering_weights
 
 __all__ = [
@@ -702,7 +702,9 @@ class FrequencySteerablePyramid(Pyramid):
     @classmethod
     def _from_parts(cls, arrays, meta) -> FrequencySteerablePyramid:
         orientations = meta["orientations"]
-        complex_ = meta_value(meta, "complex", bool)
+        complex_ = meta.get("complex")
+        if not isinstance(complex_, bool):  # meta_value's types exclude booleans
+            raise PyramidFileError(f"meta's 'complex' must be true or false, got {complex_!r:.80}")
         bands = [
             [arrays[f"band_{level}_{k}"] for k in range(orientations)]
             for level in range(meta["levels"])
