@@ -263,16 +263,34 @@ class FrequencySteerableModel:
             rows, cols = rows[crop[0]], cols[crop[1]]
 
     def _masks(self, dtype: np.dtype) -> dict[str, object]:
-        """The masks in ``dtype`` (float32 masks keep a float32 image's FFTs in complex64)."""
+        """The masks in ``dtype`` (float32 masks keep a float32 image's FFTs in complex64).
+
+        ``half_*`` are the masks on the half spectrum of a real FFT (columns ``0 … w//2`` of
+        each level): where a side is even, its last column there is ``+w/2`` where the full
+        grid holds ``−w/2``; the masks that differ at the two (the oriented ones) meet only
+        zeros there, since the low-pass masks vanish on every level's Nyquist lines.
+        """
         dtype = np.dtype(dtype)
         if dtype not in self._cast:
-            cast = lambda m: m.astype(dtype)  # noqa: E731
+            complex_dtype = np.result_type(dtype, np.complex64)
+
+            def half(mask: np.ndarray, as_dtype=dtype) -> np.ndarray:
+                return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], dtype=as_dtype)
+
+            c = self.phase_factor
             self._cast[dtype] = {
-                "highpass0": cast(self.highpass0),
-                "lowpass0": cast(self.lowpass0),
-                "bands": [[cast(m) for m in level] for level in self.band_masks],
-                "real_bands": [[cast(m) for m in level] for level in self.real_band_masks],
-                "lowpass": [cast(m) for m in self.lowpass],
+                "bands": [[m.astype(dtype) for m in level] for level in self.band_masks],
+                "highpass0": self.highpass0.astype(dtype),
+                "lowpass0": self.lowpass0.astype(dtype),
+                "lowpass": [m.astype(dtype) for m in self.lowpass],
+                "half_highpass0": half(self.highpass0),
+                "half_lowpass0": half(self.lowpass0),
+                "half_lowpass": [half(m) for m in self.lowpass],
+                "half_bands": [[half(m) for m in level] for level in self.real_band_masks],
+                # c·B·A for the real analysis: one product per band instead of two
+                "half_phased_bands": [
+                    [half(c * m, complex_dtype) for m in level] for level in self.real_band_masks
+                ],
             }
         return self._cast[dtype]
 
@@ -284,10 +302,17 @@ class FrequencySteerableModel:
             raise ValueError(f"image must have shape {self.shape}[+ (c,)], got {x.shape}")
         return x
 
+    def _half_crop(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """The crop from level ``level`` to the next on the half spectra of real FFTs."""
+        return self.crops[level][0], np.arange(self.level_shapes[level + 1][1] // 2 + 1)
+
     def analyse(
         self, image: ArrayLike, *, threads: int | None = None
     ) -> tuple[np.ndarray, list[list[np.ndarray]], np.ndarray]:
         """``(highpass, bands, residual)`` of an image of this model's shape.
+
+        Real FFTs throughout for the real pyramid; the complex one needs the whole spectrum
+        for its one-sided bands.
 
         Parameters
         ----------
@@ -308,24 +333,38 @@ class FrequencySteerableModel:
         masks = self._masks(x.dtype)
         workers = resolve_threads(threads)
         extra = (None,) * (x.ndim - 2)  # masks broadcast over channels
+        fft = {"axes": (0, 1), "norm": "ortho", "workers": workers}
 
-        def inverse(spectrum: np.ndarray) -> np.ndarray:
-            return scipy.fft.ifft2(spectrum, axes=(0, 1), norm="ortho", workers=workers)
+        def real(spectrum: np.ndarray, level: int) -> np.ndarray:
+            return scipy.fft.irfft2(spectrum, s=self.level_shapes[level], **fft)
 
-        spectrum = scipy.fft.fft2(x, axes=(0, 1), norm="ortho", workers=workers)
-        highpass = inverse(spectrum * masks["highpass0"][(..., *extra)]).real
-        current = spectrum * masks["lowpass0"][(..., *extra)]
+        half = scipy.fft.rfft2(x, **fft)
+        highpass = real(half * masks["half_highpass0"][(..., *extra)], 0)
+        if self.complex:
+            current = scipy.fft.fft2(x, **fft) * masks["lowpass0"][(..., *extra)]
+        else:
+            current = half * masks["half_lowpass0"][(..., *extra)]
         c = self.phase_factor
         bands = []
         for level in range(self.levels):
-            row = []
-            for mask in masks["bands"][level]:
-                z = inverse(current * mask[(..., *extra)])
-                row.append(c * z if self.complex else _real_part(c, z))
+            if self.complex:
+                row = [
+                    c * scipy.fft.ifft2(current * mask[(..., *extra)], **fft)
+                    for mask in masks["bands"][level]
+                ]
+                crop, low = self.crops[level], masks["lowpass"][level]
+            else:
+                row = [
+                    real(current * mask[(..., *extra)], level)
+                    for mask in masks["half_phased_bands"][level]
+                ]
+                crop, low = self._half_crop(level), masks["half_lowpass"][level]
             bands.append(row)
-            crop = np.ix_(*self.crops[level])
-            current = current[crop] * masks["lowpass"][level][(..., *extra)]
-        residual = inverse(current).real
+            current = current[np.ix_(*crop)] * low[(..., *extra)]
+        if self.complex:
+            residual = scipy.fft.ifft2(current, **fft).real
+        else:
+            residual = real(current, self.levels)
         return highpass, bands, residual
 
     def synthesise(
@@ -338,34 +377,33 @@ class FrequencySteerableModel:
     ) -> np.ndarray:
         """The image of coefficients (the adjoint of :meth:`analyse`; its inverse unedited).
 
-        Complex bands contribute their real parts (the real pyramid's bands).
+        Complex bands contribute their real parts (the real pyramid's bands). Real FFTs
+        throughout.
 
         Returns
         -------
         ndarray, shape (h, w[, c]), the dtype of ``highpass``
         """
-        workers = resolve_threads(threads)
         dtype = highpass.dtype
         masks = self._masks(dtype)
         extra = (None,) * (highpass.ndim - 2)
-
-        def forward(array: np.ndarray) -> np.ndarray:
-            return scipy.fft.fft2(array, axes=(0, 1), norm="ortho", workers=workers)
-
+        fft = {"axes": (0, 1), "norm": "ortho", "workers": resolve_threads(threads)}
         conj_c = np.conj(self.phase_factor)
-        current = forward(residual)
+        current = scipy.fft.rfft2(residual, **fft)
         for level in reversed(range(self.levels)):
-            shape = (*self.level_shapes[level], *highpass.shape[2:])
-            up = np.zeros(shape, dtype=current.dtype)
-            up[np.ix_(*self.crops[level])] = current * masks["lowpass"][level][(..., *extra)]
+            h, w = self.level_shapes[level]
+            up = np.zeros((h, w // 2 + 1, *highpass.shape[2:]), dtype=current.dtype)
             total = np.zeros_like(up)
-            for band, mask in zip(bands[level], masks["real_bands"][level]):
-                total += forward(band.real) * mask[(..., *extra)]
+            for band, mask in zip(bands[level], masks["half_bands"][level]):
+                total += scipy.fft.rfft2(band.real, **fft) * mask[(..., *extra)]
+            up[np.ix_(*self._half_crop(level))] = (
+                current * masks["half_lowpass"][level][(..., *extra)]
+            )
             up += conj_c * total
             current = up
-        spectrum = forward(highpass) * masks["highpass0"][(..., *extra)]
-        spectrum += current * masks["lowpass0"][(..., *extra)]
-        image = scipy.fft.ifft2(spectrum, axes=(0, 1), norm="ortho", workers=workers).real
+        spectrum = scipy.fft.rfft2(highpass, **fft) * masks["half_highpass0"][(..., *extra)]
+        spectrum += current * masks["half_lowpass0"][(..., *extra)]
+        image = scipy.fft.irfft2(spectrum, s=self.shape, **fft)
         return image.astype(dtype, copy=False)
 
     def decompose(
@@ -413,15 +451,6 @@ def _selection(where: np.ndarray, values: np.ndarray, n0: int) -> sp.csr_array:
     return sp.csr_array(
         (values.ravel(), (np.arange(n), where.ravel())), shape=(n, n0), dtype=np.complex128
     )
-
-
-def _real_part(c: complex, z: np.ndarray) -> np.ndarray:
-    """``Re(c·z)`` for ``c`` in ``{1, −i, −1, i}`` without a complex product."""
-    if c == 1:
-        return z.real.copy()
-    if c == -1:
-        return -z.real
-    return z.imag.copy() if c == -1j else -z.imag
 
 
 def frequency_analysis_matrix(
