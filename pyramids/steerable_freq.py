@@ -348,8 +348,9 @@ class FrequencySteerableModel:
         bands = []
         for level in range(self.levels):
             if self.complex:
+                phased = c * current  # once per level rather than once per band
                 row = [
-                    c * scipy.fft.ifft2(current * mask[(..., *extra)], **fft)
+                    scipy.fft.ifft2(phased * mask[(..., *extra)], overwrite_x=True, **fft)
                     for mask in masks["bands"][level]
                 ]
                 crop, low = self.crops[level], masks["lowpass"][level]
