@@ -1,0 +1,138 @@
+"""Frequency-domain steerable pyramids: this package against pyrtools and plenoptic.
+
+Each peer builds its masks once per shape where it can (ours: a
+:class:`pyramids.FrequencySteerableModel`; plenoptic: its ``SteerablePyramidFreq`` module;
+pyrtools rebuilds them on every call, it has no other way). Times are medians of interleaved
+repeats (:func:`harness.interleaved_medians`) of one build and one reconstruction of a
+float32 image in [0, 1], with the same thread count for everyone (``--threads``: our FFT
+workers, ``torch.set_num_threads``). Ratios are peer / ours (above 1: we are faster). The
+maximum reconstruction error is printed beside each time.
+
+Cases (the issue's): real, 4 orientations, 5 levels at 512² and 2048²; complex,
+4 orientations, all levels, 480×640.
+
+    pip install pyrtools                       # optional peer (the test extra has it)
+    pip install plenoptic==2.1.1               # optional peer, needs torch; never a dependency
+    python benchmarks/bench_steerable_freq.py --threads 2
+    python benchmarks/bench_steerable_freq.py --cases 512 --repeats 9
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import numpy as np
+from harness import interleaved_medians, print_machine
+
+from pyramids.steerable_freq import FrequencySteerableModel
+
+CASES = {  # name → (shape, levels or None for all, complex)
+    "512": ((512, 512), 5, False),
+    "2048": ((2048, 2048), 5, False),
+    "480x640-complex": ((480, 640), None, True),
+}
+
+
+def sample_image(shape: tuple[int, int]) -> np.ndarray:
+    """A smooth random image in [0, 1] (deterministic), float32."""
+    rng = np.random.default_rng(0)
+    noise = rng.random((shape[0] // 8 + 2, shape[1] // 8 + 2))
+    image = np.kron(noise, np.ones((8, 8)))[: shape[0], : shape[1]]
+    image = 0.5 * image + 0.5 * rng.random(shape)
+    return image.astype(np.float32)
+
+
+Method = tuple[Callable[[], object], Callable[[], np.ndarray]]
+
+
+def ours(x: np.ndarray, levels: int | None, complex_: bool, threads: int) -> Method:
+    model = FrequencySteerableModel(x.shape, levels, 4, complex=complex_)
+    pyramid = model.decompose(x, threads=threads)
+    return (
+        lambda: model.decompose(x, threads=threads),
+        lambda: pyramid.reconstruct(threads=threads),
+    )
+
+
+def pyrtools_method(x: np.ndarray, levels: int | None, complex_: bool) -> Method | None:
+    try:
+        import pyrtools as pt
+    except ImportError:
+        return None
+    height = "auto" if levels is None else levels
+
+    def build():
+        return pt.pyramids.SteerablePyramidFreq(x, height=height, order=3, is_complex=complex_)
+
+    pyramid = build()
+    return build, lambda: pyramid.recon_pyr()
+
+
+def plenoptic_method(
+    x: np.ndarray, levels: int | None, complex_: bool, threads: int
+) -> Method | None:
+    try:
+        import torch
+        from plenoptic.process import SteerablePyramidFreq
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    height = "auto" if levels is None else levels
+    model = SteerablePyramidFreq(x.shape, height=height, order=3, is_complex=complex_)
+    tensor = torch.from_numpy(x)[None, None]
+    with torch.no_grad():
+        coefficients = model(tensor)
+
+    def build():
+        with torch.no_grad():
+            return model(tensor)
+
+    def reconstruct():
+        with torch.no_grad():
+            return model.recon_pyr(coefficients)[0, 0].numpy()
+
+    return build, reconstruct
+
+
+def run(name: str, threads: int, repeats: int) -> None:
+    shape, levels, complex_ = CASES[name]
+    x = sample_image(shape)
+    table: dict[str, Method] = {"ours": ours(x, levels, complex_, threads)}
+    for label, method in (
+        ("pyrtools", pyrtools_method(x, levels, complex_)),
+        ("plenoptic", plenoptic_method(x, levels, complex_, threads)),
+    ):
+        if method is None:
+            print(f"({label} not importable: skipped)")
+        else:
+            table[label] = method
+    builds = interleaved_medians({k: v[0] for k, v in table.items()}, repeats)
+    recons = interleaved_medians({k: v[1] for k, v in table.items()}, repeats)
+    what = "complex" if complex_ else "real"
+    print(f"\n### {shape[0]}×{shape[1]} float32, {what}, 4 orientations, levels {levels or 'all'}")
+    print(f"{threads} threads, median of {repeats}\n")
+    print("| method | build (ms) | ratio | reconstruct (ms) | ratio | max error |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, (_, reconstruct) in table.items():
+        error = float(np.abs(np.asarray(reconstruct(), dtype=np.float64) - x).max())
+        b, r = builds[label], recons[label]
+        print(
+            f"| {label} | {1e3 * b:.1f} | {b / builds['ours']:.2f} | {1e3 * r:.1f} | "
+            f"{r / recons['ours']:.2f} | {error:.1e} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print_machine()
+    for name in args.cases:
+        run(name, args.threads, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
