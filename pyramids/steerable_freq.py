@@ -278,11 +278,7 @@ class FrequencySteerableModel:
                 return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], dtype=as_dtype)
 
             c = self.phase_factor
-            self._cast[dtype] = {
-                "bands": [[m.astype(dtype) for m in level] for level in self.band_masks],
-                "highpass0": self.highpass0.astype(dtype),
-                "lowpass0": self.lowpass0.astype(dtype),
-                "lowpass": [m.astype(dtype) for m in self.lowpass],
+            cast = {
                 "half_highpass0": half(self.highpass0),
                 "half_lowpass0": half(self.lowpass0),
                 "half_lowpass": [half(m) for m in self.lowpass],
@@ -292,6 +288,11 @@ class FrequencySteerableModel:
                     [half(c * m, complex_dtype) for m in level] for level in self.real_band_masks
                 ],
             }
+            if self.complex:  # the one-sided bands need whole spectra
+                cast["bands"] = [[m.astype(dtype) for m in level] for level in self.band_masks]
+                cast["lowpass0"] = self.lowpass0.astype(dtype)
+                cast["lowpass"] = [m.astype(dtype) for m in self.lowpass]
+            self._cast[dtype] = cast
         return self._cast[dtype]
 
     # ------------------------------------------------------------------ the fast path
