@@ -183,7 +183,7 @@ def run_parts(task: Callable[[int, int], None], n_items: int, threads: int) -> N
     The parts run side by side on the package's threads (numpy's products release the GIL)
     with BLAS held to one thread; with one part the task runs in the calling thread, BLAS
     still held to one thread, so that every product is computed the same way whatever the
-    count. Called from one of the package's own threads, the parts run one after the other
+    count. Called from one of the package's own threads, the whole range runs as one part
     in that thread (a nested split would wait on the threads it occupies). The first
     exception of a part is raised here, after every part has finished.
     """
