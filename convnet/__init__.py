@@ -15,7 +15,9 @@ The pieces, in the order data flows through them (docs/design.md §5):
 - :mod:`convnet.gradcheck`: finite-difference gradient checking;
 - :mod:`convnet.data`: IDX files, MNIST directories, downloads, the embedded digits;
 - :mod:`convnet.train`, :mod:`convnet.checkpoint`, :mod:`convnet.cli`: training, saving and
-  the ``convnet`` command.
+  the ``convnet`` command;
+- :mod:`convnet.inspect`: filters, feature maps, saliency, most-wrong digits and the
+  confusion matrix, as arrays and as pictures (``convnet inspect``).
 """
 
 from .fast_layers import FastConv2D, FastMaxPool2D

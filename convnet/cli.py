@@ -5,6 +5,7 @@
                   [--plot curves.png] [--force] [--resume STATE]
     convnet evaluate MODEL --data DIR [--json]
     convnet predict MODEL IMAGE... [--json] [--max-pixels N]
+    convnet inspect MODEL [IMAGE...] -o DIR [--data DIR] [--top N] [--force]
 
 Exit status (the same convention as the ``pyramids`` command): 0 on success; 2 for a wrong
 command line and for bad input (missing, corrupt or invalid files or values: images of the
@@ -147,6 +148,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="refuse, before decoding, images with more pixels than this "
         f"(default {DEFAULT_MAX_PIXELS:,})",
     )
+
+    i = sub.add_parser(
+        "inspect", help="pictures of the filters, feature maps, saliency and mistakes"
+    )
+    i.add_argument("model")
+    i.add_argument("images", nargs="*", metavar="IMAGE", help="digit pictures, as for predict")
+    i.add_argument("-o", "--out", metavar="DIR", required=True, help="directory of the PNGs")
+    i.add_argument("--data", metavar="DIR", help="MNIST-style directory: most-wrong digits and "
+                   "the confusion matrix of its test set")  # fmt: skip
+    i.add_argument("--top", type=_positive_int, default=24, help="most-wrong digits shown")
+    i.add_argument("--force", action="store_true", help="replace existing PNGs in DIR")
+    i.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS)
     return parser
 
 
@@ -394,6 +407,72 @@ def _predict(args) -> int:
     return 0
 
 
+def _inspect_names(args) -> list[str]:
+    """The PNG files ``inspect`` writes into its directory, in order."""
+    names = ["conv1-filters.png", "conv2-filters.png"]
+    stems = [Path(p).stem for p in args.images]
+    for k, stem in enumerate(stems):
+        tag = stem if stems.count(stem) == 1 else f"{k + 1}-{stem}"
+        names += [f"{tag}-features.png", f"{tag}-saliency.png"]
+    if args.data:
+        names += ["most-wrong.png", "confusion.png"]
+    return names
+
+
+def _inspect(args) -> int:
+    from pyramids.io import atomic_path
+
+    from . import inspect
+    from .checkpoint import load_checkpoint
+    from .data import load_mnist, normalise
+    from .losses import softmax
+    from .preprocess import load_digit_image
+    from .train import confusion_matrix, evaluate
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out}: exists and is not a directory")
+    if not out.parent.is_dir():
+        raise ValueError(f"-o {out}: no such directory {out.parent}")
+    names = _inspect_names(args)
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not args.force:
+        raise ValueError(f"{out / existing[0]}: exists; pass --force to replace it")
+    model, meta = load_checkpoint(args.model)
+    classes = meta["classes"]
+    if args.data:  # read before any picture is made: a bad directory fails fast
+        data = load_mnist(args.data)
+        _check_image_size(data.test_images, args.data)
+    # Every picture is made before the first file is written, each file atomically.
+    pngs = [inspect.figure_png(inspect.filters_figure(model, c)) for c in ("conv1", "conv2")]
+    for path in args.images:
+        digit = load_digit_image(path, max_pixels=args.max_pixels)
+        x = normalise(digit[None])[0]
+        maps = inspect.feature_maps(model, x)
+        probs = softmax(maps[model.layers[-1][0]][None])[0]  # the last layer's: the logits
+        k = int(probs.argmax())
+        title = f"{path}: {classes[k]} (probability {float(probs[k]):.3f})"
+        pngs.append(inspect.figure_png(inspect.feature_maps_figure(maps, digit, title)))
+        grad = inspect.saliency(model, x)
+        pngs.append(inspect.figure_png(inspect.saliency_figure(digit, grad, title)))
+    if args.data:
+        x_test = normalise(data.test_images)
+        _, acc, pred = evaluate(model, x_test, data.test_labels)
+        wrong = inspect.most_wrong(model, x_test, data.test_labels, args.top)
+        pngs.append(
+            inspect.figure_png(inspect.most_wrong_figure(data.test_images, wrong, classes))
+        )
+        matrix = confusion_matrix(data.test_labels, pred, len(classes))
+        title = f"{len(pred):,} test digits, accuracy {100 * acc:.2f}%"
+        pngs.append(inspect.figure_png(inspect.confusion_figure(matrix, classes, title)))
+    out.mkdir(exist_ok=True)
+    for name, png in zip(names, pngs, strict=True):
+        with atomic_path(out / name) as tmp:
+            tmp.write_bytes(png)
+        print(f"saved {out / name}")
+    return 0
+
+
 def _resume_hint(args) -> str:
     state = getattr(args, "state_hint", None)
     if state is None or not state.is_file():
@@ -417,7 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (:mod:`pyramids.command`, shared with the ``pyramids`` command).
     """
     args = _build_parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict}[args.command]
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "inspect": _inspect}[
+        args.command
+    ]
     return run_command(lambda: command(args), "convnet", hint=lambda: _resume_hint(args))
 
 
