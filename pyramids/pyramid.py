@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .display import pyramid_montage
+from .display import band_to_display, grid_montage, lowpass_to_display, pyramid_montage
 from .io import (
     DEFAULT_MAX_PIXELS,
     NpzFileError,
@@ -298,6 +298,49 @@ class Pyramid(abc.ABC):
         except OSError as exc:
             raise OutputFileError(f"{path}: cannot write ({exc.strerror or exc})") from None
         return path
+
+
+class OrientedPyramid(Pyramid):
+    """A pyramid of a high-pass, oriented bands per level and a low-pass residual.
+
+    What the spatial and the frequency-domain steerable pyramids share: attributes
+    ``highpass``, ``bands`` (``bands[level][k]``, orientation ``k``) and ``residual``; the
+    pictures, the montage and the names of the coefficients in a file follow from them.
+    """
+
+    highpass: np.ndarray
+    bands: list[list[np.ndarray]]
+    residual: np.ndarray
+
+    def pictures(self) -> dict[str, np.ndarray]:
+        """``highpass``, ``level<ℓ>_orientation<k>`` (real parts, 0 at mid-grey), ``residual``.
+
+        The low-pass residual is stretched to its own range (it carries the filters' gain).
+        """
+        shown = {"highpass": band_to_display(self.highpass)}
+        for level, row in enumerate(self.bands):
+            for k, band in enumerate(row):
+                shown[f"level{level}_orientation{k}"] = band_to_display(np.real(band))
+        shown["residual"] = lowpass_to_display(self.residual)
+        return shown
+
+    def montage(self, pictures: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """A grid: the high-pass, then a row of orientations per level, then the residual."""
+        shown = self.pictures() if pictures is None else pictures
+        rows = [[shown["highpass"]]]
+        rows += [
+            [shown[f"level{level}_orientation{k}"] for k in range(len(row))]
+            for level, row in enumerate(self.bands)
+        ]
+        return grid_montage([*rows, [shown["residual"]]])
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"highpass": self.highpass}
+        for level, row in enumerate(self.bands):
+            for k, band in enumerate(row):
+                arrays[f"band_{level}_{k}"] = band
+        arrays["residual"] = self.residual
+        return arrays
 
 
 def _short(value: Any) -> str:

@@ -72,12 +72,11 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image, float_dtype, shape_hwc
-from .display import band_to_display, grid_montage, lowpass_to_display
 from .engine import ENGINES as _ENGINES
 from .engine import Separable, get_engine, mix
 from .operators import check_boundary, correlation_matrix, correlation_matrix_2d, per_channel
 from .parallel import blas_limited, resolve_threads
-from .pyramid import Pyramid, meta_value
+from .pyramid import OrientedPyramid, meta_value
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
 __all__ = [
@@ -496,7 +495,7 @@ class _Operators:
 # --------------------------------------------------------------------------- the pyramid
 
 
-class SteerablePyramid(Pyramid):
+class SteerablePyramid(OrientedPyramid):
     """A steerable pyramid: high-pass residual, oriented bands per level, low-pass residual.
 
     Build one with :func:`steerable_pyramid`, or from coefficients (edited ones too) with the
@@ -752,36 +751,6 @@ class SteerablePyramid(Pyramid):
         return steer(self.bands[level], theta)
 
     # ------------------------------------------------------------------ pictures, files
-
-    def pictures(self) -> dict[str, np.ndarray]:
-        """``highpass``, ``level<k>_orientation<j>`` (0 at mid-grey) and ``residual``.
-
-        The low-pass residual is stretched to its own range (it carries the filters' gain).
-        """
-        shown = {"highpass": band_to_display(self.highpass)}
-        for k, level in enumerate(self.bands):
-            for j, band in enumerate(level):
-                shown[f"level{k}_orientation{j}"] = band_to_display(band)
-        shown["residual"] = lowpass_to_display(self.residual)
-        return shown
-
-    def montage(self, pictures: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """A grid: the high-pass, then a row of orientations per level, then the residual."""
-        shown = self.pictures() if pictures is None else pictures
-        rows = [[shown["highpass"]]]
-        rows += [
-            [shown[f"level{k}_orientation{j}"] for j in range(self.orientations)]
-            for k in range(self.levels)
-        ]
-        return grid_montage([*rows, [shown["residual"]]])
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"highpass": self.highpass}
-        for level, level_bands in enumerate(self.bands):
-            for k, band in enumerate(level_bands):
-                arrays[f"band_{level}_{k}"] = band
-        arrays["residual"] = self.residual
-        return arrays
 
     def _settings(self) -> dict[str, object]:
         return {

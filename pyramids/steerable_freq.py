@@ -50,9 +50,8 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
-from .display import band_to_display, grid_montage, lowpass_to_display
 from .parallel import resolve_threads
-from .pyramid import Pyramid, PyramidFileError, meta_value
+from .pyramid import OrientedPyramid, PyramidFileError, meta_value
 from .steerable_filters import steering_weights
 
 __all__ = [
@@ -480,7 +479,7 @@ def frequency_analysis_matrix(
 # --------------------------------------------------------------------------- the pyramid
 
 
-class FrequencySteerablePyramid(Pyramid):
+class FrequencySteerablePyramid(OrientedPyramid):
     """A frequency-domain steerable pyramid, real or complex (module docstring).
 
     Build one with :func:`steerable_pyramid_freq` (or :meth:`FrequencySteerableModel.
@@ -685,33 +684,6 @@ class FrequencySteerablePyramid(Pyramid):
         return np.stack(self.bands[self._check_level(level)])
 
     # ------------------------------------------------------------------ pictures, files
-
-    def pictures(self) -> dict[str, np.ndarray]:
-        """``highpass``, ``level<ℓ>_orientation<k>`` (real parts, 0 at mid-grey), ``residual``."""
-        shown = {"highpass": band_to_display(self.highpass)}
-        for level, row in enumerate(self.bands):
-            for k, band in enumerate(row):
-                shown[f"level{level}_orientation{k}"] = band_to_display(np.real(band))
-        shown["residual"] = lowpass_to_display(self.residual)
-        return shown
-
-    def montage(self, pictures: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """A grid: the high-pass, a row of orientations per level, the residual."""
-        shown = self.pictures() if pictures is None else pictures
-        rows = [[shown["highpass"]]]
-        rows += [
-            [shown[f"level{level}_orientation{k}"] for k in range(len(row))]
-            for level, row in enumerate(self.bands)
-        ]
-        return grid_montage([*rows, [shown["residual"]]])
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"highpass": self.highpass}
-        for level, row in enumerate(self.bands):
-            for k, band in enumerate(row):
-                arrays[f"band_{level}_{k}"] = band
-        arrays["residual"] = self.residual
-        return arrays
 
     def _settings(self) -> dict[str, object]:
         return {
