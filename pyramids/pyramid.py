@@ -312,6 +312,16 @@ class OrientedPyramid(Pyramid):
     bands: list[list[np.ndarray]]
     residual: np.ndarray
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the image, ``(h, w)`` or ``(h, w, c)`` (the high-pass residual's)."""
+        return self.highpass.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The image's floating-point dtype (complex bands, if any, have its precision)."""
+        return self.highpass.dtype
+
     def pictures(self) -> dict[str, np.ndarray]:
         """``highpass``, ``level<ℓ>_orientation<k>`` (real parts, 0 at mid-grey), ``residual``.
 

@@ -585,16 +585,6 @@ class SteerablePyramid(OrientedPyramid):
         """Number of oriented bands per level."""
         return self.filters.orientations
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the image, ``(h, w)`` or ``(h, w, c)``."""
-        return self.highpass.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Floating-point dtype of the coefficients."""
-        return self.highpass.dtype
-
     def _operators(self, threads: int | None = None) -> _Operators:
         return _Operators(self.filters, self.boundary, self.engine, self.rank_tol, threads)
 

@@ -582,16 +582,6 @@ class FrequencySteerablePyramid(OrientedPyramid):
         """Number of oriented bands per level (``None`` with no levels)."""
         return len(self.bands[0]) if self.bands else None
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of the image, ``(h, w)`` or ``(h, w, c)``."""
-        return self.highpass.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The image's floating-point dtype (bands are complex of its precision if complex)."""
-        return self.highpass.dtype
-
     def model(self) -> FrequencySteerableModel:
         """The masks of this pyramid's shape and settings (built once, then kept)."""
         if self._model is None:
