@@ -6,6 +6,7 @@
     convnet evaluate MODEL --data DIR [--json]
     convnet predict MODEL IMAGE... [--json] [--max-pixels N]
     convnet inspect MODEL [IMAGE...] -o DIR [--data DIR] [--top N] [--force]
+    convnet serve MODEL [--port 8000] [--host 127.0.0.1]
 
 Exit status (the same convention as the ``pyramids`` command): 0 on success; 2 for a wrong
 command line and for bad input (missing, corrupt or invalid files or values: images of the
@@ -160,7 +161,27 @@ def _build_parser() -> argparse.ArgumentParser:
     i.add_argument("--top", type=_positive_int, default=24, help="most-wrong digits shown")
     i.add_argument("--force", action="store_true", help="replace existing PNGs in DIR")
     i.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS)
+
+    s = sub.add_parser("serve", help="a local web page to draw a digit and watch it read")
+    s.add_argument("model")
+    s.add_argument("--port", type=_port, default=8000, help="0 picks a free one (default 8000)")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 lets "
+        "every machine that can reach this one use the page)",
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0 … 65535, got {value}")
+    return value
 
 
 # --------------------------------------------------------------------------- helpers
@@ -473,6 +494,36 @@ def _inspect(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import errno
+
+    from pyramids.command import one_line
+
+    from .checkpoint import load_checkpoint
+    from .serve import make_server
+
+    model, meta = load_checkpoint(args.model)
+    try:
+        server = make_server(model, args.host, args.port, classes=meta["classes"])
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ValueError(
+                f"port {args.port} on {args.host} is in use; choose another with --port "
+                "(--port 0 picks a free one)"
+            ) from None
+        where = f"{args.host} port {args.port}"
+        raise ValueError(f"cannot listen on {where}: {one_line(exc)}") from None
+    with server:
+        print(f"serving {args.model} on {server.url} (Ctrl-C to stop)", flush=True)
+        if not server.loopback_only:
+            print(f"{args.host} is not the loopback: other machines can use the page", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:  # the way to stop a server: not a failure
+            print("stopped", flush=True)
+    return 0
+
+
 def _resume_hint(args) -> str:
     state = getattr(args, "state_hint", None)
     if state is None or not state.is_file():
@@ -496,9 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         (:mod:`pyramids.command`, shared with the ``pyramids`` command).
     """
     args = _build_parser().parse_args(argv)
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "inspect": _inspect}[
-        args.command
-    ]
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "inspect": _inspect,
+               "serve": _serve}[args.command]  # fmt: skip
     return run_command(lambda: command(args), "convnet", hint=lambda: _resume_hint(args))
 
 
