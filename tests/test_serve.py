@@ -2,6 +2,7 @@
 in a real headless browser (docs/design.md §5.11)."""
 
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -13,16 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convnet_data import mnist5k_dir
 from PIL import Image, ImageDraw
+from requires import require_module, skip_or_fail
 
 from convnet import lenet5
-from convnet.checkpoint import save_checkpoint
+from convnet.checkpoint import load_checkpoint, save_checkpoint
 from convnet.cli import main
-from convnet.data import normalise
+from convnet.data import load_mnist, normalise
 from convnet.inspect import feature_maps
 from convnet.preprocess import prepare_digit
 from convnet.serve import CANVAS_SIZE, MAX_BODY, canvas_pixels, make_server
-from convnet.train import predict
+from convnet.train import TrainConfig, predict, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -377,3 +380,167 @@ def test_cli_serves_the_page_and_stops_on_ctrl_c(model_file):
             out, err = process.communicate(timeout=30)
     assert process.returncode == 0
     assert out == "stopped\n" and err == ""
+
+
+# --------------------------------------------------------------------------- in a browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: Flags that let Debian's chromium run headless in a container without reaching out.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--window-size=1100,480",
+                  "--force-device-scale-factor=1", "--hide-scrollbars")  # fmt: skip
+INK = 20  # the page's stroke width (index.html: const INK)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Debian's chromium driven by selenium through /usr/bin/chromedriver.
+
+    Skipped where any of the three is missing, failed instead under ``REQUIRE_PEERS=1``
+    (CI, which installs them: .ci/run). Selenium Manager, which would download a browser
+    or a driver, is made to fail if anything calls it.
+    """
+    webdriver = require_module("selenium.webdriver", "the drawing page is tested in chromium")
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not path.is_file():
+            reason = f"{path} not found (Debian: apt-get install chromium chromium-driver)"
+            skip_or_fail(f"{reason}; the drawing page is tested in it", "REQUIRE_PEERS")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.selenium_manager import SeleniumManager
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Selenium Manager was called: it would download a browser")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SeleniumManager, "binary_paths", refuse)
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A LeNet-5 trained for a few seconds on mnist-5k (about 96% of its test digits):
+    enough to read a clearly drawn digit, so that the screenshot shows a right answer."""
+    data = load_mnist(mnist5k_dir())
+    config = TrainConfig(epochs=4, seed=0)
+    result = train(data, config, progress=False, log=lambda line: None, threads=1)
+    path = save_checkpoint(tmp_path_factory.mktemp("model") / "m.npz", result.model)
+    return path
+
+
+def strokes_distance(strokes, size=CANVAS_SIZE) -> np.ndarray:
+    """Distance of every pixel centre of the canvas to the nearest stroke segment."""
+    y, x = np.mgrid[:size, :size] + 0.5
+    best = np.full((size, size), np.inf)
+    for points in strokes:
+        for (ax, ay), (bx, by) in itertools.pairwise(points):
+            d = np.array([bx - ax, by - ay], dtype=float)
+            t = np.clip(((x - ax) * d[0] + (y - ay) * d[1]) / (d @ d), 0, 1)
+            best = np.minimum(best, np.hypot(x - ax - t * d[0], y - ay - t * d[1]))
+    return best
+
+
+def draw(driver, canvas, strokes) -> None:
+    """Draw ``strokes`` (canvas pixel coordinates) with mouse events, 10 px a move."""
+    from selenium.webdriver import ActionChains
+
+    box = canvas.rect  # canvas pixels are CSS pixels: the page shows it at 280 × 280
+    assert (box["width"], box["height"]) == (CANVAS_SIZE, CANVAS_SIZE)
+    for points in strokes:
+        actions = ActionChains(driver, duration=5)
+        x0, y0 = points[0]
+        actions.move_to_element_with_offset(canvas, x0 - CANVAS_SIZE // 2, y0 - CANVAS_SIZE // 2)
+        actions.click_and_hold()
+        for (ax, ay), (bx, by) in itertools.pairwise(points):
+            steps = int(np.ceil(np.hypot(bx - ax, by - ay) / 10))
+            xs = np.rint(np.linspace(ax, bx, steps + 1)).astype(int)
+            ys = np.rint(np.linspace(ay, by, steps + 1)).astype(int)
+            for dx, dy in zip(np.diff(xs), np.diff(ys)):
+                actions.move_by_offset(int(dx), int(dy))
+        actions.release()
+        actions.perform()
+
+
+def wait_idle(driver) -> None:
+    """Wait until the page has no request in flight and none waiting to be sent."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30, poll_frequency=0.05).until(
+        lambda d: d.execute_script(
+            "return document.body.dataset.state === 'idle' && window.convnet.requests > 0"
+        )
+    )
+
+
+def test_browser_drawing_is_read_as_the_library_reads_the_same_pixels(browser, trained):
+    model, meta = load_checkpoint(trained)
+    running = Running(model)
+    try:
+        browser.get(f"http://127.0.0.1:{running.port}/")
+        from selenium.webdriver.common.by import By
+
+        canvas = browser.find_element(By.ID, "canvas")
+        draw(browser, canvas, SEVEN)
+        wait_idle(browser)
+        shown = browser.find_element(By.ID, "prediction").text
+        sent = browser.execute_script("return window.convnet.sent")
+        answer = browser.execute_script("return window.convnet.answer")
+        bars = [browser.find_element(By.ID, f"p{k}").text for k in range(10)]
+        seen = browser.execute_script(
+            "return Array.from(document.getElementById('input').getContext('2d')"
+            ".getImageData(0, 0, 28, 28).data)"
+        )
+        if os.environ.get("CONVNET_SCREENSHOT"):
+            screenshot(browser, Path(os.environ["CONVNET_SCREENSHOT"]))
+
+        # What the page sent is the strokes drawn: ink on every point of them, none away
+        # from them (the canvas anti-aliases only the stroke's edge, INK / 2 from its line).
+        pixels = np.array(sent, dtype=np.float64).reshape(CANVAS_SIZE, CANVAS_SIZE)
+        distance = strokes_distance(SEVEN)
+        assert pixels[distance <= INK / 2 - 1.5].min() == 255
+        assert pixels[distance >= INK / 2 + 1.5].max() == 0
+
+        # The library's own reading of those pixels, as `convnet predict` reads a picture.
+        digit = prepare_digit(pixels / 255)
+        probs = predict(model, normalise(digit[None]))[0]
+        label = int(probs.argmax())
+        assert label == 7  # the network reads the 7 that was drawn
+        assert shown == meta["classes"][label]
+        # The page shows toFixed(3): within half a unit of the third decimal.
+        np.testing.assert_allclose([float(b) for b in bars], probs, rtol=0, atol=5e-4)
+        assert answer["probabilities"] == [float(p) for p in probs]  # JSON carries them exactly
+        # The 28×28 input drawn by the page: round(255 · v) of v rounded to 4 decimals,
+        # within 1 grey level of round(255 · digit) (255 · 5e-5 < 0.02 can cross a .5).
+        grey = np.array(seen).reshape(28, 28, 4)[..., 0]
+        assert np.abs(grey - np.rint(255 * digit)).max() <= 1
+
+        browser.find_element(By.ID, "clear").click()
+        wait_idle(browser)
+        assert browser.find_element(By.ID, "prediction").text == "–"
+        assert "no digit drawn" in browser.find_element(By.ID, "message").text
+        assert max(browser.execute_script("return window.convnet.sent")) == 0
+    finally:
+        running.close()
+
+
+def screenshot(driver, path: Path) -> None:
+    """Save the page as a small PNG (64 colours) at ``path`` (CONVNET_SCREENSHOT=path)."""
+    import io
+
+    # The whole page in the viewport: the window less its frame, as high as the page.
+    width, height, frame = driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight,"
+        " window.outerHeight - window.innerHeight]"
+    )
+    driver.set_window_size(width, height + frame)
+    picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    picture.quantize(64, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
