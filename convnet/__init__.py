@@ -18,6 +18,8 @@ The pieces, in the order data flows through them (docs/design.md §5):
   the ``convnet`` command;
 - :mod:`convnet.inspect`: filters, feature maps, saliency, most-wrong digits and the
   confusion matrix, as arrays and as pictures (``convnet inspect``).
+- :mod:`convnet.serve`: a local web page to draw a digit on and watch the network read it
+  (``convnet serve``).
 """
 
 from .fast_layers import FastConv2D, FastMaxPool2D
