@@ -16,6 +16,7 @@ written, a download that fails from every mirror, a training run that diverges, 
 exhausted); 130 when interrupted (Ctrl-C) and 143 when terminated (SIGTERM), after
 removing temporary files.
 Every output of ``train`` is checked before training starts.
+``serve`` runs until interrupted: Ctrl-C stops it with status 0.
 """
 
 from __future__ import annotations

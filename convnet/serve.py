@@ -233,6 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         try:
             self._answer()
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away or stalled: nobody to answer (handle_error)
         except Exception as exc:  # a bug: answer it, keep serving, and say what it was
             self.close_connection = True
             self.log_error("%s", f"{type(exc).__name__}: {exc}")
@@ -284,8 +286,17 @@ class _Handler(BaseHTTPRequestHandler):
                 f"request body of {int(length):,} bytes, above the limit of {MAX_BODY:,}",
             )
             return
-        body = self.rfile.read(int(length))
+        try:
+            body = self.rfile.read(int(length))
+        except TimeoutError:
+            self._error(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body did not come within {self.timeout} s"
+            )
+            return
         self._unread = False
+        if len(body) < int(length):
+            self.close_connection = True
+            return  # the client closed its side before sending the body: nobody to answer
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             self._error(

@@ -236,6 +236,21 @@ def test_body_without_a_length_is_refused_with_411(running):
     assert "Content-Length" in answer["error"]
 
 
+def test_body_that_does_not_come_is_answered_408(monkeypatch):
+    from convnet import serve
+
+    monkeypatch.setattr(serve._Handler, "timeout", 0.5)
+    slow = Running(lenet5(seed=0))
+    try:
+        head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{slow.port}\r\n"
+        head += "Content-Type: application/json\r\nContent-Length: 10\r\n\r\n[0, 1"
+        status, answer = slow.raw(head.encode())  # 5 bytes of the 10 announced
+        assert status == 408
+        assert "did not come within 0.5 s" in answer["error"]
+    finally:
+        slow.close()
+
+
 def test_other_content_type_is_refused_with_415(running):
     pixels = body_of(canvas_of(SEVEN))
     status, _, answer = running.request(
@@ -278,6 +293,16 @@ def test_other_host_header_is_refused_on_the_loopback(running, host):
     assert "localhost only" in answer["error"]
 
 
+def test_server_asked_for_another_address_answers_any_host_name():
+    everywhere = Running(lenet5(seed=0), host="0.0.0.0")
+    try:
+        assert not everywhere.server.loopback_only
+        status, _, _ = everywhere.request("GET", "/", headers={"Host": "my-laptop.lan:8000"})
+        assert status == 200
+    finally:
+        everywhere.close()
+
+
 def test_server_binds_the_loopback_by_default():
     server = make_server(lenet5(seed=0), port=0)
     try:
@@ -287,7 +312,7 @@ def test_server_binds_the_loopback_by_default():
         server.server_close()
 
 
-def test_server_writes_nothing_to_disk(running):
+def test_server_writes_nothing_to_disk(running, tmp_path):
     opened = []
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
     watching = threading.Event()
@@ -307,6 +332,9 @@ def test_server_writes_nothing_to_disk(running):
     sys.addaudithook(hook)  # cannot be removed: it does nothing once the event is cleared
     watching.set()
     try:
+        (tmp_path / "probe").write_bytes(b"")  # the hook sees a write
+        assert opened == [str(tmp_path / "probe")]
+        opened.clear()
         running.request("GET", "/")
         running.request("POST", "/predict", body_of(canvas_of(SEVEN)))
         running.request("POST", "/predict", body_of(canvas_of([])))
