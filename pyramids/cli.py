@@ -327,8 +327,9 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
         f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
     )
     if args.slice is not None:
-        before = np.stack([c[0] for c in columns], axis=1)
-        after = np.stack([c[1] for c in columns], axis=1)
+        # time runs left to right, two pixels per frame
+        before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
+        after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
         gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
         write_image(args.slice, np.concatenate([before, gap, after], axis=1))
         print(f"wrote {args.slice}: the middle column over time, input (left) and output")
@@ -490,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--slice",
         metavar="IMAGE",
-        help="also write a space-time slice (the middle column over time), input beside output",
+        help="also write a space-time slice (the middle column over time, 2 pixels a frame), "
+        "input beside output",
     )
     p.add_argument(
         "--force",

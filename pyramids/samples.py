@@ -42,7 +42,7 @@ def sample_images() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def sample_video(
-    frames: int = 90, *, amplitude: float = 0.25, frequency: float = 1.5
+    frames: int = 120, *, amplitude: float = 0.25, frequency: float = 1.5
 ) -> Iterator[np.ndarray]:
     """A cat that breathes by a fraction of a pixel: the motion magnification demo's video.
 
@@ -55,7 +55,7 @@ def sample_video(
     Parameters
     ----------
     frames : int
-        Number of frames (90: three seconds).
+        Number of frames (120: four seconds).
     amplitude : float
         Largest displacement, in pixels.
     frequency : float
