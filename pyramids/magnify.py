@@ -55,7 +55,7 @@ RGB_TO_YIQ = np.array(
 )
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 #: Largest phase shift added to a band: ``|α Δφ| ≤ π/2`` is Wadhwa et al.'s bound
-#: ``α δ(t) < λ/4`` for octave-bandwidth pyramids (their §4), in phase units.
+#: ``α δ(t) < λ/4`` for octave-bandwidth pyramids, in phase units (docs/design.md §6.1).
 MAX_PHASE_SHIFT = math.pi / 2
 
 
