@@ -35,7 +35,7 @@ import scipy.signal
 
 from .arrays import as_float_image
 from .laplacian import laplacian_pyramid, max_levels, reconstruct_laplacian
-from .parallel import resolve_threads
+from .parallel import resolve_threads, run_parts
 from .steerable_freq import FrequencySteerableModel
 
 __all__ = [
@@ -234,7 +234,11 @@ class PhaseMagnifier:
         self.attenuate_other = bool(attenuate_other)
         self.shape = tuple(int(n) for n in shape)
         self.model = FrequencySteerableModel(self.shape[:2], levels, orientations, complex=True)
-        self.filters = [TemporalBandpass(*self.band, fps, order) for _ in range(self.model.levels)]
+        # one filter per band (level, orientation): the bands are processed side by side
+        self.filters = [
+            [TemporalBandpass(*self.band, fps, order) for _ in range(self.model.orientations)]
+            for _ in range(self.model.levels)
+        ]
         self.threads = resolve_threads(threads)
         self._reference: list[np.ndarray] | None = None  # conj(c_ref) / |c_ref| per level
 
@@ -250,36 +254,47 @@ class PhaseMagnifier:
                 np.conj(c) / np.maximum(np.abs(c), np.finfo(np.float32).tiny) for c in bands
             ]
         out = []
-        for c, reference, bandpass in zip(bands, self._reference, self.filters):
-            # phase difference to the reference frame, in (−π, π]: no unwrapping needed
-            # while the motion stays below half a wavelength of the band
-            delta = bandpass(np.angle(c * reference))
-            if self.sigma > 0:
-                delta = self._smooth(delta, np.abs(c))
-            shift = delta * np.float32(self.alpha)
-            np.clip(shift, -MAX_PHASE_SHIFT, MAX_PHASE_SHIFT, out=shift)
-            if self.attenuate_other:
-                # |c| with the reference phase plus the band-passed phase and its shift
-                shift += delta
-                base = np.abs(c) * np.conj(reference)
-            else:
-                base = c
-            rotation = np.empty_like(c)  # exp(i·shift), built in complex64
-            np.cos(shift, out=rotation.real)
-            np.sin(shift, out=rotation.imag)
-            rotation *= base
-            out.append(rotation)
+        for c, reference, filters in zip(bands, self._reference, self.filters):
+            level = np.empty_like(c)
+
+            def task(start, stop, c=c, reference=reference, filters=filters, level=level):
+                for k in range(start, stop):
+                    self._magnify_band(c[k], reference[k], filters[k], level[k])
+
+            # the K bands of a level on the package's threads (numpy releases the GIL)
+            run_parts(task, len(c), self.threads)
+            out.append(level)
         y_new = self.model.synthesise(highpass, out, residual, threads=self.threads)
         if rgb is None:
             return y_new
         # Y changes, I and Q stay: the RGB change is ΔY times YIQ→RGB's first column
         return rgb + (y_new - y)[..., None] * YIQ_TO_RGB[:, 0].astype(np.float32)
 
+    def _magnify_band(
+        self, c: np.ndarray, reference: np.ndarray, bandpass: TemporalBandpass, out: np.ndarray
+    ) -> None:
+        """``out ← c · exp(i·clip(α·B(Δφ), ±π/2))`` for one complex band (docs §6.1)."""
+        # phase difference to the reference frame, in (−π, π]: no unwrapping needed while
+        # the motion stays below half a wavelength of the band
+        delta = bandpass(np.angle(c * reference))
+        if self.sigma > 0:
+            delta = self._smooth(delta, np.abs(c))
+        shift = delta * np.float32(self.alpha)
+        np.clip(shift, -MAX_PHASE_SHIFT, MAX_PHASE_SHIFT, out=shift)
+        if self.attenuate_other:
+            # |c| with the reference phase plus the band-passed phase and its shift
+            shift += delta
+            base = np.abs(c) * np.conj(reference)
+        else:
+            base = c
+        np.cos(shift, out=out.real)  # exp(i·shift), built in complex64 in place
+        np.sin(shift, out=out.imag)
+        out *= base
+
     def _smooth(self, delta: np.ndarray, amplitude: np.ndarray) -> np.ndarray:
-        """``G_σ * (A·Δφ) / G_σ * A`` over each band (periodic, like the pyramid)."""
-        sigma = (0, self.sigma, self.sigma)
-        weighted = scipy.ndimage.gaussian_filter(delta * amplitude, sigma, mode="wrap")
-        weight = scipy.ndimage.gaussian_filter(amplitude, sigma, mode="wrap")
+        """``G_σ * (A·Δφ) / G_σ * A`` over one band (periodic, like the pyramid)."""
+        weighted = scipy.ndimage.gaussian_filter(delta * amplitude, self.sigma, mode="wrap")
+        weight = scipy.ndimage.gaussian_filter(amplitude, self.sigma, mode="wrap")
         return weighted / np.maximum(weight, np.finfo(np.float32).tiny)
 
 
