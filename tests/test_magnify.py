@@ -402,3 +402,17 @@ def _has_ffmpeg() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_cli_refuses_an_existing_output_folder_without_force(tmp_path, capsys):
+    write_video(tmp_path / "in", iter(smooth_frames(4, (32, 32, 3))), 30.0)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    arguments = ["magnify", str(tmp_path / "in"), "--band", "1", "4", "-o", str(tmp_path / "out")]
+    assert main(arguments) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    assert main([*arguments, "--force"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "frame_000000.png"
+    assert not (tmp_path / "out" / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
