@@ -416,3 +416,18 @@ def test_cli_refuses_an_existing_output_folder_without_force(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "frame_000000.png"
     assert not (tmp_path / "out" / "keep.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]
+
+
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_a_grey_video_in_rgb_is_magnified_like_the_grey_one(method):
+    # Y = the grey value and I = Q = 0 for equal channels (the YIQ rows sum to 1, 0, 0):
+    # each output channel must be the grey output, to float32 rounding of the colour
+    # conversions (a few units of eps on values near 1)
+    image = texture(2, 6)[:64, :64]
+    frames = [(image + 0.01 * math.sin(t)).astype(np.float32) for t in range(12)]
+    options = {"method": method, "lambda_c": 8.0} if method == "linear" else {"method": method}
+    grey = list(magnify(iter(frames), FPS, 10.0, BAND, **options))
+    colour = list(magnify((np.repeat(f[..., None], 3, axis=2) for f in frames), FPS, 10.0,
+                          BAND, **options))  # fmt: skip
+    for g, c in zip(grey, colour):
+        assert np.abs(c - g[..., None]).max() <= 64 * np.finfo(np.float32).eps
