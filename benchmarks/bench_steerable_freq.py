@@ -9,7 +9,10 @@ workers, ``torch.set_num_threads``). Ratios are peer / ours (above 1: we are fas
 maximum reconstruction error is printed beside each time.
 
 Cases (the issue's): real, 4 orientations, 5 levels at 512² and 2048²; complex,
-4 orientations, all levels, 480×640.
+4 orientations, all levels, 480×640. ``frames``: a stack of complex frames decomposed and
+reconstructed in one call (:meth:`~pyramids.FrequencySteerableModel.analyse_frames`)
+against a loop over the frames, per frame, and plenoptic's batch where it is importable:
+64 frames of 128×128 and 16 of 480×640.
 
     pip install pyrtools                       # optional peer (the test extra has it)
     pip install plenoptic==2.1.1               # optional peer, needs torch; never a dependency
@@ -95,6 +98,68 @@ def plenoptic_method(
     return build, reconstruct
 
 
+FRAME_STACKS = (((128, 128), 64), ((480, 640), 16))  # (shape, frames)
+
+
+def run_frames(threads: int, repeats: int) -> None:
+    """Per-frame cost of stacks of frames: one batched call against a loop over frames."""
+    for shape, count in FRAME_STACKS:
+        run_frame_stack(shape, count, threads, repeats)
+
+
+def run_frame_stack(shape: tuple[int, int], count: int, threads: int, repeats: int) -> None:
+    frames = np.stack([np.roll(sample_image(shape), t, axis=1) for t in range(count)])
+    model = FrequencySteerableModel(shape, None, 4, complex=True)
+    coefficients = model.analyse_frames(frames, threads=threads)
+    singles = [model.analyse(frame, threads=threads) for frame in frames]
+    table = {
+        "ours, batch": (
+            lambda: model.analyse_frames(frames, threads=threads),
+            lambda: model.synthesise_frames(*coefficients, threads=threads),
+        ),
+        "ours, loop": (
+            lambda: [model.analyse(frame, threads=threads) for frame in frames],
+            lambda: [model.synthesise(*c, threads=threads) for c in singles],
+        ),
+    }
+    try:
+        import torch
+        from plenoptic.process import SteerablePyramidFreq
+    except ImportError:
+        print("(plenoptic not importable: skipped)")
+    else:
+        torch.set_num_threads(threads)
+        peer = SteerablePyramidFreq(shape, height="auto", order=3, is_complex=True)
+        tensor = torch.from_numpy(frames)[:, None]
+        with torch.no_grad():
+            peer_coefficients = peer(tensor)
+
+        def peer_build():
+            with torch.no_grad():
+                return peer(tensor)
+
+        def peer_reconstruct():
+            with torch.no_grad():
+                return peer.recon_pyr(peer_coefficients)
+
+        table["plenoptic, batch"] = (peer_build, peer_reconstruct)
+    builds = interleaved_medians({k: v[0] for k, v in table.items()}, repeats)
+    recons = interleaved_medians({k: v[1] for k, v in table.items()}, repeats)
+    print(
+        f"\n### {count} frames {shape[0]}×{shape[1]} float32, complex, 4 orientations, all levels"
+    )
+    print(f"{threads} threads, median of {repeats}, per frame; ratio: method / ours, batch\n")
+    print("| method | build (ms/frame) | ratio | reconstruct (ms/frame) | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    base_b, base_r = builds["ours, batch"], recons["ours, batch"]
+    for label in table:
+        b, r = builds[label], recons[label]
+        print(
+            f"| {label} | {1e3 * b / count:.2f} | {b / base_b:.2f} | "
+            f"{1e3 * r / count:.2f} | {r / base_r:.2f} |"
+        )
+
+
 def run(name: str, threads: int, repeats: int) -> None:
     shape, levels, complex_ = CASES[name]
     x = sample_image(shape)
@@ -125,13 +190,18 @@ def run(name: str, threads: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
+    parser.add_argument(
+        "--cases", nargs="+", choices=[*sorted(CASES), "frames"], default=[*CASES, "frames"]
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print_machine()
     for name in args.cases:
-        run(name, args.threads, args.repeats)
+        if name == "frames":
+            run_frames(args.threads, args.repeats)
+        else:
+            run(name, args.threads, args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: ``pyramids blend | decompose | reconstruct | figures``.
+"""Command line: ``pyramids blend | decompose | reconstruct | figures | magnify``.
 
 Exit status: 0 on success; 2 for a usage or input error (a bad argument; a missing,
 unreadable, corrupt, too large or inconsistent input file); 1 for a runtime failure (an
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import itertools
 import os
 import shutil
 import sys
@@ -33,6 +34,7 @@ from .pyramid import Pyramid, PyramidFileError, read_pyramid_file
 from .samples import sample_images
 from .steerable import SteerablePyramid, steerable_pyramid
 from .steerable_freq import steerable_pyramid_freq
+from .video import DEFAULT_FOLDER_FPS
 
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 SAMPLE_NAMES = ("cat.png", "coffee.png", "mask.png")
@@ -252,6 +254,87 @@ def _cmd_figures(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(SAMPLE_NAMES + FIGURE_NAMES)} to {out}/")
 
 
+# --------------------------------------------------------------------------- magnify
+
+
+def _cmd_magnify(args: argparse.Namespace) -> None:
+    """Magnify the motion in a video (or the sample), streaming frame by frame."""
+    import time
+
+    from .magnify import LinearMagnifier, PhaseMagnifier, check_band
+    from .samples import SAMPLE_VIDEO_BAND, SAMPLE_VIDEO_FPS, sample_video
+    from .video import VideoReader, is_video_output, write_video
+
+    output = Path(args.output)
+    is_video_output(output)  # a known suffix, or none for a PNG folder: before any work
+    if args.slice is not None:
+        _check_suffix(Path(args.slice))
+    if args.video is not None:
+        source = Path(args.video)
+        if not args.force and _same_file(output, source):
+            raise CommandError(
+                f"output {output} is the input; choose another name or pass --force"
+            )
+        if args.band is None:
+            raise CommandError("--band LOW HIGH (Hz) is required with a VIDEO")
+        reader = VideoReader(source, fps=args.fps)
+        fps, shape, frames = reader.fps, reader.shape, reader.frames()
+    else:
+        print(f"magnifying the sample video (a cat breathing; --band {SAMPLE_VIDEO_BAND})")
+        fps = args.fps or SAMPLE_VIDEO_FPS
+        frames = sample_video()
+        first = next(frames)
+        shape = first.shape
+        frames = itertools.chain([first], frames)
+    band = args.band or SAMPLE_VIDEO_BAND
+    check_band(band, fps)
+    options = {"levels": args.levels, "order": args.order, "threads": args.threads}
+    if args.method == "phase":
+        if args.lambda_c is not None:
+            raise CommandError("--lambda-c applies to --method linear only")
+        magnifier = PhaseMagnifier(
+            shape,
+            fps,
+            args.alpha,
+            band,
+            orientations=args.orientations or 4,
+            sigma=args.sigma,
+            attenuate_other=args.attenuate_other,
+            **options,
+        )
+    else:
+        if args.orientations is not None or args.attenuate_other or args.sigma:
+            raise CommandError(
+                "--orientations, --sigma and --attenuate-other apply to --method phase only"
+            )
+        lambda_c = 16.0 if args.lambda_c is None else args.lambda_c
+        magnifier = LinearMagnifier(shape, fps, args.alpha, band, lambda_c=lambda_c, **options)
+    columns: list[tuple[np.ndarray, np.ndarray]] = []  # one column per frame: h × t
+
+    def stream() -> Iterator[np.ndarray]:
+        for frame in frames:
+            out = np.clip(magnifier(frame), 0.0, 1.0)
+            if args.slice is not None:
+                column = frame.shape[1] // 2
+                columns.append((frame[:, column] / np.float32(255), out[:, column]))
+            yield out
+
+    start = time.perf_counter()
+    count = write_video(output, stream(), fps, force=args.force)
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
+        f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
+    )
+    if args.slice is not None:
+        # time runs left to right, two pixels per frame
+        before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
+        after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
+        gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
+        write_image(args.slice, np.concatenate([before, gap, after], axis=1))
+        print(f"wrote {args.slice}: the middle column over time, input (left) and output")
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -347,6 +430,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", default="images", help="output directory (images)")
     p.set_defaults(run=_cmd_figures)
+
+    p = sub.add_parser(
+        "magnify",
+        help="magnify small motions in a video (phase-based or linear); default: a sample",
+        description="Motion magnification, streamed frame by frame (docs/design.md §6.1). "
+        "VIDEO is a video file (needs the 'video' extra, imageio-ffmpeg) or a folder of "
+        "numbered PNG frames; without it, a sample video made from the package's cat.",
+    )
+    p.add_argument("video", nargs="?", help="input video file or folder of PNG frames")
+    p.add_argument("--method", choices=("phase", "linear"), default="phase")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=20.0,
+        help="magnification factor α > 0 (default 20)",
+    )
+    p.add_argument(
+        "--band",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="temporal pass band in Hz, LOW < HIGH < fps/2 (required with VIDEO)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        help=f"frame rate (default: the video's; {DEFAULT_FOLDER_FPS:g} for a folder)",
+    )
+    p.add_argument("--levels", type=int, help="pyramid levels (default: all octaves)")
+    p.add_argument("--orientations", type=int, help="phase: 2 … 16 (default 4)")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=0.0,
+        help="phase: amplitude-weighted smoothing of the phase, in pixels (default 0)",
+    )
+    p.add_argument(
+        "--attenuate-other", action="store_true", help="phase: remove the motion outside the band"
+    )
+    p.add_argument(
+        "--lambda-c",
+        type=float,
+        help="linear: cut-off wavelength λc in pixels (default 16)",
+    )
+    p.add_argument(
+        "--order",
+        type=_positive_int,
+        default=1,
+        help="Butterworth order of the temporal band-pass (default 1)",
+    )
+    p.add_argument("--threads", type=_positive_int, help="FFT and pyramid threads")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="magnified.mp4",
+        help="output video (.mp4, .mkv, .mov, .avi) or folder of PNG frames "
+        "(no suffix); default magnified.mp4",
+    )
+    p.add_argument(
+        "--slice",
+        metavar="IMAGE",
+        help="also write a space-time slice (the middle column over time, 2 pixels a frame), "
+        "input beside output",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow replacing the input or an existing output folder",
+    )
+    p.set_defaults(run=_cmd_magnify)
     return parser
 
 
