@@ -37,13 +37,15 @@ __all__ = ["MAX_PERIOD", "BandPlan", "Factors", "apply_rows", "band_plan", "fact
 MAX_PERIOD = 4
 
 
-def _jit(function):
-    """``numba.njit(cache=True, nogil=True)``, without the cache where none can be written
-    (numba refuses ``cache=True`` when it finds no writable location)."""
+def _jit(function=None, **options):
+    """``numba.njit(cache=True, nogil=True, **options)``, without the cache where none can
+    be written (numba refuses ``cache=True`` when it finds no writable location)."""
+    if function is None:
+        return lambda f: _jit(f, **options)
     try:
-        return numba.njit(cache=True, nogil=True)(function)
+        return numba.njit(cache=True, nogil=True, **options)(function)
     except RuntimeError:
-        return numba.njit(nogil=True)(function)
+        return numba.njit(nogil=True, **options)(function)
 
 
 class BandPlan(NamedTuple):
@@ -269,7 +271,8 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
             longest = max(longest, f_u_ptr[t, i + 1] - f_u_ptr[t, i])
     height_starts = np.zeros(longest, np.int64)  # the height pass reads whole rows
     for i in range(row0, row1):
-        direct = terms == 1 and mode == 0
+        single = terms == 1
+        direct = single and mode == 0
         for t in range(terms):
             # 1. height pass, z = Σ_a U_t[i, a] X[a, :]
             lo, hi = f_u_ptr[t, i], f_u_ptr[t, i + 1]
@@ -303,19 +306,12 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
                     weights = f_v_wt[t, p]
                     _add_rows(part, True, src, tap_rows, tap_starts, weights, 0, n_taps, count,
                               zero)  # fmt: skip
-                if period > 1:
-                    written = row_t[period * q0 * c :]
-                    if period == 2 and c == 1:  # one sweep: the compiler pairs the stores
-                        even, odd = acc[0], acc[1]
-                        for q in range(q1 - q0):
-                            written[2 * q] = even[q]
-                            written[2 * q + 1] = odd[q]
+                if period > 1:  # interleave the phases; one term: combined, into out
+                    lo = period * q0 * c
+                    if single:
+                        _interleave(out[i][lo:], base[i][lo:], mode, acc, period, q1 - q0, c)
                     else:
-                        for p in range(period):
-                            part = acc[p]
-                            for ch in range(c):
-                                for q in range(q1 - q0):
-                                    written[(period * q + p) * c + ch] = part[q * c + ch]
+                        _interleave(y_t[lo:], y_t[lo:], 0, acc, period, q1 - q0, c)
             # ... and every other row entry by entry
             for border in range(2):
                 j0, j1 = (0, period * q0) if border == 0 else (period * q1, m_w)
@@ -337,14 +333,73 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
                         y[k] += y_t[k]
         if direct:
             continue
-        total = y_t if terms == 1 else y
+        total = y_t if single else y
         target, given = out[i], base[i]
+        # what is left to write: everything, or (one term, phases interleaved into out
+        # already) the border columns
+        done0, done1 = 0, 0
+        if single and f_v_band[0, 0] > 1 and f_v_band[0, 3] > f_v_band[0, 2]:
+            done0 = f_v_band[0, 0] * f_v_band[0, 2] * c
+            done1 = f_v_band[0, 0] * f_v_band[0, 3] * c
+        for side in range(2):
+            k0, k1 = (0, done0) if side == 0 else (done1, n_out)
+            if done1 == 0:
+                k0, k1 = (0, n_out) if side == 0 else (0, 0)
+            if mode == 1:
+                for k in range(k0, k1):
+                    target[k] = given[k] - total[k]
+            elif mode == 2:
+                for k in range(k0, k1):
+                    target[k] = given[k] + total[k]
+            else:
+                for k in range(k0, k1):
+                    target[k] = total[k]
+
+
+@_jit
+def _interleave(target, given, mode, acc, period, count, c):
+    """Pixel ``q`` of phase ``p`` (``acc[p, q·c + ch]``) to pixel ``period·q + p`` of
+    ``target``; mode 0 writes it, 1 ``given - it``, 2 ``given + it``."""
+    if period == 2 and c == 1:  # one sweep over both phases: the compiler pairs the stores
+        even, odd = acc[0], acc[1]
         if mode == 1:
-            for k in range(n_out):
-                target[k] = given[k] - total[k]
+            for q in range(count):
+                target[2 * q] = given[2 * q] - even[q]
+                target[2 * q + 1] = given[2 * q + 1] - odd[q]
         elif mode == 2:
-            for k in range(n_out):
-                target[k] = given[k] + total[k]
+            for q in range(count):
+                target[2 * q] = given[2 * q] + even[q]
+                target[2 * q + 1] = given[2 * q + 1] + odd[q]
         else:
-            for k in range(n_out):
-                target[k] = total[k]
+            for q in range(count):
+                target[2 * q] = even[q]
+                target[2 * q + 1] = odd[q]
+    elif period == 2 and c == 3:
+        even, odd = acc[0], acc[1]
+        if mode == 1:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = given[6 * q + ch] - even[3 * q + ch]
+                    target[6 * q + 3 + ch] = given[6 * q + 3 + ch] - odd[3 * q + ch]
+        elif mode == 2:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = given[6 * q + ch] + even[3 * q + ch]
+                    target[6 * q + 3 + ch] = given[6 * q + 3 + ch] + odd[3 * q + ch]
+        else:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = even[3 * q + ch]
+                    target[6 * q + 3 + ch] = odd[3 * q + ch]
+    else:
+        for p in range(period):
+            part = acc[p]
+            for ch in range(c):
+                for q in range(count):
+                    k = (period * q + p) * c + ch
+                    if mode == 1:
+                        target[k] = given[k] - part[q * c + ch]
+                    elif mode == 2:
+                        target[k] = given[k] + part[q * c + ch]
+                    else:
+                        target[k] = part[q * c + ch]

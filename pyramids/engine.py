@@ -34,6 +34,7 @@ Every tuning constant of the package's operators is defined here, once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -45,6 +46,7 @@ from .parallel import resolve_threads, run_parts
 
 __all__ = [
     "ENGINES",
+    "ENGINE_VAR",
     "BandTiles",
     "Combine",
     "CompiledEngine",
@@ -670,19 +672,36 @@ ENGINES: dict[str, CompiledEngine | TiledEngine | MatrixEngine] = {
     "matrix": MatrixEngine(),
 }
 
-_default: list[str] = []  # the default engine, found on first use
+#: The environment variable that names the default engine (read on every call).
+ENGINE_VAR = "PYRAMIDS_ENGINE"
+_numba: list[bool] = []  # whether pyramids.compiled (numba) imports, found on first use
 
 
 def default_engine() -> str:
-    """``'compiled'`` where numba imports (tried once, on the first call), else ``'separable'``."""
-    if not _default:
+    """The engine used where a call names none.
+
+    ``$PYRAMIDS_ENGINE`` if set (read now, on every call; a name of :data:`ENGINES`), else
+    ``'compiled'`` where numba imports (tried once, on the first call), else
+    ``'separable'``.
+
+    Raises
+    ------
+    ValueError
+        If ``$PYRAMIDS_ENGINE`` names no engine.
+    """
+    named = os.environ.get(ENGINE_VAR, "").strip()
+    if named:
+        if named not in ENGINES:
+            raise ValueError(f"${ENGINE_VAR} must be one of {', '.join(ENGINES)}; got {named!r}")
+        return named
+    if not _numba:
         try:
             import pyramids.compiled  # noqa: F401  (imports numba)
 
-            _default.append("compiled")
+            _numba.append(True)
         except ImportError:
-            _default.append("separable")
-    return _default[0]
+            _numba.append(False)
+    return "compiled" if _numba[0] else "separable"
 
 
 def get_engine(name: str | None = None) -> CompiledEngine | TiledEngine | MatrixEngine:
