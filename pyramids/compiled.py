@@ -238,6 +238,44 @@ def _add_rows(target, first, rows, picks, starts, weights, lo, hi, count, zero):
 
 
 @_jit
+def _add_rows_halves(even, odd, rows, picks, weights, lo, hi, w):
+    """:func:`_add_rows` for ``starts = 0`` and a grey row, into the two pixel phases of
+    the sum, ``even`` (pixels 0, 2, …) and ``odd`` (1, 3, …), which must hold zeros: the
+    products are added one after the other, three taps per sweep, in order. This is the
+    height pass of a grey reduction, whose width pass reads the phases (else a stride-2
+    read per tap, or a pass that splits the row)."""
+    pairs = w // 2  # pixels of odd; even has one more for an odd w
+    tap = lo
+    while tap < hi:
+        n = min(hi - tap, 3)
+        r0, r1, r2 = rows[picks[tap]], rows[picks[tap]], rows[picks[tap]]
+        d0, d1, d2 = weights[tap], weights[tap], weights[tap]
+        if n >= 2:
+            r1, d1 = rows[picks[tap + 1]], weights[tap + 1]
+        if n == 3:
+            r2, d2 = rows[picks[tap + 2]], weights[tap + 2]
+        if n == 3:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b] + d1 * r1[2 * b] + d2 * r2[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1] + d1 * r1[2 * b + 1] + d2 * r2[2 * b + 1]
+        elif n == 2:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b] + d1 * r1[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1] + d1 * r1[2 * b + 1]
+        else:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1]
+        if w % 2:  # the last pixel of an odd w, even
+            even[pairs] = even[pairs] + d0 * r0[2 * pairs]
+            if n >= 2:
+                even[pairs] = even[pairs] + d1 * r1[2 * pairs]
+            if n == 3:
+                even[pairs] = even[pairs] + d2 * r2[2 * pairs]
+        tap += n
+
+
+@_jit
 def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
                f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
     """Rows ``row0 … row1 - 1`` of ``Y = Σ_t U_t X V_tᵀ`` (module docstring) into ``out``.
@@ -276,16 +314,22 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
         for t in range(terms):
             # 1. height pass, z = Σ_a U_t[i, a] X[a, :]
             lo, hi = f_u_ptr[t, i], f_u_ptr[t, i + 1]
-            _add_rows(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
-            # 2. width pass: the band's interior tap by tap over whole rows ...
             period, step, q0, q1 = f_v_band[t, 0], f_v_band[t, 1], f_v_band[t, 2], f_v_band[t, 3]
+            # a grey reduction: z made as its two pixel phases
+            halves = step == 2 and q1 > q0 and c == 1
+            if halves:
+                phases[:] = zero
+                _add_rows_halves(phases[0], phases[1], x, f_u_idx, f_u_val, lo, hi, w)
+            else:
+                _add_rows(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+            # 2. width pass: the band's interior tap by tap over whole rows ...
             row_t = out[i] if direct else y_t  # one term, no combine: straight to out
             if q1 > q0:
                 if step == 1:
                     src = z2
                 else:  # the pixels of z split by their index mod S, each phase contiguous
                     src = phases
-                    for s in range(step):
+                    for s in range(step if not halves else 0):
                         phase = phases[s]
                         if c == 1:
                             for b in range((w - s + step - 1) // step):
@@ -319,10 +363,14 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
                     for ch in range(c):
                         row_t[j * c + ch] = zero
                     for jj in range(f_v_ptr[t, j], f_v_ptr[t, j + 1]):
-                        b = f_v_idx[jj] * c
+                        pixel = f_v_idx[jj]
                         d = f_v_val[jj]
                         for ch in range(c):
-                            row_t[j * c + ch] += d * z[b + ch]
+                            if halves:
+                                value = phases[pixel % 2, (pixel // 2) * c + ch]
+                            else:
+                                value = z[pixel * c + ch]
+                            row_t[j * c + ch] += d * value
             # 3. the sum over the terms, from zero
             if terms > 1:
                 if t == 0:
