@@ -81,6 +81,10 @@ _CHANNEL_TILE_DIVISOR = 4
 _STRIP_ELEMENTS = 1 << 18
 #: Below this many output elements, threads cost more than they save.
 _THREAD_MIN_ELEMENTS = 1 << 16
+#: The same for the compiled engine, whose kernel makes a 512² output in about 0.2 ms on
+#: one thread, less than handing half of it to another thread costs (measured on the
+#: 2-core AMD EPYC of benchmarks/, under load).
+_COMPILED_THREAD_MIN_ELEMENTS = 1 << 18
 
 
 # --------------------------------------------------------------------------- the operator
@@ -655,10 +659,14 @@ class CompiledEngine:
         target = result.reshape(m_h, m_w * c)
         base = target if base is None else base
 
-        def task(a: int, b: int) -> None:
-            apply_rows(image, c, target, base, mode, a, b, *packed)
+        if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
+            apply_rows(image, c, target, base, mode, 0, m_h, *packed)  # no thread, no BLAS
+        else:
 
-        _run(task, m_h, result.size, threads)
+            def task(a: int, b: int) -> None:
+                apply_rows(image, c, target, base, mode, a, b, *packed)
+
+            run_parts(task, m_h, threads, hold_blas=False)
         if combine is not None and not fused:
             return _finish(result, out, combine)
         return result

@@ -102,7 +102,8 @@ def test_pyramid_levels_equal_the_matrix_engine(h, w, kernel, boundary, channels
     _assert_same(pyr.reconstruct(), fine, np.full(fine.shape, 2 * bound))
 
 
-def test_the_default_engine_is_the_compiled_one():
+def test_the_default_engine_is_the_compiled_one(monkeypatch):
+    monkeypatch.delenv(engine.ENGINE_VAR, raising=False)
     assert engine.default_engine() == "compiled"
     assert get_engine() is get_engine("compiled")
     op = operators.reduce_operator((64, 48))
@@ -110,9 +111,21 @@ def test_the_default_engine_is_the_compiled_one():
     assert ("compiled", "<f4") in op.prepared
 
 
+def test_the_environment_names_the_default_engine(monkeypatch):
+    monkeypatch.setenv(engine.ENGINE_VAR, "separable")
+    assert engine.default_engine() == "separable"
+    op = operators.reduce_operator((32, 24))
+    pyramids.reduce(np.zeros((32, 24)))
+    assert ("tiled", "<f8") in op.prepared
+    monkeypatch.setenv(engine.ENGINE_VAR, "fft")
+    with pytest.raises(ValueError, match="PYRAMIDS_ENGINE must be one of"):
+        pyramids.reduce(np.zeros((32, 24)))
+
+
 @pytest.mark.parametrize("kind", ["reduce-binomial", "expand-binomial", "terms-step1", "mirror"])
-def test_compiled_result_does_not_depend_on_the_thread_count(kind):
-    shape = (300, 260, 3)  # large enough to be split over threads
+def test_compiled_result_does_not_depend_on_the_thread_count(kind, monkeypatch):
+    monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # split even small ones
+    shape = (300, 260, 3)
     op = _operator(kind, shape, "reflect" if kind == "mirror" else "symmetric")
     x = _input(op, shape, np.float32)
     one = apply(op, x, threads=1, engine="compiled")

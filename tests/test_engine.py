@@ -286,6 +286,12 @@ def test_every_tuning_constant_lives_in_the_engine():
     import pyramids.steerable
 
     for module in (pyramids.operators, pyramids.steerable, pyramids.laplacian):
-        for name in ("_TILE", "_STRIP_ELEMENTS", "_BLOCK_ELEMENTS", "_THREAD_MIN_ELEMENTS"):
+        for name in (
+            "_TILE",
+            "_STRIP_ELEMENTS",
+            "_BLOCK_ELEMENTS",
+            "_THREAD_MIN_ELEMENTS",
+            "_COMPILED_THREAD_MIN_ELEMENTS",
+        ):
             assert not hasattr(module, name), (module.__name__, name)
     assert engine._TILE and engine._STRIP_ELEMENTS
