@@ -190,3 +190,26 @@ def test_compiled_reduce_and_expand_match_opencv(h, w, channels):
     if h % 2 == 0 and w % 2 == 0:
         up = apply(operators.expand_operator(x.shape), theirs, engine="compiled")
         assert np.abs(up - cv2.pyrUp(theirs, dstsize=(w, h))).max() <= 2 * gamma * 4
+
+
+def test_kernels_compile_without_a_cache_where_none_is_writable(monkeypatch):
+    """numba refuses ``cache=True`` (a RuntimeError) where it finds no writable cache
+    location, e.g. a read-only install with a read-only home: the kernels are then
+    compiled without a cache rather than failing at import."""
+    import numba
+
+    from pyramids import compiled
+
+    real = numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def twice(a):
+        return 2 * a
+
+    assert compiled._jit(twice)(21) == 42
