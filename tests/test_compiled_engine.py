@@ -122,6 +122,18 @@ def test_the_environment_names_the_default_engine(monkeypatch):
         pyramids.reduce(np.zeros((32, 24)))
 
 
+def test_without_numba_the_default_is_the_numpy_engine(monkeypatch):
+    import sys
+
+    monkeypatch.delenv(engine.ENGINE_VAR, raising=False)
+    monkeypatch.setattr(engine, "_numba", [])  # not tried yet
+    monkeypatch.setitem(sys.modules, "pyramids.compiled", None)  # importing it now fails
+    assert engine.default_engine() == "separable"
+    x = np.random.default_rng(4).random((20, 17))
+    op = operators.reduce_operator(x.shape)
+    np.testing.assert_array_equal(pyramids.reduce(x), apply(op, x, engine="separable"))
+
+
 @pytest.mark.parametrize("kind", ["reduce-binomial", "expand-binomial", "terms-step1", "mirror"])
 def test_compiled_result_does_not_depend_on_the_thread_count(kind, monkeypatch):
     monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # split even small ones
