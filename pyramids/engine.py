@@ -666,7 +666,7 @@ class CompiledEngine:
             def task(a: int, b: int) -> None:
                 apply_rows(image, c, target, base, mode, a, b, *packed)
 
-            run_parts(task, m_h, threads, hold_blas=False)
+            run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
         if combine is not None and not fused:
             return _finish(result, out, combine)
         return result

@@ -178,7 +178,12 @@ def _submit_all(
 
 
 def run_parts(
-    task: Callable[[int, int], None], n_items: int, threads: int, *, hold_blas: bool = True
+    task: Callable[[int, int], None],
+    n_items: int,
+    threads: int,
+    *,
+    hold_blas: bool = True,
+    in_caller: bool = False,
 ) -> None:
     """Run ``task(start, stop)`` over ``0 … n_items`` in ``threads`` contiguous parts.
 
@@ -188,7 +193,9 @@ def run_parts(
     count. Called from one of the package's own threads, the whole range runs as one part
     in that thread (a nested split would wait on the threads it occupies). The first
     exception of a part is raised here, after every part has finished. A task that calls
-    no BLAS (the compiled engine's kernel) passes ``hold_blas=False`` and skips the limit.
+    no BLAS (the compiled engine's kernel) passes ``hold_blas=False`` and skips the limit;
+    one that never splits its work again may pass ``in_caller=True``: the calling thread
+    then runs the first part itself instead of waiting, one hand-off fewer.
     """
     parts = min(_check_threads(threads, "threads"), n_items)
     if getattr(_inside, "active", False):
@@ -200,8 +207,15 @@ def run_parts(
             return
         edges = np.linspace(0, n_items, parts + 1).round().astype(int).tolist()
         bounds = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+        mine = bounds.pop(0) if in_caller else None
         futures = _submit_all(task, bounds)
-        errors = [future.exception() for future in futures]
+        errors = []
+        if mine is not None:
+            try:
+                task(*mine)
+            except Exception as error:  # raised below, once every part has finished
+                errors.append(error)
+        errors += [future.exception() for future in futures]
         for error in errors:
             if error is not None:
                 raise error
