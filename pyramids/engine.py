@@ -633,6 +633,8 @@ class CompiledEngine:
     ) -> np.ndarray:
         """As :meth:`TiledEngine.apply`."""
         shape = _check_call(op, x, out, combine)
+        if out is not None and not out.flags.writeable:
+            raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
         from .compiled import apply_rows
 

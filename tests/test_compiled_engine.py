@@ -159,6 +159,10 @@ def test_out_in_place_accumulation_and_odd_inputs():
     strided = np.zeros((21, 30, 2))[:, ::2]
     strided[...] = x
     np.testing.assert_array_equal(apply(op, strided, engine="compiled"), y)
+    locked = np.zeros_like(y)
+    locked.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        apply(op, x, out=locked, engine="compiled")
 
 
 @pytest.mark.parametrize("n", [9, 10, 64, 203])
