@@ -164,17 +164,11 @@ def _pack(matrices: list[sp.csr_array]) -> tuple[np.ndarray, np.ndarray, np.ndar
 def factors(rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: np.dtype) -> Factors:
     """Pack the terms' factors in ``dtype``: CSR arrays, and the band plans of ``cols``.
 
-    The matrices must be canonical CSR (sorted indices, no duplicates), as
-    :func:`pyramids.operators.correlation_matrix` makes them; others are made so.
+    Each row's entries keep their stored order, duplicates and explicit zeros included:
+    that is the order in which scipy's product (the matrix engine) adds them.
     """
-
-    def canonical(matrix):
-        matrix = sp.csr_array(matrix, dtype=dtype, copy=True)
-        matrix.sum_duplicates()
-        return matrix
-
-    rows = [canonical(m) for m in rows]
-    cols = [canonical(m) for m in cols]
+    rows = [sp.csr_array(m, dtype=dtype) for m in rows]
+    cols = [sp.csr_array(m, dtype=dtype) for m in cols]
     plans = [band_plan(m) for m in cols]
     terms, period = len(cols), max(p.period for p in plans)
     width = max(p.offsets.shape[1] for p in plans)

@@ -165,6 +165,34 @@ def test_out_in_place_accumulation_and_odd_inputs():
         apply(op, x, out=locked, engine="compiled")
 
 
+def test_entries_are_added_in_their_stored_order_as_scipy_adds_them():
+    """A factor whose rows store their entries out of order, with a duplicate and an
+    explicit zero: the matrix engine's scipy product adds them as stored, and so does
+    the compiled kernel (no canonical reordering), so the two still agree bit for bit."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(12)
+
+    def scrambled(n_out: int, n_in: int) -> sp.csr_array:
+        indptr, indices, data = [0], [], []
+        for i in range(n_out):
+            picks = np.flatnonzero(rng.random(n_in) < 0.4)[::-1]  # decreasing columns
+            indices += picks.tolist()
+            data += rng.standard_normal(len(picks)).tolist()
+            if i == 0:  # a duplicate and an explicit zero
+                indices += [n_in - 1, 1]
+                data += [0.5, 0.0]
+            indptr.append(len(indices))
+        return sp.csr_array((data, indices, indptr), shape=(n_out, n_in))
+
+    op = engine.Separable([scrambled(13, 17)], [scrambled(11, 9)])
+    assert not op.rows[0].has_sorted_indices
+    x = rng.standard_normal((17, 9, 2))
+    _assert_same(
+        apply(op, x, engine="compiled"), apply(op, x, engine="matrix"), _rounding_bound(op, x)
+    )
+
+
 @pytest.mark.parametrize("n", [9, 10, 64, 203])
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_band_plan_finds_the_regular_interior(n, boundary):
