@@ -643,8 +643,8 @@ class CompiledEngine:
         m_h, m_w = op.shape_out
         c = x.shape[2] if x.ndim == 3 else 1
         image = x.reshape(h, w * c)
-        if not (image.flags.c_contiguous and image.flags.writeable):
-            image = np.array(image)  # one compiled variant: writeable, C-contiguous arrays
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)  # one compiled variant: C-contiguous, writeable, aligned
         mode, base = 0, None
         fused = combine is not None and combine[0] in (np.subtract, np.add)
         if fused:
