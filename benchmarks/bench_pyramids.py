@@ -1,4 +1,12 @@
-"""Laplacian pyramid build and collapse: this package against scikit-image, OpenCV, pyrtools.
+"""Gaussian and Laplacian pyramids and blending: this package against OpenCV (and others).
+
+The first table has the rows of issue 12, ours against OpenCV, with ratios OpenCV time /
+ours (above 1: we are faster): one reduce at 2048²; Gaussian pyramids of 5 reductions,
+Laplacian builds and collapses at each size, grey and colour; a 1024² RGB blend of 6
+levels against OpenCV's classic recipe (:func:`opencv_blend`: pyrDown / pyrUp pyramids
+mixed under the mask's Gaussian pyramid and collapsed). Its "fallback" column is our time
+with the numpy engine (``PYRAMIDS_ENGINE=separable``), what runs where numba does not
+import. The second table is the Laplacian pyramid against scikit-image, OpenCV, pyrtools.
 
 Every peer runs in the same process, on the same float32 image, with the same number of
 reductions. The repeats are interleaved (one run of every method, then the next round), so
@@ -9,6 +17,9 @@ faster).
     pip install opencv-python-headless pyrtools   # optional peers
     python benchmarks/bench_pyramids.py                          # 512², 2048², 4096²
     python benchmarks/bench_pyramids.py --sizes 2048 --repeats 9 --pyrtools
+    python benchmarks/bench_pyramids.py --issue-only       # just the first table
+
+The spatial steerable pyramid against pyrtools is benchmarks/bench_steerable.py.
 
 Also reported: the peak memory that a build allocates (tracemalloc, which sees numpy's
 allocations) divided by the size of the pyramid it returns.
@@ -25,6 +36,7 @@ import numpy as np
 from harness import interleaved_medians, print_machine
 
 import pyramids
+from pyramids.engine import ENGINE_VAR
 from pyramids.parallel import ENV_VAR
 
 
@@ -54,6 +66,105 @@ def opencv_functions(cv2, levels: int):
     return build, collapse
 
 
+def opencv_gaussian(cv2, levels: int):
+    def build(x):
+        pyramid = [x]
+        for _ in range(levels):
+            pyramid.append(cv2.pyrDown(pyramid[-1]))
+        return pyramid
+
+    return build
+
+
+def opencv_blend(cv2, levels: int):
+    """OpenCV's classic Laplacian blend: the images' Laplacian pyramids (pyrDown, pyrUp),
+    each level mixed as ``m·a + (1 - m)·b`` under the mask's Gaussian pyramid, collapsed."""
+    gaussian = opencv_gaussian(cv2, levels)
+    build, collapse = opencv_functions(cv2, levels)
+
+    def blend(a, b, mask):
+        bands_a, top_a = build(a)
+        bands_b, top_b = build(b)
+        masks = gaussian(mask)
+        if a.ndim == 3 and mask.ndim == 2:
+            masks = [m[..., None] for m in masks]
+        mixed = [m * x + (1 - m) * y for m, x, y in zip(masks, bands_a, bands_b)]
+        top = masks[-1] * top_a + (1 - masks[-1]) * top_b
+        return collapse(mixed, top)
+
+    return blend
+
+
+def _with_engine(name: str, function):
+    """``function`` run with ``$PYRAMIDS_ENGINE`` set to ``name`` (read on every call)."""
+
+    def run():
+        saved = os.environ.get(ENGINE_VAR)
+        os.environ[ENGINE_VAR] = name
+        try:
+            return function()
+        finally:
+            if saved is None:
+                del os.environ[ENGINE_VAR]
+            else:
+                os.environ[ENGINE_VAR] = saved
+
+    return run
+
+
+def issue_table(cv2, sizes: list[int], levels: int, repeats: int) -> None:
+    """The rows of issue 12: ours, ours with the fallback engine, OpenCV, and the ratio."""
+    print("| work | ours | fallback (numpy engine) | OpenCV | ratio OpenCV / ours |")
+    print("|---|--:|--:|--:|--:|")
+    rng = np.random.default_rng(0)
+
+    def row(label: str, ours, theirs) -> None:
+        t = interleaved_medians(
+            {"ours": ours, "fallback": _with_engine("separable", ours), "cv": theirs}, repeats
+        )
+        print(
+            f"| {label} | {t['ours'] * 1e3:.2f} ms | {t['fallback'] * 1e3:.2f} ms | "
+            f"{t['cv'] * 1e3:.2f} ms | {t['cv'] / t['ours']:.2f} |",
+            flush=True,
+        )
+
+    cv_gauss = opencv_gaussian(cv2, levels)
+    cv_build, cv_collapse = opencv_functions(cv2, levels)
+    for channels in (1, 3):
+        n = 2048
+        x = rng.random((n, n, channels)[: 2 if channels == 1 else 3], dtype=np.float32)
+        name = f"{n}²{' RGB' if channels == 3 else ''}"
+        row(f"one reduce, {name}", functools.partial(pyramids.reduce, x),
+            functools.partial(cv2.pyrDown, x))  # fmt: skip
+    for work in ("Gaussian pyramid", "Laplacian build", "Laplacian collapse"):
+        for n in sizes:
+            for channels in (1, 3):
+                shape = (n, n) if channels == 1 else (n, n, 3)
+                x = rng.random(shape, dtype=np.float32)
+                name = f"{work}, {levels} reductions, {n}²{' RGB' if channels == 3 else ''}"
+                if work == "Gaussian pyramid":
+                    ours = functools.partial(pyramids.gaussian_pyramid, x, levels)
+                    theirs = functools.partial(cv_gauss, x)
+                elif work == "Laplacian build":
+                    ours = functools.partial(pyramids.laplacian_pyramid, x, levels)
+                    theirs = functools.partial(cv_build, x)
+                else:
+                    ours = pyramids.laplacian_pyramid(x, levels).reconstruct
+                    theirs = functools.partial(cv_collapse, *cv_build(x))
+                row(name, ours, theirs)
+    n, blend_levels = 1024, 6
+    a = rng.random((n, n, 3), dtype=np.float32)
+    b = rng.random((n, n, 3), dtype=np.float32)
+    mask = np.zeros((n, n), np.float32)
+    mask[:, : n // 2] = 1
+    cv_blend = opencv_blend(cv2, blend_levels)
+    ours = functools.partial(pyramids.blend, a, b, mask, blend_levels)
+    theirs = functools.partial(cv_blend, a, b, mask)
+    difference = float(np.abs(ours() - theirs()).max())
+    row(f"blend, {n}² RGB, {blend_levels} levels (max difference {difference:.1e})", ours, theirs)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 4096])
@@ -61,6 +172,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="for us and OpenCV (2)")
     parser.add_argument("--pyrtools", action="store_true", help="include pyrtools (slow)")
+    parser.add_argument("--issue-only", action="store_true", help="only the issue-12 table")
     args = parser.parse_args()
 
     os.environ[ENV_VAR] = str(args.threads)  # the default of every call (pyramids.parallel)
@@ -80,6 +192,11 @@ def main() -> None:
         import pyrtools
 
     print_machine()
+    if cv2:
+        print(f"float32, median of {args.repeats} interleaved repeats, {args.threads} threads")
+        issue_table(cv2, args.sizes, args.levels, args.repeats)
+    if args.issue_only:
+        return
     print(f"float32, {args.levels} reductions, median of {args.repeats} interleaved repeats, "
           f"{args.threads} threads")  # fmt: skip
     header = "| image | ours build | ours collapse | peak mem / pyramid |"

@@ -177,7 +177,14 @@ def _submit_all(
         return [_pool.submit(task, a, b) for a, b in bounds]
 
 
-def run_parts(task: Callable[[int, int], None], n_items: int, threads: int) -> None:
+def run_parts(
+    task: Callable[[int, int], None],
+    n_items: int,
+    threads: int,
+    *,
+    hold_blas: bool = True,
+    in_caller: bool = False,
+) -> None:
     """Run ``task(start, stop)`` over ``0 … n_items`` in ``threads`` contiguous parts.
 
     The parts run side by side on the package's threads (numpy's products release the GIL)
@@ -185,20 +192,30 @@ def run_parts(task: Callable[[int, int], None], n_items: int, threads: int) -> N
     still held to one thread, so that every product is computed the same way whatever the
     count. Called from one of the package's own threads, the whole range runs as one part
     in that thread (a nested split would wait on the threads it occupies). The first
-    exception of a part is raised here, after every part has finished.
+    exception of a part is raised here, after every part has finished. A task that calls
+    no BLAS (the compiled engine's kernel) passes ``hold_blas=False`` and skips the limit;
+    one that never splits its work again may pass ``in_caller=True``: the calling thread
+    then runs the first part itself instead of waiting, one hand-off fewer.
     """
     parts = min(_check_threads(threads, "threads"), n_items)
     if getattr(_inside, "active", False):
         parts = min(parts, 1)
-    with blas_limited():
+    with blas_limited() if hold_blas else contextlib.nullcontext():
         if parts <= 1:
             if n_items > 0:
                 task(0, n_items)
             return
         edges = np.linspace(0, n_items, parts + 1).round().astype(int).tolist()
         bounds = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+        mine = bounds.pop(0) if in_caller else None
         futures = _submit_all(task, bounds)
-        errors = [future.exception() for future in futures]
+        errors = []
+        if mine is not None:
+            try:
+                task(*mine)
+            except Exception as error:  # raised below, once every part has finished
+                errors.append(error)
+        errors += [future.exception() for future in futures]
         for error in errors:
             if error is not None:
                 raise error

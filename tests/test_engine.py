@@ -132,7 +132,7 @@ def test_tiled_engine_equals_matrix_engine_on_random_shapes(kind, boundary, h, w
     shape = (h, w, *channels)
     op = _operator(kind, shape, boundary)
     x = _input(op, shape, dtype)
-    fast, reference = apply(op, x), apply(op, x, engine="matrix")
+    fast, reference = apply(op, x, engine="separable"), apply(op, x, engine="matrix")
     assert fast.shape == reference.shape and fast.dtype == dtype
     assert np.all(np.abs(fast - reference) <= _rounding_bound(op, x))
 
@@ -172,9 +172,9 @@ def test_tiled_result_does_not_depend_on_the_thread_count(kind):
     shape = (300, 260, 3)  # large enough to be split over threads
     op = _operator(kind, shape, "symmetric")
     x = _input(op, shape, np.float32)
-    one = apply(op, x, threads=1)
+    one = apply(op, x, threads=1, engine="separable")
     for threads in (2, 3, 5):
-        np.testing.assert_array_equal(apply(op, x, threads=threads), one)
+        np.testing.assert_array_equal(apply(op, x, threads=threads, engine="separable"), one)
 
 
 def test_mix_equals_the_weighted_sum_for_any_thread_count():
@@ -241,7 +241,7 @@ def test_band_tiles_of_a_matrix_with_no_band_still_multiply_exactly():
 
 def test_engine_keeps_its_tiles_with_the_operator():
     op = operators.reduce_operator((64, 48))
-    apply(op, np.zeros((64, 48), np.float32))
+    apply(op, np.zeros((64, 48), np.float32), engine="separable")
     assert any("tiled" in key for key in op.prepared)
 
 
@@ -286,6 +286,12 @@ def test_every_tuning_constant_lives_in_the_engine():
     import pyramids.steerable
 
     for module in (pyramids.operators, pyramids.steerable, pyramids.laplacian):
-        for name in ("_TILE", "_STRIP_ELEMENTS", "_BLOCK_ELEMENTS", "_THREAD_MIN_ELEMENTS"):
+        for name in (
+            "_TILE",
+            "_STRIP_ELEMENTS",
+            "_BLOCK_ELEMENTS",
+            "_THREAD_MIN_ELEMENTS",
+            "_COMPILED_THREAD_MIN_ELEMENTS",
+        ):
             assert not hasattr(module, name), (module.__name__, name)
     assert engine._TILE and engine._STRIP_ELEMENTS

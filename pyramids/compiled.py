@@ -1,0 +1,447 @@
+"""The compiled engine's kernel: a separable operator applied row by row (docs/design.md §9).
+
+:class:`pyramids.engine.CompiledEngine` applies ``Y = Σ_t U_t X V_tᵀ`` with one numba
+function, :func:`apply_rows`, that makes output rows ``row0 … row1 - 1`` of ``Y`` from the
+sparse factors themselves, so that every output is the same sum, in the same order, as
+the matrix engine's ``scipy.sparse`` products make it:
+
+1. the height pass of term ``t`` for output row ``i``: ``z = Σ_a U_t[i, a] X[a, :]``, one
+   scaled row added at a time, in the order of the row's stored entries (scipy's
+   ``csr_matvecs`` adds them in that order to a zero start);
+2. its width pass: ``y_t[j] = Σ_b V_t[i, b] z[b]``, in the order of row ``j``'s entries.
+   Where the rows of ``V_t`` repeat one pattern (the interior, see :func:`band_plan`), the
+   pass runs tap by tap over whole rows, which the compiler vectorises; the border rows,
+   where the boundary folds taps together, are summed entry by entry;
+3. ``y = ((0 + y_0) + y_1) + …`` over the terms, then ``base - y`` or ``base + y``.
+
+Nothing is reassociated (numba compiles without fast-math, so no fused multiply-adds), so
+in float64 and float32 the result equals the matrix engine's bit for bit. The function
+releases the GIL; :mod:`pyramids.parallel` runs it on row ranges side by side.
+
+Compiled code is cached next to this file (numba's ``cache=True``, in ``__pycache__``),
+or in numba's user-wide cache when that folder is not writable; where no cache location
+is writable at all, the functions are compiled in every process instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["MAX_PERIOD", "BandPlan", "Factors", "apply_rows", "band_plan", "factors"]
+
+#: The longest row pattern :func:`band_plan` looks for (``G``: 1 row, ``F``: 2).
+MAX_PERIOD = 4
+
+
+def _jit(function=None, **options):
+    """``numba.njit(cache=True, nogil=True, **options)``, without the cache where none can
+    be written (numba refuses ``cache=True`` when it finds no writable location)."""
+    if function is None:
+        return lambda f: _jit(f, **options)
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True, **options)(function)
+
+
+class BandPlan(NamedTuple):
+    """The regular interior of a sparse matrix's rows (:func:`band_plan`).
+
+    Rows ``P·q + p`` for ``q0 ≤ q < q1`` read columns ``S·q + offsets[p, l]`` with weights
+    ``weights[p, l]``, ``l < lengths[p]``, exactly as their stored entries do.
+    """
+
+    period: int  #: P
+    step: int  #: S
+    q0: int
+    q1: int
+    lengths: np.ndarray  #: (P,)
+    offsets: np.ndarray  #: (P, L)
+    weights: np.ndarray  #: (P, L)
+
+
+def band_plan(matrix: sp.csr_array) -> BandPlan:
+    """Find the rows of ``matrix`` that repeat one pattern, shifted, every ``P`` rows.
+
+    A reduction ``G`` has ``P = 1`` and shifts by ``S = 2`` columns, an expansion ``F``
+    ``P = 2`` (even and odd rows) and ``S = 1``. The interior is the longest run of whole
+    periods around the middle in which every row's stored columns and weights equal the
+    pattern's exactly; the rows outside it (where the boundary folds taps, or a matrix
+    too small to have an interior) are left to the entry-by-entry sum.
+    """
+    m = matrix.shape[0]
+    lengths_all = np.diff(matrix.indptr)
+    for period in range(1, MAX_PERIOD + 1):
+        periods = m // period
+        q_mid = periods // 2
+        for qa in (q_mid, q_mid - 1):  # two neighbouring periods give the shift
+            plan = _band_around(matrix, period, qa, lengths_all)
+            if plan is not None:
+                return plan
+    return BandPlan(
+        1,
+        1,
+        0,
+        0,
+        np.zeros(1, np.int64),
+        np.zeros((1, 1), np.int64),
+        np.zeros((1, 1), matrix.dtype),
+    )
+
+
+def _band_around(
+    matrix: sp.csr_array, period: int, qa: int, lengths_all: np.ndarray
+) -> BandPlan | None:
+    """The band plan of rows ``P·q + p`` whose pattern is that of period ``qa``, shifted
+    by the columns between periods ``qa`` and ``qa + 1``; None if those two differ."""
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    periods = matrix.shape[0] // period
+    if qa < 0 or qa + 1 >= periods:
+        return None
+    first, second = period * qa, period * (qa + 1)
+    if lengths_all[first] == 0 or lengths_all[second] == 0:
+        return None
+    step = int(indices[indptr[second]] - indices[indptr[first]])
+    if step < 1:
+        return None
+    lengths = lengths_all[first : first + period].astype(np.int64)
+    width = max(int(lengths.max()), 1)
+    offsets = np.zeros((period, width), np.int64)
+    weights = np.zeros((period, width), data.dtype)
+    match = np.ones(periods, bool)
+    q = np.arange(periods)
+    for p in range(period):
+        row = first + p
+        n = int(lengths[p])
+        offsets[p, :n] = indices[indptr[row] : indptr[row] + n] - step * qa
+        weights[p, :n] = data[indptr[row] : indptr[row] + n]
+        rows = period * q + p
+        same = lengths_all[rows] == n
+        at = np.where(same[:, None], indptr[rows][:, None] + np.arange(n), 0)
+        same &= np.all(indices[at] == step * q[:, None] + offsets[p, :n], axis=1)
+        same &= np.all(data[at] == weights[p, :n], axis=1)
+        match &= same
+    if not match[qa] or not match[qa + 1]:
+        return None
+    q0, q1 = qa, qa + 2
+    while q0 > 0 and match[q0 - 1]:
+        q0 -= 1
+    while q1 < periods and match[q1]:
+        q1 += 1
+    return BandPlan(period, step, q0, q1, lengths, offsets, weights)
+
+
+class Factors(NamedTuple):
+    """The factors of every term, packed as arrays for :func:`apply_rows` (:func:`factors`)."""
+
+    u_ptr: np.ndarray  #: (R, m_h + 1) int64, into u_idx / u_val
+    u_idx: np.ndarray
+    u_val: np.ndarray
+    v_ptr: np.ndarray  #: (R, m_w + 1) int64, into v_idx / v_val
+    v_idx: np.ndarray
+    v_val: np.ndarray
+    v_band: np.ndarray  #: (R, 4) int64: period, step, q0, q1 of each term's band_plan
+    v_len: np.ndarray  #: (R, P) int64
+    v_off: np.ndarray  #: (R, P, L) int64
+    v_wt: np.ndarray  #: (R, P, L)
+
+
+def _pack(matrices: list[sp.csr_array]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ptr = np.zeros((len(matrices), matrices[0].shape[0] + 1), np.int64)
+    start = 0
+    for t, matrix in enumerate(matrices):
+        ptr[t] = matrix.indptr + start
+        start += matrix.nnz
+    indices = np.concatenate([matrix.indices for matrix in matrices]).astype(np.int64)
+    values = np.concatenate([matrix.data for matrix in matrices])
+    return ptr, indices, values
+
+
+def factors(rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: np.dtype) -> Factors:
+    """Pack the terms' factors in ``dtype``: CSR arrays, and the band plans of ``cols``.
+
+    Each row's entries keep their stored order, duplicates and explicit zeros included:
+    that is the order in which scipy's product (the matrix engine) adds them.
+    """
+    rows = [sp.csr_array(m, dtype=dtype) for m in rows]
+    cols = [sp.csr_array(m, dtype=dtype) for m in cols]
+    plans = [band_plan(m) for m in cols]
+    terms, period = len(cols), max(p.period for p in plans)
+    width = max(p.offsets.shape[1] for p in plans)
+    lengths = np.zeros((terms, period), np.int64)
+    offsets = np.zeros((terms, period, width), np.int64)
+    weights = np.zeros((terms, period, width), dtype)
+    for t, plan in enumerate(plans):
+        lengths[t, : plan.period] = plan.lengths
+        offsets[t, : plan.period, : plan.offsets.shape[1]] = plan.offsets
+        weights[t, : plan.period, : plan.offsets.shape[1]] = plan.weights
+    band = np.array([[p.period, p.step, p.q0, p.q1] for p in plans], np.int64)
+    return Factors(*_pack(rows), *_pack(cols), band, lengths, offsets, weights)
+
+
+@_jit
+def _add_rows(target, first, rows, picks, starts, weights, lo, hi, count, zero):
+    """``target[k] (+)= Σ_{lo ≤ tap < hi} weights[tap] · rows[picks[tap], starts[tap - lo] + k]``
+    for ``k < count``: the products added one after the other to ``target`` (with
+    ``first``, to zero), three taps per sweep over the row, still in that order."""
+    tap = lo
+    while tap < hi:
+        left = hi - tap
+        a = starts[tap - lo]
+        r0 = rows[picks[tap], a : a + count]
+        d0 = weights[tap]
+        if left >= 3:
+            b, e = starts[tap + 1 - lo], starts[tap + 2 - lo]
+            r1 = rows[picks[tap + 1], b : b + count]
+            r2 = rows[picks[tap + 2], e : e + count]
+            d1, d2 = weights[tap + 1], weights[tap + 2]
+            if first:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k]
+            else:
+                for k in range(count):
+                    target[k] = target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k]
+            tap += 3
+        elif left == 2:
+            b = starts[tap + 1 - lo]
+            r1 = rows[picks[tap + 1], b : b + count]
+            d1 = weights[tap + 1]
+            if first:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k]
+            else:
+                for k in range(count):
+                    target[k] = target[k] + d0 * r0[k] + d1 * r1[k]
+            tap += 2
+        else:
+            if first:
+                for k in range(count):
+                    target[k] = d0 * r0[k] + zero
+            else:
+                for k in range(count):
+                    target[k] = target[k] + d0 * r0[k]
+            tap += 1
+        first = False
+    if first:  # no taps
+        for k in range(count):
+            target[k] = zero
+
+
+@_jit
+def _add_rows_halves(even, odd, rows, picks, weights, lo, hi, w):
+    """:func:`_add_rows` for ``starts = 0`` and a grey row, into the two pixel phases of
+    the sum, ``even`` (pixels 0, 2, …) and ``odd`` (1, 3, …), which must hold zeros: the
+    products are added one after the other, three taps per sweep, in order. This is the
+    height pass of a grey reduction, whose width pass reads the phases (else a stride-2
+    read per tap, or a pass that splits the row)."""
+    pairs = w // 2  # pixels of odd; even has one more for an odd w
+    tap = lo
+    while tap < hi:
+        n = min(hi - tap, 3)
+        r0, r1, r2 = rows[picks[tap]], rows[picks[tap]], rows[picks[tap]]
+        d0, d1, d2 = weights[tap], weights[tap], weights[tap]
+        if n >= 2:
+            r1, d1 = rows[picks[tap + 1]], weights[tap + 1]
+        if n == 3:
+            r2, d2 = rows[picks[tap + 2]], weights[tap + 2]
+        if n == 3:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b] + d1 * r1[2 * b] + d2 * r2[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1] + d1 * r1[2 * b + 1] + d2 * r2[2 * b + 1]
+        elif n == 2:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b] + d1 * r1[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1] + d1 * r1[2 * b + 1]
+        else:
+            for b in range(pairs):
+                even[b] = even[b] + d0 * r0[2 * b]
+                odd[b] = odd[b] + d0 * r0[2 * b + 1]
+        if w % 2:  # the last pixel of an odd w, even
+            even[pairs] = even[pairs] + d0 * r0[2 * pairs]
+            if n >= 2:
+                even[pairs] = even[pairs] + d1 * r1[2 * pairs]
+            if n == 3:
+                even[pairs] = even[pairs] + d2 * r2[2 * pairs]
+        tap += n
+
+
+@_jit
+def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
+               f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """Rows ``row0 … row1 - 1`` of ``Y = Σ_t U_t X V_tᵀ`` (module docstring) into ``out``.
+
+    ``x`` is the image as ``(h, w·c)``, ``out`` and ``base`` ``(m_h, m_w·c)``, all
+    C-contiguous of one float dtype; ``mode`` 0 writes ``Y``, 1 ``base - Y``, 2
+    ``base + Y`` (``out`` may be ``base``). The ``f_*`` arrays are a :class:`Factors`.
+    """
+    c = channels
+    terms = f_u_ptr.shape[0]
+    n_in = x.shape[1]
+    w = n_in // c
+    n_out = out.shape[1]
+    m_w = n_out // c
+    zero = np.zeros(1, x.dtype)[0]
+    steps = max(f_v_band[:, 1].max(), 1)
+    # Loops run over row views indexed from 0: numba then knows that no index is negative
+    # (no wraparound test), and the compiler vectorises them.
+    z2 = np.empty((1, n_in), x.dtype)  # a height-pass row
+    z = z2[0]
+    phases = np.empty((steps, (w // steps + 1) * c), x.dtype)
+    acc = np.empty((f_v_len.shape[1], n_out), x.dtype)
+    y_t = np.empty(n_out, x.dtype)
+    y = np.empty(n_out, x.dtype)
+    taps = max(f_v_off.shape[2], 1)
+    tap_rows = np.zeros(taps, np.int64)
+    tap_starts = np.zeros(taps, np.int64)
+    longest = 1
+    for t in range(terms):
+        for i in range(row0, row1):
+            longest = max(longest, f_u_ptr[t, i + 1] - f_u_ptr[t, i])
+    height_starts = np.zeros(longest, np.int64)  # the height pass reads whole rows
+    for i in range(row0, row1):
+        single = terms == 1
+        direct = single and mode == 0
+        for t in range(terms):
+            # 1. height pass, z = Σ_a U_t[i, a] X[a, :]
+            lo, hi = f_u_ptr[t, i], f_u_ptr[t, i + 1]
+            period, step, q0, q1 = f_v_band[t, 0], f_v_band[t, 1], f_v_band[t, 2], f_v_band[t, 3]
+            # a grey reduction: z made as its two pixel phases
+            halves = step == 2 and q1 > q0 and c == 1
+            if halves:
+                phases[:] = zero
+                _add_rows_halves(phases[0], phases[1], x, f_u_idx, f_u_val, lo, hi, w)
+            else:
+                _add_rows(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+            # 2. width pass: the band's interior tap by tap over whole rows ...
+            row_t = out[i] if direct else y_t  # one term, no combine: straight to out
+            if q1 > q0:
+                if step == 1:
+                    src = z2
+                else:  # the pixels of z split by their index mod S, each phase contiguous
+                    src = phases
+                    for s in range(step if not halves else 0):
+                        phase = phases[s]
+                        if c == 1:
+                            for b in range((w - s + step - 1) // step):
+                                phase[b] = z[step * b + s]
+                        else:
+                            for ch in range(c):
+                                for b in range((w - s + step - 1) // step):
+                                    phase[b * c + ch] = z[(step * b + s) * c + ch]
+                count = (q1 - q0) * c
+                for p in range(period):
+                    # period 1: accumulate in place; else per phase, interleaved below
+                    part = row_t[q0 * c : q0 * c + count] if period == 1 else acc[p, :count]
+                    n_taps = f_v_len[t, p]
+                    for tap in range(n_taps):  # it reads phase o % S from pixel q + o // S
+                        o = f_v_off[t, p, tap]
+                        tap_rows[tap] = o % step
+                        tap_starts[tap] = (q0 + o // step) * c
+                    weights = f_v_wt[t, p]
+                    _add_rows(part, True, src, tap_rows, tap_starts, weights, 0, n_taps, count,
+                              zero)  # fmt: skip
+                if period > 1:  # interleave the phases; one term: combined, into out
+                    lo = period * q0 * c
+                    if single:
+                        _interleave(out[i][lo:], base[i][lo:], mode, acc, period, q1 - q0, c)
+                    else:
+                        _interleave(y_t[lo:], y_t[lo:], 0, acc, period, q1 - q0, c)
+            # ... and every other row entry by entry
+            for border in range(2):
+                j0, j1 = (0, period * q0) if border == 0 else (period * q1, m_w)
+                for j in range(j0, j1):
+                    for ch in range(c):
+                        row_t[j * c + ch] = zero
+                    for jj in range(f_v_ptr[t, j], f_v_ptr[t, j + 1]):
+                        pixel = f_v_idx[jj]
+                        d = f_v_val[jj]
+                        for ch in range(c):
+                            if halves:
+                                value = phases[pixel % 2, (pixel // 2) * c + ch]
+                            else:
+                                value = z[pixel * c + ch]
+                            row_t[j * c + ch] += d * value
+            # 3. the sum over the terms, from zero
+            if terms > 1:
+                if t == 0:
+                    for k in range(n_out):
+                        y[k] = y_t[k] + zero
+                else:
+                    for k in range(n_out):
+                        y[k] += y_t[k]
+        if direct:
+            continue
+        total = y_t if single else y
+        target, given = out[i], base[i]
+        # what is left to write: everything, or (one term, phases interleaved into out
+        # already) the border columns
+        done0, done1 = 0, 0
+        if single and f_v_band[0, 0] > 1 and f_v_band[0, 3] > f_v_band[0, 2]:
+            done0 = f_v_band[0, 0] * f_v_band[0, 2] * c
+            done1 = f_v_band[0, 0] * f_v_band[0, 3] * c
+        for side in range(2):
+            k0, k1 = (0, done0) if side == 0 else (done1, n_out)
+            if done1 == 0:
+                k0, k1 = (0, n_out) if side == 0 else (0, 0)
+            if mode == 1:
+                for k in range(k0, k1):
+                    target[k] = given[k] - total[k]
+            elif mode == 2:
+                for k in range(k0, k1):
+                    target[k] = given[k] + total[k]
+            else:
+                for k in range(k0, k1):
+                    target[k] = total[k]
+
+
+@_jit
+def _interleave(target, given, mode, acc, period, count, c):
+    """Pixel ``q`` of phase ``p`` (``acc[p, q·c + ch]``) to pixel ``period·q + p`` of
+    ``target``; mode 0 writes it, 1 ``given - it``, 2 ``given + it``."""
+    if period == 2 and c == 1:  # one sweep over both phases: the compiler pairs the stores
+        even, odd = acc[0], acc[1]
+        if mode == 1:
+            for q in range(count):
+                target[2 * q] = given[2 * q] - even[q]
+                target[2 * q + 1] = given[2 * q + 1] - odd[q]
+        elif mode == 2:
+            for q in range(count):
+                target[2 * q] = given[2 * q] + even[q]
+                target[2 * q + 1] = given[2 * q + 1] + odd[q]
+        else:
+            for q in range(count):
+                target[2 * q] = even[q]
+                target[2 * q + 1] = odd[q]
+    elif period == 2 and c == 3:
+        even, odd = acc[0], acc[1]
+        if mode == 1:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = given[6 * q + ch] - even[3 * q + ch]
+                    target[6 * q + 3 + ch] = given[6 * q + 3 + ch] - odd[3 * q + ch]
+        elif mode == 2:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = given[6 * q + ch] + even[3 * q + ch]
+                    target[6 * q + 3 + ch] = given[6 * q + 3 + ch] + odd[3 * q + ch]
+        else:
+            for q in range(count):
+                for ch in range(3):
+                    target[6 * q + ch] = even[3 * q + ch]
+                    target[6 * q + 3 + ch] = odd[3 * q + ch]
+    else:
+        for p in range(period):
+            part = acc[p]
+            for ch in range(c):
+                for q in range(count):
+                    k = (period * q + p) * c + ch
+                    if mode == 1:
+                        target[k] = given[k] - part[q * c + ch]
+                    elif mode == 2:
+                        target[k] = given[k] + part[q * c + ch]
+                    else:
+                        target[k] = part[q * c + ch]

@@ -1,0 +1,259 @@
+"""The compiled engine (numba) against the matrix engine, OpenCV, and itself on threads.
+
+The compiled engine makes every output as the matrix engine's ``scipy.sparse`` products do:
+the height factor's entries of a row added in their stored order to a zero start, then the
+width factor's, then the terms summed from zero (docs/design.md §9). Neither reassociates
+nor fuses a multiply-add, so the two agree bit for bit in float64 (and float32). That holds
+where scipy's compiled sparse product does not fuse multiply-adds either, as on x86-64,
+whose baseline has no FMA instruction; elsewhere (aarch64 compilers contract ``y += a·x``
+into one FMA by default) the comparison falls back to the rounding bound of
+tests/test_engine.py, which both engines meet.
+"""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from requires import require_module
+from test_engine import KINDS, SHAPES, _input, _operator, _rounding_bound
+
+import pyramids
+from pyramids import engine, operators
+from pyramids.compiled import band_plan
+from pyramids.engine import apply, get_engine
+from pyramids.laplacian import reconstruction_error_bound
+
+BOUNDARIES = operators.BOUNDARIES
+#: Bit-for-bit agreement needs a sparse product without fused multiply-adds (docstring).
+EXACT = platform.machine().lower() in ("x86_64", "amd64")
+KERNELS = ["binomial", "binomial3", "binomial7", "binomial1", 0.4, 0.6, [0.25, 0.5, 0.25]]
+
+
+def _assert_same(fast: np.ndarray, reference: np.ndarray, bound: np.ndarray) -> None:
+    assert fast.dtype == reference.dtype and fast.shape == reference.shape
+    if EXACT:
+        np.testing.assert_array_equal(fast, reference)
+        assert np.array_equal(np.signbit(fast), np.signbit(reference))  # even the zeros
+    else:
+        assert np.all(np.abs(fast - reference) <= bound)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize(
+    ("kind", "boundary"),
+    [(k, b) for k in KINDS for b in BOUNDARIES if k != "mirror" or b == "reflect"],
+)
+def test_compiled_engine_equals_matrix_engine_bit_for_bit(kind, boundary, shape, dtype):
+    op = _operator(kind, shape, boundary)
+    x = _input(op, shape, dtype)
+    compiled, matrix = get_engine("compiled"), get_engine("matrix")
+    bound = _rounding_bound(op, x)
+    _assert_same(compiled.apply(op, x), matrix.apply(op, x), bound)
+    # combine: the same one rounding of the same result
+    base = np.random.default_rng(1).standard_normal(bound.shape).astype(dtype)
+    for ufunc in (np.subtract, np.add, np.multiply):  # multiply: not fused, numpy's
+        fast = compiled.apply(op, x, combine=(ufunc, base))
+        reference = matrix.apply(op, x, combine=(ufunc, base))
+        u = np.finfo(dtype).eps / 2
+        slack = bound * np.maximum(1, np.abs(base)) + u * (np.abs(fast) + np.abs(reference))
+        _assert_same(fast, reference, slack)
+
+
+@given(
+    h=st.integers(1, 70),
+    w=st.integers(1, 70),
+    kernel=st.sampled_from(KERNELS),
+    boundary=st.sampled_from(BOUNDARIES),
+    channels=st.sampled_from([(), (1,), (2,), (3,), (4,)]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    levels=st.integers(1, 4),
+)
+@example(h=1, w=1, kernel="binomial", boundary="reflect", channels=(), dtype=np.float64, levels=1)
+@example(h=70, w=3, kernel="binomial7", boundary="zero", channels=(3,), dtype=np.float32, levels=4)
+def test_pyramid_levels_equal_the_matrix_engine(h, w, kernel, boundary, channels, dtype, levels):
+    """Level by level, the Gaussian levels and the Laplacian bands that the library makes
+    (with the default engine, the compiled one) are the matrix engine's."""
+    x = np.random.default_rng(h * 71 + w).random((h, w, *channels)).astype(dtype)
+    levels = min(levels, pyramids.max_levels(x.shape))
+    pyr = pyramids.laplacian_pyramid(x, levels, kernel, boundary)
+    gauss = pyramids.gaussian_pyramid(x, levels, kernel, boundary)
+    for k in range(levels):  # each step from the library's own previous level
+        g = gauss[k]
+        reduce = operators.reduce_operator(g.shape, kernel, boundary)
+        coarse = apply(reduce, g, engine="matrix")
+        expand = operators.expand_operator(g.shape, kernel, boundary)
+        band = apply(expand, gauss[k + 1], combine=(np.subtract, g), engine="matrix")
+        _assert_same(gauss[k + 1], coarse, _rounding_bound(reduce, g))
+        slack = _rounding_bound(expand, gauss[k + 1]) + np.finfo(dtype).eps * np.abs(band)
+        _assert_same(pyr.bands[k], band, slack)
+    np.testing.assert_array_equal(pyr.residual, gauss[levels])
+    # the collapse adds each band to the expansion, as the matrix engine's combine does;
+    # both are within reconstruction_error_bound of x, so within twice it of each other
+    fine = pyr.residual
+    for band in reversed(pyr.bands):
+        expand = operators.expand_operator(band.shape, kernel, boundary)
+        fine = apply(expand, fine, combine=(np.add, band), engine="matrix")
+    bound = reconstruction_error_bound(x.shape, levels, kernel, boundary, dtype)
+    _assert_same(pyr.reconstruct(), fine, np.full(fine.shape, 2 * bound))
+
+
+def test_the_default_engine_is_the_compiled_one(monkeypatch):
+    monkeypatch.delenv(engine.ENGINE_VAR, raising=False)
+    assert engine.default_engine() == "compiled"
+    assert get_engine() is get_engine("compiled")
+    op = operators.reduce_operator((64, 48))
+    pyramids.reduce(np.zeros((64, 48), np.float32))
+    assert ("compiled", "<f4") in op.prepared
+
+
+def test_the_environment_names_the_default_engine(monkeypatch):
+    monkeypatch.setenv(engine.ENGINE_VAR, "separable")
+    assert engine.default_engine() == "separable"
+    op = operators.reduce_operator((32, 24))
+    pyramids.reduce(np.zeros((32, 24)))
+    assert ("tiled", "<f8") in op.prepared
+    monkeypatch.setenv(engine.ENGINE_VAR, "fft")
+    with pytest.raises(ValueError, match="PYRAMIDS_ENGINE must be one of"):
+        pyramids.reduce(np.zeros((32, 24)))
+
+
+def test_without_numba_the_default_is_the_numpy_engine(monkeypatch):
+    import sys
+
+    monkeypatch.delenv(engine.ENGINE_VAR, raising=False)
+    monkeypatch.setattr(engine, "_numba", [])  # not tried yet
+    monkeypatch.setitem(sys.modules, "pyramids.compiled", None)  # importing it now fails
+    assert engine.default_engine() == "separable"
+    x = np.random.default_rng(4).random((20, 17))
+    op = operators.reduce_operator(x.shape)
+    np.testing.assert_array_equal(pyramids.reduce(x), apply(op, x, engine="separable"))
+
+
+@pytest.mark.parametrize("kind", ["reduce-binomial", "expand-binomial", "terms-step1", "mirror"])
+def test_compiled_result_does_not_depend_on_the_thread_count(kind, monkeypatch):
+    monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # split even small ones
+    shape = (300, 260, 3)
+    op = _operator(kind, shape, "reflect" if kind == "mirror" else "symmetric")
+    x = _input(op, shape, np.float32)
+    one = apply(op, x, threads=1, engine="compiled")
+    for threads in (2, 3, 5):
+        np.testing.assert_array_equal(apply(op, x, threads=threads, engine="compiled"), one)
+
+
+def test_out_in_place_accumulation_and_odd_inputs():
+    op = operators.expand_operator((41, 30, 2))
+    x = np.random.default_rng(2).standard_normal((21, 15, 2))
+    y = apply(op, x, engine="compiled")
+    acc = np.random.default_rng(3).standard_normal(y.shape)
+    expected = acc + y
+    assert apply(op, x, out=acc, combine=(np.add, acc), engine="compiled") is acc
+    np.testing.assert_array_equal(acc, expected)
+    frozen = x.copy()
+    frozen.setflags(write=False)  # read-only and strided inputs give the same result
+    np.testing.assert_array_equal(apply(op, frozen, engine="compiled"), y)
+    strided = np.zeros((21, 30, 2))[:, ::2]
+    strided[...] = x
+    np.testing.assert_array_equal(apply(op, strided, engine="compiled"), y)
+    locked = np.zeros_like(y)
+    locked.setflags(write=False)
+    with pytest.raises(ValueError, match="out must be writeable"):
+        apply(op, x, out=locked, engine="compiled")
+
+
+def test_entries_are_added_in_their_stored_order_as_scipy_adds_them():
+    """A factor whose rows store their entries out of order, with a duplicate and an
+    explicit zero: the matrix engine's scipy product adds them as stored, and so does
+    the compiled kernel (no canonical reordering), so the two still agree bit for bit."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(12)
+
+    def scrambled(n_out: int, n_in: int) -> sp.csr_array:
+        indptr, indices, data = [0], [], []
+        for i in range(n_out):
+            picks = np.flatnonzero(rng.random(n_in) < 0.4)[::-1]  # decreasing columns
+            indices += picks.tolist()
+            data += rng.standard_normal(len(picks)).tolist()
+            if i == 0:  # a duplicate and an explicit zero
+                indices += [n_in - 1, 1]
+                data += [0.5, 0.0]
+            indptr.append(len(indices))
+        return sp.csr_array((data, indices, indptr), shape=(n_out, n_in))
+
+    op = engine.Separable([scrambled(13, 17)], [scrambled(11, 9)])
+    assert not op.rows[0].has_sorted_indices
+    x = rng.standard_normal((17, 9, 2))
+    _assert_same(
+        apply(op, x, engine="compiled"), apply(op, x, engine="matrix"), _rounding_bound(op, x)
+    )
+
+
+@pytest.mark.parametrize("n", [9, 10, 64, 203])
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_band_plan_finds_the_regular_interior(n, boundary):
+    """G repeats every row, shifted by 2 columns; F every 2 rows, shifted by 1. Only the
+    rows that read past an edge (radius 2) are left to the entry-by-entry sum."""
+    for matrix, period, step in (
+        (operators.blur_downsample_matrix(n, boundary=boundary), 1, 2),
+        (operators.upsample_blur_matrix(n, boundary=boundary), 2, 1),
+    ):
+        plan = band_plan(matrix)
+        m = matrix.shape[0]
+        assert (plan.period, plan.step) == (period, step)
+        assert plan.q0 <= 2 and plan.q1 >= m // period - 2
+        dense = matrix.toarray()
+        for q in range(plan.q0, plan.q1):
+            for p in range(period):
+                n_taps = plan.lengths[p]
+                columns = step * q + plan.offsets[p, :n_taps]
+                np.testing.assert_array_equal(
+                    dense[period * q + p, columns], plan.weights[p, :n_taps]
+                )
+                assert np.count_nonzero(dense[period * q + p]) == n_taps
+
+
+@pytest.mark.parametrize("channels", [(), (3,)])
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (33, 45), (2, 7)])
+def test_compiled_reduce_and_expand_match_opencv(h, w, channels):
+    """OpenCV's pyrDown / pyrUp: the same 5-tap kernel and BORDER_REFLECT_101. Both compute
+    each output as a sum of at most 25 products of [0, 1] values with weights summing to 1
+    (pyrUp: 4 per phase, summing to 4), so each is within γ_25 (γ_25·4) of the exact value.
+    pyrUp crops an odd size from the even one (docs/design.md §1.4): even sizes only."""
+    cv2 = require_module("cv2", "OpenCV is the reference for pyrDown/pyrUp")
+    x = np.random.default_rng(9).random((h, w, *channels)).astype(np.float32)
+    u = np.finfo(np.float32).eps / 2
+    gamma = 25 * u / (1 - 25 * u)
+    ours = apply(operators.reduce_operator(x.shape), x, engine="compiled")
+    theirs = cv2.pyrDown(x)
+    assert np.abs(ours - theirs).max() <= 2 * gamma
+    if h % 2 == 0 and w % 2 == 0:
+        up = apply(operators.expand_operator(x.shape), theirs, engine="compiled")
+        assert np.abs(up - cv2.pyrUp(theirs, dstsize=(w, h))).max() <= 2 * gamma * 4
+
+
+def test_kernels_compile_without_a_cache_where_none_is_writable(monkeypatch):
+    """numba refuses ``cache=True`` (a RuntimeError) where it finds no writable cache
+    location, e.g. a read-only install with a read-only home: the kernels are then
+    compiled without a cache rather than failing at import."""
+    import numba
+
+    from pyramids import compiled
+
+    real = numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def twice(a):
+        return 2 * a
+
+    assert compiled._jit(twice)(21) == 42
