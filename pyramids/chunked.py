@@ -60,6 +60,10 @@ __all__ = [
 
 #: Block side used when an in-memory array is wrapped and no ``chunks`` is given.
 DEFAULT_CHUNK = 1024
+#: Each level's blocks have half the sides of the level before, down to this side (or the
+#: first level's, if smaller): a block then feeds mostly one block of the next level, so
+#: few blocks of each level wait in memory for their neighbours (docs/design.md §7).
+MIN_CHUNK = 256
 
 
 class ChunkedLaplacian(NamedTuple):
@@ -94,9 +98,24 @@ def _regular(n: int, size: int) -> tuple[int, ...]:
     return (size,) * (n // size) + ((n % size,) if n % size else ())
 
 
-def _as_dask(image: ArrayLike, chunks: int | None, name: str) -> tuple[da.Array, tuple[int, int]]:
-    """``image`` as a float Dask array with one chunk along channels, and the block sides
-    (height, width) of the coarser levels."""
+class _Source(NamedTuple):
+    """An image as given, in blocks (one along channels), and what its levels are made of."""
+
+    raw: da.Array  # the samples as given: integer images are converted block by block
+    dtype: np.dtype  # their float dtype (float_dtype_of)
+    target: tuple[int, int]  # block sides of level 0
+
+    @property
+    def image(self) -> da.Array:
+        """The image as floats (:func:`pyramids.arrays.as_float_image`, block by block)."""
+        if self.raw.dtype == self.dtype:
+            return self.raw
+        meta = np.empty((0,) * self.raw.ndim, self.dtype)
+        return self.raw.map_blocks(_float_block, dtype=self.dtype, meta=meta)
+
+
+def _source(image: ArrayLike, chunks: int | None, name: str) -> _Source:
+    """``image`` as a Dask array with one block along channels (checked, not converted)."""
     if chunks is not None and (
         isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks < 1
     ):
@@ -115,13 +134,16 @@ def _as_dask(image: ArrayLike, chunks: int | None, name: str) -> tuple[da.Array,
         x = x.rechunk((int(chunks), int(chunks), *(-1,) * (x.ndim - 2)))
     elif x.ndim == 3:
         x = x.rechunk({2: -1})
-    x = x.map_blocks(_float_block, name, dtype=dtype, meta=np.empty((0,) * x.ndim, dtype))
-    target = (x.chunks[0][0], x.chunks[1][0])
-    return x, target
+    return _Source(x, dtype, (x.chunks[0][0], x.chunks[1][0]))
 
 
-def _float_block(block: np.ndarray, name: str) -> np.ndarray:
-    return as_float_image(block, name)
+def _float_block(block: np.ndarray) -> np.ndarray:
+    return as_float_image(block)
+
+
+def _halved(target: tuple[int, int]) -> tuple[int, int]:
+    """Block sides of the next level: half, but not below :data:`MIN_CHUNK` (or the first)."""
+    return tuple(max(t // 2, min(t, MIN_CHUNK)) for t in target)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -173,7 +195,10 @@ def _block(
 ) -> np.ndarray:
     """One output block: gather the samples it reads, apply ``op`` (and ``ufunc(base, ·)``)."""
     x = np.concatenate([np.concatenate(row, axis=1) for row in parts], axis=0)
-    x = np.ascontiguousarray(x[rows][:, cols])
+    # an integer image is converted here, so that its float copy is never kept
+    x = as_float_image(np.ascontiguousarray(x[rows][:, cols]))
+    if base is not None:
+        base = as_float_image(base)
     with blas_limited():  # Dask runs the blocks in parallel: one thread each
         return apply(op, x, combine=None if base is None else (ufunc, base), threads=1)
 
@@ -186,6 +211,7 @@ def _apply_blocks(
     base: da.Array | None = None,
     ufunc: np.ufunc | None = None,
     label: str = "pyramid",
+    dtype: np.dtype | None = None,
 ) -> da.Array:
     """``rows · X · colsᵀ`` (or ``ufunc(base, ·)`` of it) as a Dask array of ``out_chunks``."""
     colour = (0,) * (x.ndim - 2)
@@ -217,15 +243,18 @@ def _apply_blocks(
     dependencies = [x] if base is None else [x, base]
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=dependencies)
     chunks = (*out_chunks, *x.chunks[2:])
-    return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, x.dtype))
+    dtype = x.dtype if dtype is None else dtype
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, dtype))
 
 
-def _reduce(g: da.Array, weights: np.ndarray, boundary: str, target: tuple[int, int]) -> da.Array:
+def _reduce(
+    g: da.Array, weights: np.ndarray, boundary: str, target: tuple[int, int], dtype: np.dtype
+) -> da.Array:
     h, w = g.shape[:2]
     out = (_regular(_reduced(h), target[0]), _regular(_reduced(w), target[1]))
     rows = blur_downsample_matrix(h, weights, boundary)
     cols = blur_downsample_matrix(w, weights, boundary)
-    return _apply_blocks(g, rows, cols, out, label="reduce")
+    return _apply_blocks(g, rows, cols, out, label="reduce", dtype=dtype)
 
 
 def _expand(
@@ -236,7 +265,7 @@ def _expand(
     rows = upsample_blur_matrix(h, weights, boundary)
     cols = upsample_blur_matrix(w, weights, boundary)
     label = "band" if ufunc is np.subtract else "collapse"
-    return _apply_blocks(coarse, rows, cols, base.chunks[:2], base, ufunc, label)
+    return _apply_blocks(coarse, rows, cols, base.chunks[:2], base, ufunc, label, coarse.dtype)
 
 
 # --------------------------------------------------------------------------- pyramids
@@ -261,8 +290,8 @@ def gaussian_pyramid(
     levels, kernel, boundary
         As for :func:`pyramids.gaussian_pyramid`.
     chunks : int, optional
-        Block side of every level. Default: level 0 keeps the image's blocks and the
-        coarser levels get blocks of the image's first block's sides.
+        Block side of level 0 (default: the image's own blocks). Each coarser level has
+        blocks of half the sides of the level before, down to 256 (or level 0's, if less).
 
     Returns
     -------
@@ -280,14 +309,11 @@ def gaussian_pyramid(
     >>> float(pyr[2].sum().compute())
     450.0
     """
-    x, target = _as_dask(image, chunks, "image")
+    source = _source(image, chunks, "image")
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
-    levels = _check_levels(levels, x.shape, weights)
-    pyramid = [x]
-    for _ in range(levels):
-        pyramid.append(_reduce(pyramid[-1], weights, boundary, target))
-    return pyramid
+    levels = _check_levels(levels, source.raw.shape, weights)
+    return _gaussian_in(source, levels, weights, boundary)
 
 
 def laplacian_pyramid(
@@ -312,16 +338,11 @@ def laplacian_pyramid(
         ``residual``, lazy Dask arrays of the image's float dtype. Each equals the
         in-memory coefficient to within :func:`chunking_error_bound`.
     """
-    x, target = _as_dask(image, chunks, "image")
+    source = _source(image, chunks, "image")
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
-    levels = _check_levels(levels, x.shape, weights)
-    bands, g = [], x
-    for _ in range(levels):
-        coarse = _reduce(g, weights, boundary, target)
-        bands.append(_expand(coarse, g, weights, boundary, np.subtract))
-        g = coarse
-    return ChunkedLaplacian(bands, g)
+    levels = _check_levels(levels, source.raw.shape, weights)
+    return _laplacian_in(source, levels, weights, boundary)
 
 
 def reconstruct_laplacian(
@@ -351,8 +372,8 @@ def reconstruct_laplacian(
     """
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
-    g, _ = _as_dask(residual, None, "residual")
-    layers = [_as_dask(b, None, f"bands[{k}]")[0] for k, b in enumerate(bands)]
+    g = _source(residual, None, "residual").image
+    layers = [_source(b, None, f"bands[{k}]").image for k, b in enumerate(bands)]
     _check_chain([*layers, g], [f"bands[{k}]" for k in range(len(layers))] + ["residual"])
     dtype = np.result_type(g.dtype, *(b.dtype for b in layers))
     g = g.astype(dtype)
@@ -398,11 +419,11 @@ def blend(
     dask.array.Array, shape of ``a``
         In the common float dtype of ``a`` and ``b``.
     """
-    x, target = _as_dask(a, chunks, "a")
-    y, _ = _as_dask(b, chunks, "b")
+    source = _source(a, chunks, "a")
+    x, y = source.image, _source(b, chunks, "b").image
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
-    m, _ = _as_dask(mask, None, "mask")
+    m = _source(mask, None, "mask").image
     if m.shape != x.shape and m.shape != x.shape[:2]:
         allowed = f"{x.shape[:2]} or {x.shape}" if x.ndim == 3 else f"{x.shape}"
         raise ValueError(f"mask must have shape {allowed} to match the images, got {m.shape}")
@@ -414,14 +435,13 @@ def blend(
     y = y.rechunk(x.chunks).astype(dtype)
     m = m.map_blocks(_check_mask_block, dtype=m.dtype)
     m = m.rechunk((*x.chunks[:2], *m.chunks[2:])).astype(dtype)
-    size = target if chunks is None else (chunks, chunks)
-    la = _laplacian_in(x, levels, weights, boundary, size)
-    lb = _laplacian_in(y, levels, weights, boundary, size)
-    gm = _gaussian_in(m, levels, weights, boundary, size)
+    la = _laplacian_in(_Source(x, dtype, source.target), levels, weights, boundary)
+    lb = _laplacian_in(_Source(y, dtype, source.target), levels, weights, boundary)
+    gm = _gaussian_in(_Source(m, dtype, source.target), levels, weights, boundary)
     if boundary == "zero":
         # normalised convolution, as pyramids.blend (docs/design.md §3)
         ones = da.ones(m.shape[:2], dtype=dtype, chunks=m.chunks[:2])
-        norm = _gaussian_in(ones, levels, weights, boundary, size)
+        norm = _gaussian_in(_Source(ones, dtype, source.target), levels, weights, boundary)
         gm = [g / (o if g.ndim == 2 else o[..., None]) for g, o in zip(gm, norm)]
     if m.ndim == 2 and x.ndim == 3:
         gm = [g[..., None] for g in gm]
@@ -433,20 +453,26 @@ def blend(
     return g
 
 
-def _gaussian_in(x: da.Array, levels: int, weights, boundary, target) -> list:
-    pyramid = [x]
+def _gaussian_in(source: _Source, levels: int, weights, boundary) -> list:
+    """The levels; level 1 is reduced from the samples as given (converted block by block)."""
+    pyramid, g, target = [source.image], source.raw, source.target
     for _ in range(levels):
-        pyramid.append(_reduce(pyramid[-1], weights, boundary, target))
+        target = _halved(target)
+        g = _reduce(g, weights, boundary, target, source.dtype)
+        pyramid.append(g)
     return pyramid
 
 
-def _laplacian_in(x: da.Array, levels: int, weights, boundary, target) -> ChunkedLaplacian:
-    bands, g = [], x
+def _laplacian_in(source: _Source, levels: int, weights, boundary) -> ChunkedLaplacian:
+    """The bands and residual; band 0 reads the samples as given (converted per block)."""
+    bands, g, target = [], source.raw, source.target
     for _ in range(levels):
-        coarse = _reduce(g, weights, boundary, target)
+        target = _halved(target)
+        coarse = _reduce(g, weights, boundary, target, source.dtype)
         bands.append(_expand(coarse, g, weights, boundary, np.subtract))
         g = coarse
-    return ChunkedLaplacian(bands, g)
+    residual = g if levels else source.image
+    return ChunkedLaplacian(bands, residual)
 
 
 # --------------------------------------------------------------------------- error bound

@@ -150,7 +150,6 @@ def decompose_zarr(args: argparse.Namespace) -> None:
                 levels,
                 args.kind,
                 source_dtype=x.dtype,
-                chunks=args.chunks,
                 metadata=metadata,
                 force=args.force,
                 compute=options,

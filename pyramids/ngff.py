@@ -213,7 +213,6 @@ def write_multiscale(
     kind: str,
     *,
     source_dtype: np.dtype | type | str,
-    chunks: int = 1024,
     metadata: dict | None = None,
     name: str | None = None,
     force: bool = False,
@@ -227,13 +226,12 @@ def write_multiscale(
         The store to create (a directory, conventionally ``*.zarr``).
     levels : sequence of dask.array.Array, shape (h_k, w_k) or (h_k, w_k, c)
         Finest first: a Gaussian pyramid's images, or a Laplacian pyramid's bands followed
-        by its residual (:mod:`pyramids.chunked`).
+        by its residual (:mod:`pyramids.chunked`). Each is stored in blocks of the sides of
+        its first Dask block (colour: one channel per block).
     kind : {'gaussian', 'laplacian'}
         Written as the multiscale's ``type``; decides the stored dtype (module docstring).
     source_dtype : dtype
         The dtype of the image the pyramid was built from.
-    chunks : int
-        Side of the stored blocks (colour: one channel per block).
     metadata : dict, optional
         Extra entries for ``multiscales[0].metadata`` (kernel, boundary, …).
     name : str, optional
@@ -267,7 +265,7 @@ def write_multiscale(
         sources, targets, datasets = [], [], []
         for k, level in enumerate(levels):
             stored = _stored(level, kind, source_dtype)
-            block = (chunks, chunks)
+            block = (level.chunks[0][0], level.chunks[1][0])  # the level's own blocks
             if colour:  # NGFF orders the channel axis before y and x
                 stored = stored.transpose(2, 0, 1)
                 block = (1, *block)

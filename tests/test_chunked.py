@@ -125,7 +125,9 @@ def test_level_blocks_have_the_target_side():
     da, chunked = modules()
     pyr = chunked.gaussian_pyramid(da.zeros((1000, 700), chunks=(256, 300)), levels=3)
     assert pyr[0].chunks == ((256,) * 3 + (232,), (300, 300, 100))
-    assert pyr[1].chunks == ((256, 244), (300, 50))
+    assert pyr[1].chunks == ((256, 244), (256, 94))  # halved, but not below 256
+    pyr = chunked.gaussian_pyramid(da.zeros((3000, 2100), chunks=1024), levels=3)
+    assert [g.chunks[0][0] for g in pyr] == [1024, 512, 256, 256]
     lap = chunked.laplacian_pyramid(da.zeros((1000, 700), chunks=(256, 300)), 3, chunks=128)
     assert lap.bands[0].chunks == ((128,) * 7 + (104,), (128,) * 5 + (60,))
     assert lap.residual.chunks == ((125,), (88,))
