@@ -57,22 +57,27 @@ def write_big_tiff(path: Path, size: int, tile: int = 512) -> None:
 
 
 def measure(command: list[str]) -> tuple[float, float, float]:
-    """Run ``command``; return (seconds, peak RSS of the process tree, ru_maxrss) in GiB."""
-    import psutil
+    """Run ``command``; return (seconds, peak RSS of the process tree, ru_maxrss) in GiB.
 
+    The process tree's peak needs psutil; without it that figure is NaN.
+    """
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    proc = psutil.Process(child.pid)
-    peak = 0
+    proc = psutil.Process(child.pid) if psutil else None
+    peak = 0 if psutil else float("nan")
     while child.poll() is None:
         total = 0
         try:
-            for p in [proc, *proc.children(recursive=True)]:
+            for p in [proc, *proc.children(recursive=True)] if proc else []:
                 total += p.memory_info().rss
         except psutil.Error:
             pass
-        peak = max(peak, total)
+        peak = max(peak, total) if proc else peak
         time.sleep(0.1)
     seconds = time.perf_counter() - start
     if child.returncode != 0:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .io import _SUFFIXES, image_size, read_image, write_image
+from .kernels import resolve_kernel
 
 __all__ = ["JobFailed", "blend_many", "decompose_many", "decompose_zarr", "run", "scheduler"]
 
@@ -136,10 +137,10 @@ def decompose_zarr(args: argparse.Namespace) -> None:
     build = chunked.gaussian_pyramid if args.kind == "gaussian" else chunked.laplacian_pyramid
     pyramid = build(x, args.levels, args.kernel, args.boundary, chunks=args.chunks)
     levels = list(pyramid) if args.kind == "gaussian" else [*pyramid.bands, pyramid.residual]
-    kernel = args.kernel if isinstance(args.kernel, str | float) else None
     metadata = {
         "method": f"pyramids.chunked.{build.__name__}",
-        "kernel": kernel,
+        "kernel": args.kernel,
+        "weights": resolve_kernel(args.kernel).tolist(),
         "boundary": args.boundary,
         "levels": len(levels) - 1,
     }

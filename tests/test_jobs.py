@@ -113,6 +113,21 @@ def test_chunked_pyramid_on_the_cluster_matches_in_memory(cluster):
     assert np.abs(residual - memory.residual).max() <= gauss[-1]
 
 
+def test_ome_zarr_written_by_the_cluster_workers(tmp_path, cluster):
+    zarr = require_module("zarr", "zarr reads the store back")
+    tifffile = require_module("tifffile", "tifffile writes the input")
+    x = (np.random.default_rng(7).random((130, 90)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", x, tile=(32, 32))
+    out = tmp_path / "out.zarr"
+    command = ["decompose", str(tmp_path / "in.tif"), "--kind", "gaussian", "--zarr", str(out)]
+    assert main([*command, "--chunks", "40", "--scheduler", cluster.scheduler_address]) == 0
+    group = zarr.open_group(str(out), mode="r")
+    assert np.array_equal(group["0"][:], x)
+    expected = pyramids.gaussian_pyramid(x)
+    for k in range(1, len(expected)):
+        assert np.abs(group[str(k)][:].astype(int) - np.rint(expected[k] * 255)).max() <= 1
+
+
 def test_a_worker_that_dies_fails_the_job_with_one_line(tmp_path, cluster):
     dask = require_module("dask", "dask runs the jobs")
     from pyramids import jobs
