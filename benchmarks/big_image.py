@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,11 +57,13 @@ def write_big_tiff(path: Path, size: int, tile: int = 512) -> None:
         tif.write(tiles(), shape=(size, size), dtype=np.uint16, tile=(tile, tile))
 
 
-def measure(command: list[str]) -> tuple[float, float, float]:
+def measure(command: list[str], output: Path) -> tuple[float, float, float]:
     """Run ``command``; return (seconds, peak RSS of the process tree, ru_maxrss) in GiB.
 
-    The process tree's peak needs psutil; without it that figure is NaN.
+    Its ``output`` is removed first, untimed. The process tree's peak needs psutil; without
+    it that figure is NaN.
     """
+    shutil.rmtree(output, ignore_errors=True)
     try:
         import psutil
     except ImportError:
@@ -87,7 +90,7 @@ def measure(command: list[str]) -> tuple[float, float, float]:
 
 
 CHUNKED = [sys.executable, "-m", "pyramids", "decompose", "{tif}", "--kind", "gaussian",
-           "--zarr", "{out}", "--levels", str(LEVELS), "--chunks", "{chunks}", "--force",
+           "--zarr", "{out}", "--levels", str(LEVELS), "--chunks", "{chunks}",
            "--scheduler", "{scheduler}"]  # fmt: skip
 
 IN_MEMORY = """
@@ -112,7 +115,7 @@ for k, level in enumerate(levels):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", type=int, default=32768, help="side of the big image")
+    parser.add_argument("--size", type=int, default=32768, help="big image side (0: skip)")
     parser.add_argument("--compare", type=int, default=16384, help="side for the comparison")
     parser.add_argument("--scaler-max", type=int, default=16384, help="largest side for Scaler")
     parser.add_argument("--chunks", type=int, default=1024)
@@ -125,41 +128,44 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {os.getloadavg()}", flush=True)
 
-    def chunked(tif: Path) -> list[str]:
-        fields = {"tif": str(tif), "out": str(work / "chunked.zarr"), "chunks": str(args.chunks),
+    def chunked(tif: Path) -> tuple[list[str], Path]:
+        out = work / f"chunked-{tif.stem}.zarr"
+        fields = {"tif": str(tif), "out": str(out), "chunks": str(args.chunks),
                   "scheduler": args.scheduler}  # fmt: skip
-        return [part.format(**fields) for part in CHUNKED]
+        return [part.format(**fields) for part in CHUNKED], out
 
-    big = work / f"big{args.size}.tif"
-    if not big.exists():
-        start = time.perf_counter()
-        write_big_tiff(big, args.size)
-        print(f"wrote {big} ({big.stat().st_size / 2**30:.2f} GiB) in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
-    seconds, tree, maxrss = measure(chunked(big))
-    pixels = args.size**2
-    print(f"\nchunked, {args.size}² uint16 -> {LEVELS + 1}-level OME-Zarr, --chunks "
-          f"{args.chunks}, --scheduler {args.scheduler}:")  # fmt: skip
-    print(f"  {seconds:.1f} s ({pixels / seconds / 1e6:.1f} Mpixel/s), peak RSS {tree:.2f} GiB "
-          f"(process tree), ru_maxrss {maxrss:.2f} GiB", flush=True)  # fmt: skip
+    if args.size:
+        big = work / f"big{args.size}.tif"
+        if not big.exists():
+            start = time.perf_counter()
+            write_big_tiff(big, args.size)
+            print(f"wrote {big} ({big.stat().st_size / 2**30:.2f} GiB) in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        seconds, tree, maxrss = measure(*chunked(big))
+        pixels = args.size**2
+        print(f"\nchunked, {args.size}² uint16 -> {LEVELS + 1}-level OME-Zarr, --chunks "
+              f"{args.chunks}, --scheduler {args.scheduler}:")  # fmt: skip
+        rate = pixels / seconds / 1e6
+        print(f"  {seconds:.1f} s ({rate:.1f} Mpixel/s), peak RSS {tree:.2f} GiB "
+              f"(process tree), ru_maxrss {maxrss:.2f} GiB", flush=True)  # fmt: skip
 
     small = work / f"big{args.compare}.tif"
     if not small.exists():
         write_big_tiff(small, args.compare)
     methods = {
         "chunked (pyramids decompose --zarr)": chunked(small),
-        "in memory (pyramids.gaussian_pyramid + zarr)": [
-            sys.executable, "-c", IN_MEMORY.format(levels=LEVELS), str(small),
-            str(work / "memory.zarr")],
+        "in memory (pyramids.gaussian_pyramid + zarr)": (
+            [sys.executable, "-c", IN_MEMORY.format(levels=LEVELS), str(small),
+             str(work / "memory.zarr")], work / "memory.zarr"),
     }  # fmt: skip
     if args.compare <= args.scaler_max:
-        methods["ome_zarr Scaler('gaussian') + zarr"] = [
-            sys.executable, "-c", SCALER.format(levels=LEVELS), str(small),
-            str(work / "scaler.zarr")]  # fmt: skip
+        methods["ome_zarr Scaler('gaussian') + zarr"] = (
+            [sys.executable, "-c", SCALER.format(levels=LEVELS), str(small),
+             str(work / "scaler.zarr")], work / "scaler.zarr")  # fmt: skip
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in methods}
     for _ in range(args.repeats):  # interleaved: one run of each per round
-        for name, command in methods.items():
-            results[name].append(measure(command))
+        for name, (command, output) in methods.items():
+            results[name].append(measure(command, output))
     print(f"\n{args.compare}² uint16, {LEVELS + 1} levels, medians of {args.repeats} "
           "interleaved runs:")  # fmt: skip
     reference = statistics.median(t for t, _, _ in results["chunked (pyramids decompose --zarr)"])

@@ -2,7 +2,8 @@
 
 - ``pyramids decompose BIG.tif --kind gaussian|laplacian --zarr OUT.zarr [--chunks 1024]``
   builds the pyramid block by block (:mod:`pyramids.chunked`) and writes it as an OME-Zarr
-  multiscale (:mod:`pyramids.ngff`): memory holds a few blocks per worker, not the image.
+  multiscale (:mod:`pyramids.ngff`): memory holds a few rows of blocks per level, so it
+  grows with the image's width, not its area.
 - ``pyramids decompose A.png B.png … -o DIR`` writes each image's decomposition to
   ``DIR/<stem>/`` (the files a single ``decompose`` writes), one task per image;
   ``pyramids blend DIR_A DIR_B MASK -o DIR`` blends the images of the same name in the two
