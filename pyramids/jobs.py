@@ -36,6 +36,8 @@ __all__ = ["JobFailed", "blend_many", "decompose_many", "decompose_zarr", "run",
 
 #: Most worker processes of ``--scheduler processes``.
 MAX_LOCAL_WORKERS = 4
+#: How long to try to reach a scheduler given by its address.
+CONNECT_TIMEOUT = "10s"
 
 
 class JobFailed(OSError):
@@ -82,7 +84,7 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address="127.0.0.1:0",  # None still serves HTTP on 8787
             ) as cluster,
             Client(cluster) as client,
         ):
@@ -94,7 +96,7 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
             f"tcp://host:8786, got {spec!r}"
         )
     try:
-        client = Client(spec, timeout="10s")
+        client = Client(spec, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise JobFailed(f"cannot reach the dask scheduler at {spec}: {exc}") from None
     with client:

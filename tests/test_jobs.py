@@ -29,7 +29,7 @@ def cluster():
             processes=True,
             threads_per_worker=1,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # None still serves HTTP on 8787
         ) as local,
     ):
         yield local
@@ -139,8 +139,11 @@ def test_a_worker_that_dies_fails_the_job_with_one_line(tmp_path, cluster):
         assert dask.compute(dask.delayed(sum)([1, 2]), **options) == (3,)
 
 
-def test_unreachable_scheduler_is_a_runtime_error(tmp_path, capsys):
+def test_unreachable_scheduler_is_a_runtime_error(tmp_path, capsys, monkeypatch):
     require_module("distributed", "dask.distributed connects to the scheduler")
+    from pyramids import jobs
+
+    monkeypatch.setattr(jobs, "CONNECT_TIMEOUT", "1s")
     path = images(tmp_path / "in", 2, 6)
     code = main(
         [
@@ -154,3 +157,15 @@ def test_unreachable_scheduler_is_a_runtime_error(tmp_path, capsys):
     )
     assert code == 1
     assert "cannot reach the dask scheduler" in capsys.readouterr().err
+
+
+def test_local_process_cluster_runs_the_folder_job(tmp_path):
+    require_module("distributed", "dask.distributed runs the local cluster")
+    paths = images(tmp_path / "in", 2, 8, shape=(20, 17))
+    out = tmp_path / "out"
+    command = ["decompose", *map(str, paths), "-o", str(out), "--kind", "gaussian"]
+    assert main([*command, "--scheduler", "processes"]) == 0
+    for path in paths:
+        saved = load_pyramid(out / path.stem / "pyramid.npz")
+        expected = pyramids.gaussian_pyramid(read_image(path))
+        assert all(np.array_equal(a, b) for a, b in zip(saved.images, expected))

@@ -1,6 +1,7 @@
 """``pyramids decompose … --zarr``: OME-Zarr multiscales, read back by ome-zarr's own reader."""
 
 import json
+import warnings
 
 import numpy as np
 from requires import require_module
@@ -189,3 +190,39 @@ def test_zarr_option_errors(tmp_path, capsys):
     for extra, message in [([str(source)], "one image")]:
         assert main(["decompose", str(source), *extra, "--zarr", out]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_ngff_0_4_store_written_by_ome_zarr_is_read_as_input(tmp_path):
+    big_modules()
+    zarr = require_module("zarr", "zarr holds the store")
+    with warnings.catch_warnings():  # ome_zarr.writer builds a deprecated Scaler on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        writer = require_module("ome_zarr.writer", "ome-zarr's writer makes the NGFF 0.4 input")
+    formats = require_module("ome_zarr.format", "ome-zarr's writer makes the NGFF 0.4 input")
+    x = np.random.default_rng(3).random((3, 50, 40)).astype(np.float32)  # (c, y, x)
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=2)
+    writer.write_image(x, group, axes="cyx", fmt=formats.FormatV04(), scale_factors=[])
+    out = tmp_path / "out.zarr"
+    assert (
+        main(
+            [
+                "decompose",
+                str(tmp_path / "in.zarr"),
+                "--kind",
+                "gaussian",
+                "--zarr",
+                str(out),
+                "--levels",
+                "2",
+            ]
+        )
+        == 0
+    )
+    stored = zarr.open_group(str(out), mode="r")
+    assert np.array_equal(stored["0"][:], x)
+    expected = pyramids.gaussian_pyramid(x.transpose(1, 2, 0), 2)
+    gauss, _ = require_module("pyramids.chunked", "dask").chunking_error_bound(
+        (50, 40, 3), 2, dtype=np.float32
+    )
+    level = stored["2"][:].transpose(1, 2, 0)
+    assert np.abs(level - expected[2]).max() <= gauss[2]
