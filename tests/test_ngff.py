@@ -226,3 +226,17 @@ def test_an_ngff_0_4_store_written_by_ome_zarr_is_read_as_input(tmp_path):
     )
     level = stored["2"][:].transpose(1, 2, 0)
     assert np.abs(level - expected[2]).max() <= gauss[2]
+
+
+def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    ngff, _ = big_modules()
+    source = tiled_tiff(tmp_path / "s.tif", np.zeros((32, 32), np.uint8), tile=16)
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ngff.da, "store", no_space)
+    out = tmp_path / "out.zarr"
+    assert main(["decompose", str(source), "--kind", "gaussian", "--zarr", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
