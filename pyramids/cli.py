@@ -100,7 +100,11 @@ def _cmd_blend(args: argparse.Namespace) -> None:
     given = [args.a, args.b, args.mask]
     if any(given) and not all(given):
         raise CommandError("blend takes three images, A B MASK, or none for the samples")
-    output = Path(args.output)
+    if args.a is not None and Path(args.a).is_dir():
+        from .jobs import blend_many  # folders of images, on Dask
+
+        return blend_many(args)
+    output = Path(args.output or "blend.png")
     if all(given):
         paths = [Path(p) for p in given]
     else:
@@ -187,22 +191,33 @@ def _publish(stage: Path, out: Path, inputs: Sequence[Path], force: bool) -> Non
         os.replace(stage / name, out / name)
 
 
+def write_decomposition(pyramid: Pyramid, raw: np.ndarray, directory: Path) -> None:
+    """What ``decompose`` writes: each level's picture, the montage and ``pyramid.npz``."""
+    pictures = pyramid.pictures()
+    for name, picture in pictures.items():
+        write_image(directory / f"{name}.png", picture)
+    write_image(directory / "montage.png", pyramid.montage(pictures))
+    # remember the input's bit depth, so that reconstruct writes it back the same way
+    pyramid.save(directory / "pyramid.npz", attrs={"bit_depth": _bit_depth(raw)})
+
+
 def _cmd_decompose(args: argparse.Namespace) -> None:
     if args.kind not in ORIENTED_KINDS and args.orientations is not None:
         raise CommandError(f"--orientations applies to --kind {', '.join(ORIENTED_KINDS)} only")
-    source = Path(args.image)
+    if args.zarr is not None or len(args.image) > 1:
+        from . import jobs  # big images and many images, on Dask
+
+        return jobs.decompose_zarr(args) if args.zarr is not None else jobs.decompose_many(args)
+    if args.output is None:
+        raise CommandError("decompose needs --output DIR (or --zarr OUT.zarr)")
+    source = Path(args.image[0])
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CommandError(f"output {out} exists and is not a directory")
     raw = read_image(source, max_pixels=args.max_pixels)
     pyramid = BUILDERS[args.kind](as_float_image(raw), args)
     with _staging(out) as stage:
-        pictures = pyramid.pictures()
-        for name, picture in pictures.items():
-            write_image(stage / f"{name}.png", picture)
-        write_image(stage / "montage.png", pyramid.montage(pictures))
-        # remember the input's bit depth, so that reconstruct writes it back the same way
-        pyramid.save(stage / "pyramid.npz", attrs={"bit_depth": _bit_depth(raw)})
+        write_decomposition(pyramid, raw, stage)
         _publish(stage, out, [source], args.force)
     print(
         f"wrote a {args.kind} pyramid of {pyramid.levels} levels to {out}/ "
@@ -361,6 +376,16 @@ def _add_max_pixels(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_scheduler(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scheduler",
+        default="threads",
+        metavar="threads|processes|ADDRESS",
+        help="where Dask runs the work of --zarr and of several images: threads (default), "
+        "processes (a local dask.distributed cluster) or a scheduler such as tcp://host:8786",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyramids`` command."""
     parser = argparse.ArgumentParser(
@@ -375,14 +400,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", nargs="?", help="image taken where the mask is 1")
     p.add_argument("b", nargs="?", help="image taken where the mask is 0")
     p.add_argument("mask", nargs="?", help="grey mask image (white takes A)")
-    p.add_argument("-o", "--output", default="blend.png", help="output image (blend.png)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output image (blend.png); a directory when A and B are folders of images",
+    )
     p.add_argument("--force", action="store_true", help="allow overwriting an input")
     _add_pyramid_options(p)
     _add_max_pixels(p, "images")
+    _add_scheduler(p)
     p.set_defaults(run=_cmd_blend)
 
     p = sub.add_parser("decompose", help="write every level, a montage and an .npz")
-    p.add_argument("image")
+    p.add_argument(
+        "image", nargs="+", help="an image; several: one folder each in --output, on Dask"
+    )
     p.add_argument("--kind", choices=sorted(BUILDERS), default="laplacian")
     p.add_argument(
         "--orientations",
@@ -393,12 +425,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--output",
-        required=True,
         help="output directory, written all at once (its files are replaced, the others kept)",
     )
-    p.add_argument("--force", action="store_true", help="allow overwriting the input image")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow overwriting the input image; with --zarr, replace a store pyramids wrote",
+    )
     _add_pyramid_options(p)
     _add_max_pixels(p, "an image")
+    p.add_argument(
+        "--zarr",
+        metavar="OUT.zarr",
+        help="build the pyramid in blocks on Dask and write it as an OME-Zarr multiscale "
+        "(--kind gaussian or laplacian; TIFF and OME-Zarr inputs are read lazily)",
+    )
+    p.add_argument(
+        "--chunks", type=_positive_int, default=1024, help="block side for --zarr (1024)"
+    )
+    _add_scheduler(p)
     p.set_defaults(run=_cmd_decompose)
 
     p = sub.add_parser("reconstruct", help="collapse a pyramid.npz (or its directory)")

@@ -1,0 +1,202 @@
+"""Pyramids in blocks on Dask (pyramids.chunked, docs/design.md §7) against the in-memory ones.
+
+The chunked and the in-memory pyramids compute the same sums in different orders (the
+engine's BLAS tiles fall differently in a block), so the tests assert the derived bound of
+:func:`pyramids.chunked.chunking_error_bound`, a few units of rounding, for every chunking.
+A block that read the wrong samples or folded at a block edge would be off by O(1).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from requires import require_module
+
+import pyramids
+from pyramids import operators
+
+KERNELS = ["binomial", 0.4, 0.6, "binomial3", "binomial7"]
+
+
+def modules():
+    da = require_module("dask.array", "dask runs the chunked pyramids (the 'big' extra)")
+    chunked = require_module("pyramids.chunked", "pyramids.chunked needs dask")
+    return da, chunked
+
+
+def compute(arrays):
+    import dask
+
+    return dask.compute(*arrays, scheduler="sync")
+
+
+def image(shape, dtype, seed=0):
+    return np.random.default_rng(seed).random(shape).astype(dtype)
+
+
+def dask_image(x, rows, cols):
+    da, _ = modules()
+    return da.from_array(x, chunks=(rows, cols, *(-1,) * (x.ndim - 2)))
+
+
+@example(
+    h=64,
+    w=3,
+    channels=0,
+    rows=1,
+    cols=1,
+    boundary="symmetric",
+    kernel=0.6,
+    dtype=np.float32,
+    levels=6,
+)
+@example(
+    h=1,
+    w=1,
+    channels=3,
+    rows=1,
+    cols=1,
+    boundary="reflect",
+    kernel="binomial",
+    dtype=np.float64,
+    levels=0,
+)
+@given(
+    h=st.integers(1, 60),
+    w=st.integers(1, 60),
+    channels=st.sampled_from([0, 1, 3]),
+    rows=st.integers(1, 25),
+    cols=st.integers(1, 25),
+    boundary=st.sampled_from(operators.BOUNDARIES),
+    kernel=st.sampled_from(KERNELS),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    levels=st.integers(0, 6),
+)
+def test_chunked_pyramids_match_in_memory_within_the_derived_bound(
+    h, w, channels, rows, cols, boundary, kernel, dtype, levels
+):
+    _, chunked = modules()
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    levels = min(levels, pyramids.max_levels(shape))
+    x = image(shape, dtype)
+    xd = dask_image(x, rows, cols)
+    gauss, bands = chunked.chunking_error_bound(shape, levels, kernel, boundary, dtype)
+
+    g_mem = pyramids.gaussian_pyramid(x, levels, kernel, boundary)
+    g_chunked = compute(chunked.gaussian_pyramid(xd, levels, kernel, boundary))
+    l_mem = pyramids.laplacian_pyramid(x, levels, kernel, boundary)
+    lap = chunked.laplacian_pyramid(xd, levels, kernel, boundary)
+    *l_bands, l_residual = compute([*lap.bands, lap.residual])
+    for k, (a, b) in enumerate(zip(g_mem, g_chunked)):
+        assert b.shape == a.shape and b.dtype == a.dtype
+        assert np.abs(a - b).max() <= gauss[k], f"level {k}"
+    for k, (a, b) in enumerate(zip(l_mem.bands, l_bands)):
+        assert b.shape == a.shape and b.dtype == a.dtype
+        assert np.abs(a - b).max() <= bands[k], f"band {k}"
+    assert np.abs(l_mem.residual - l_residual).max() <= gauss[-1]
+
+    # the collapse, chunked too: §8's bound holds for any order of summation
+    (out,) = compute([chunked.reconstruct_laplacian(lap.bands, lap.residual, kernel, boundary)])
+    assert out.dtype == x.dtype
+    bound = pyramids.reconstruction_error_bound(shape, levels, kernel, boundary, dtype)
+    assert np.abs(out - x).max() <= bound
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, bool])
+def test_integer_images_are_scaled_as_in_memory(dtype):
+    _, chunked = modules()
+    rng = np.random.default_rng(2)
+    x = (
+        (rng.random((41, 30)) * 300).astype(dtype)
+        if dtype is not bool
+        else rng.random((41, 30)) > 0.5
+    )
+    levels = 3
+    g_mem = pyramids.gaussian_pyramid(x, levels)
+    g_chunked = compute(chunked.gaussian_pyramid(dask_image(x, 8, 13), levels))
+    gauss, _ = chunked.chunking_error_bound(x.shape, levels)
+    assert g_chunked[0].dtype == np.float64
+    assert np.array_equal(g_chunked[0], g_mem[0])  # the same conversion, sample by sample
+    for k in range(levels + 1):
+        assert np.abs(g_chunked[k] - g_mem[k]).max() <= gauss[k]
+
+
+def test_level_blocks_have_the_target_side():
+    da, chunked = modules()
+    pyr = chunked.gaussian_pyramid(da.zeros((1000, 700), chunks=(256, 300)), levels=3)
+    assert pyr[0].chunks == ((256,) * 3 + (232,), (300, 300, 100))
+    assert pyr[1].chunks == ((256, 244), (256, 94))  # halved, but not below 256
+    pyr = chunked.gaussian_pyramid(da.zeros((3000, 2100), chunks=1024), levels=3)
+    assert [g.chunks[0][0] for g in pyr] == [1024, 512, 256, 256]
+    lap = chunked.laplacian_pyramid(da.zeros((1000, 700), chunks=(256, 300)), 3, chunks=128)
+    assert lap.bands[0].chunks == ((128,) * 7 + (104,), (128,) * 5 + (60,))
+    assert lap.residual.chunks == ((125,), (88,))
+
+
+@pytest.mark.parametrize("boundary", ["reflect", "periodic", "nearest"])
+@pytest.mark.parametrize("mask_channels", [0, 3])
+def test_blending_an_image_with_itself_returns_it(boundary, mask_channels):
+    # GM in [0, 1] (non-negative kernel, modes other than zero), so GM·LA + (1 - GM)·LA is
+    # LA up to γ_3 relatively: reconstruction_error_bound's coefficient_error (its docstring).
+    _, chunked = modules()
+    x = image((45, 38, 3), np.float64, 3)
+    mask = image((45, 38) if mask_channels == 0 else (45, 38, 3), np.float64, 4)
+    out = chunked.blend(
+        dask_image(x, 10, 7), dask_image(x, 10, 7), mask, levels=4, boundary=boundary, chunks=9
+    )
+    (result,) = compute([out])
+    u = np.finfo(np.float64).eps / 2
+    bound = pyramids.reconstruction_error_bound(
+        x.shape, 4, "binomial", boundary, np.float64, coefficient_error=3 * u / (1 - 3 * u)
+    )
+    assert np.abs(result - x).max() <= bound
+
+
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+def test_blend_matches_in_memory(boundary):
+    # Tolerance: each blended band is GM·LA + (1 - GM)·LB with every factor within the
+    # chunking bound of the in-memory one (δ for GM, λ for LA and LB; |LA|, |LB| ≤ ℓ), and
+    # the collapse carries a band difference to the image with gain ‖F_0⋯F_{k-1}‖∞ ≤ 1 here
+    # (non-negative kernel; a 2-D mask keeps GM ≤ 1 up to rounding), plus the two collapses'
+    # own rounding (reconstruction_error_bound, with coefficient_error γ_3 for the mixing).
+    _, chunked = modules()
+    a, b = image((37, 29), np.float64, 5), image((37, 29), np.float64, 6)
+    mask = image((37, 29), np.float64, 7) > 0.5
+    levels = 3
+    expected = pyramids.blend(a, b, mask, levels, boundary=boundary)
+    (result,) = compute(
+        [chunked.blend(dask_image(a, 6, 11), b, mask, levels, boundary=boundary, chunks=8)]
+    )
+    gauss, bands = chunked.chunking_error_bound(a.shape, levels, boundary=boundary)
+    growth = 1.5**2 if boundary in ("symmetric", "nearest", "periodic") else 1.0  # §1.4 rows
+    u = np.finfo(np.float64).eps / 2
+    ell = 1 + growth  # |L_k| ≤ ‖g_k‖ + ‖F‖‖g_{k+1}‖
+    per_level = [2 * d * ell + 2 * lam for d, lam in zip(gauss, [*bands, gauss[-1]])]
+    tolerance = sum(growth**k * e for k, e in enumerate(per_level)) + 2 * (
+        pyramids.reconstruction_error_bound(
+            a.shape, levels, "binomial", boundary, np.float64, 1.0, 3 * u / (1 - 3 * u)
+        )
+    )
+    if boundary == "zero":  # GM / ones: relative perturbation of the quotient
+        tolerance *= 4
+    assert np.abs(result - expected).max() <= tolerance
+
+
+def test_bad_input_is_refused():
+    da, chunked = modules()
+    with pytest.raises(ValueError, match="shape"):
+        chunked.gaussian_pyramid(da.zeros((4, 4, 3, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        chunked.gaussian_pyramid(da.zeros((0, 4)))
+    with pytest.raises(TypeError, match="dtype"):
+        chunked.gaussian_pyramid(da.zeros((4, 4), dtype=complex))
+    with pytest.raises(ValueError, match="levels"):
+        chunked.laplacian_pyramid(da.zeros((4, 4)), levels=5)
+    with pytest.raises(ValueError, match="chunks"):
+        chunked.gaussian_pyramid(da.zeros((4, 4)), chunks=0)
+    x = np.zeros((8, 8))
+    x[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        compute(chunked.gaussian_pyramid(dask_image(x, 4, 4), 1))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        compute([chunked.blend(np.zeros((8, 8)), np.zeros((8, 8)), np.full((8, 8), 2.0), 1)])

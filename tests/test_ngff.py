@@ -1,0 +1,242 @@
+"""``pyramids decompose … --zarr``: OME-Zarr multiscales, read back by ome-zarr's own reader."""
+
+import json
+import warnings
+
+import numpy as np
+from requires import require_module
+
+import pyramids
+from pyramids.cli import main
+
+
+def big_modules():
+    require_module("dask.array", "dask builds the chunked pyramids (the 'big' extra)")
+    ngff = require_module("pyramids.ngff", "pyramids.ngff needs dask and zarr")
+    chunked = require_module("pyramids.chunked", "pyramids.chunked needs dask")
+    return ngff, chunked
+
+
+def ome_reader():
+    io = require_module("ome_zarr.io", "ome-zarr's reader checks the OME-Zarr we write")
+    reader = require_module("ome_zarr.reader", "ome-zarr's reader checks the OME-Zarr we write")
+    return io, reader
+
+
+def tiled_tiff(path, image, tile=64):
+    tifffile = require_module("tifffile", "tifffile writes the tiled test TIFF")
+    tifffile.imwrite(
+        path, image, tile=(tile, tile), photometric="rgb" if image.ndim == 3 else None
+    )
+    return path
+
+
+def test_gaussian_store_is_read_by_ome_zarr_and_matches_in_memory(tmp_path):
+    big_modules()
+    io, reader = ome_reader()
+    x = (np.random.default_rng(0).random((201, 150)) * 65535).astype(np.uint16)
+    source = tiled_tiff(tmp_path / "big.tif", x)
+    out = tmp_path / "out.zarr"
+    assert (
+        main(
+            [
+                "decompose",
+                str(source),
+                "--kind",
+                "gaussian",
+                "--zarr",
+                str(out),
+                "--chunks",
+                "48",
+                "--levels",
+                "4",
+            ]
+        )
+        == 0
+    )
+    (node,) = list(reader.Reader(io.parse_url(str(out)))())
+    levels = [np.asarray(d) for d in node.data]
+    assert [g.shape for g in levels] == [(201, 150), (101, 75), (51, 38), (26, 19), (13, 10)]
+    assert all(g.dtype == np.uint16 for g in levels)
+    assert [t[0]["scale"] for t in node.metadata["coordinateTransformations"]] == [
+        [2.0**k] * 2 for k in range(5)
+    ]
+    assert [a["name"] for a in node.metadata["axes"]] == ["y", "x"]
+    assert np.array_equal(levels[0], x)
+    # each stored level is the in-memory level rounded to uint16; the chunked level is within
+    # chunking_error_bound (far below half a grey level), so rounding may differ by 1 at most
+    expected = pyramids.gaussian_pyramid(x, 4)
+    for g, e in zip(levels, expected):
+        assert np.abs(g.astype(int) - np.rint(e * 65535).astype(int)).max() <= 1
+    attrs = json.loads((out / "zarr.json").read_text())["attributes"]["ome"]
+    assert attrs["version"] == "0.5"
+    assert attrs["multiscales"][0]["type"] == "gaussian"
+    assert attrs["multiscales"][0]["metadata"]["generator"] == "pyramids"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no stage left
+
+
+def test_laplacian_colour_store_is_float32_channels_first_and_collapses_back(tmp_path):
+    ngff, chunked = big_modules()
+    zarr = require_module("zarr", "zarr reads the store on its own")
+    x = np.random.default_rng(1).random((90, 71, 3)).astype(np.float32)
+    source = tiled_tiff(tmp_path / "colour.tif", x, tile=32)
+    out = tmp_path / "lap.zarr"
+    assert (
+        main(
+            [
+                "decompose",
+                str(source),
+                "--kind",
+                "laplacian",
+                "--zarr",
+                str(out),
+                "--chunks",
+                "5",
+                "--levels",
+                "3",
+                "--boundary",
+                "symmetric",
+            ]
+        )
+        == 0
+    )
+    group = zarr.open_group(str(out), mode="r")
+    stored = [np.asarray(group[str(k)]).transpose(1, 2, 0) for k in range(4)]
+    assert all(s.dtype == np.float32 for s in stored)
+    assert group["0"].chunks == (1, 5, 5)
+    memory = pyramids.laplacian_pyramid(x, 3, boundary="symmetric")
+    _, bands = chunked.chunking_error_bound(x.shape, 3, boundary="symmetric", dtype=np.float32)
+    for k, band in enumerate(memory.bands):
+        assert np.abs(stored[k] - band).max() <= bands[k]
+    out_image = pyramids.reconstruct_laplacian(stored[:3], stored[3], boundary="symmetric")
+    bound = pyramids.reconstruction_error_bound(x.shape, 3, "binomial", "symmetric", np.float32)
+    assert np.abs(out_image - x).max() <= bound
+    # read back as an input: (c, y, x) becomes (y, x, c) again
+    assert ngff.read_lazy(out).shape == x.shape
+
+
+def test_existing_paths_are_refused_and_only_our_stores_replaced(tmp_path, capsys):
+    big_modules()
+    x = (np.random.default_rng(2).random((40, 30)) * 255).astype(np.uint8)
+    source = tiled_tiff(tmp_path / "small.tif", x, tile=16)
+    out = tmp_path / "out.zarr"
+    command = ["decompose", str(source), "--kind", "gaussian", "--zarr", str(out), "--levels", "2"]
+    assert main(command) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main(command) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main([*command, "--force", "--levels", "1"]) == 0  # ours: replaced
+    assert sorted(p.name for p in out.rglob("*")) != before
+    theirs = tmp_path / "theirs.zarr"
+    theirs.mkdir()
+    (theirs / "precious.txt").write_text("data")
+    capsys.readouterr()
+    assert main([*command[:5], str(theirs), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "not an OME-Zarr store written by pyramids" in err and err.count("\n") == 1
+    assert (theirs / "precious.txt").read_text() == "data"
+
+
+def test_input_that_is_not_ome_zarr_is_a_clear_error(tmp_path, capsys):
+    big_modules()
+    zarr = require_module("zarr", "zarr writes a plain store")
+    plain = tmp_path / "plain.zarr"
+    zarr.open_group(str(plain), mode="w").create_array("0", shape=(4, 4), dtype="f4")
+    assert (
+        main(["decompose", str(plain), "--kind", "gaussian", "--zarr", str(tmp_path / "o")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "without OME-Zarr multiscales" in err and err.count("\n") == 1
+
+
+def test_a_failure_while_writing_leaves_no_store(tmp_path, capsys):
+    big_modules()
+    x = np.ones((64, 64), np.float32)
+    x[50, 60] = np.nan  # found only when that block is computed, after other blocks are written
+    source = tiled_tiff(tmp_path / "nan.tif", x, tile=16)
+    out = tmp_path / "out.zarr"
+    assert (
+        main(
+            [
+                "decompose",
+                str(source),
+                "--kind",
+                "laplacian",
+                "--zarr",
+                str(out),
+                "--chunks",
+                "16",
+                "--levels",
+                "2",
+            ]
+        )
+        == 2
+    )
+    assert "NaN" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.tif"]
+
+
+def test_zarr_option_errors(tmp_path, capsys):
+    big_modules()
+    source = tiled_tiff(tmp_path / "s.tif", np.zeros((16, 16), np.uint8), tile=16)
+    out = str(tmp_path / "o.zarr")
+    for extra, message in [
+        (["--kind", "steerable"], "--kind gaussian or laplacian"),
+        (["--output", str(tmp_path / "d")], "not both"),
+    ]:
+        assert main(["decompose", str(source), "--zarr", out, *extra]) == 2
+        assert message in capsys.readouterr().err
+    for extra, message in [([str(source)], "one image")]:
+        assert main(["decompose", str(source), *extra, "--zarr", out]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_an_ngff_0_4_store_written_by_ome_zarr_is_read_as_input(tmp_path):
+    big_modules()
+    zarr = require_module("zarr", "zarr holds the store")
+    with warnings.catch_warnings():  # ome_zarr.writer builds a deprecated Scaler on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        writer = require_module("ome_zarr.writer", "ome-zarr's writer makes the NGFF 0.4 input")
+    formats = require_module("ome_zarr.format", "ome-zarr's writer makes the NGFF 0.4 input")
+    x = np.random.default_rng(3).random((3, 50, 40)).astype(np.float32)  # (c, y, x)
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=2)
+    writer.write_image(x, group, axes="cyx", fmt=formats.FormatV04(), scale_factors=[])
+    out = tmp_path / "out.zarr"
+    assert (
+        main(
+            [
+                "decompose",
+                str(tmp_path / "in.zarr"),
+                "--kind",
+                "gaussian",
+                "--zarr",
+                str(out),
+                "--levels",
+                "2",
+            ]
+        )
+        == 0
+    )
+    stored = zarr.open_group(str(out), mode="r")
+    assert np.array_equal(stored["0"][:], x)
+    expected = pyramids.gaussian_pyramid(x.transpose(1, 2, 0), 2)
+    gauss, _ = require_module("pyramids.chunked", "dask").chunking_error_bound(
+        (50, 40, 3), 2, dtype=np.float32
+    )
+    level = stored["2"][:].transpose(1, 2, 0)
+    assert np.abs(level - expected[2]).max() <= gauss[2]
+
+
+def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    ngff, _ = big_modules()
+    source = tiled_tiff(tmp_path / "s.tif", np.zeros((32, 32), np.uint8), tile=16)
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ngff.da, "store", no_space)
+    out = tmp_path / "out.zarr"
+    assert main(["decompose", str(source), "--kind", "gaussian", "--zarr", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
