@@ -18,11 +18,19 @@ block reads the far side too), the halo is whatever the operator reads (``r`` sa
 reduction, ``⌈r/2⌉`` coarse samples per expansion, per level) and any chunking works, blocks
 smaller than the halo included. Each block goes through :func:`pyramids.engine.apply`.
 
-The result equals the in-memory pyramid in exact arithmetic. In floating point the two
-round differently: the engine's BLAS products sum each output's taps in an order that
-depends on where the block's tiles fall (measured: float64 blocks differ from the whole
-image by an ulp or two), so bit-for-bit equality is not available; the difference is
-bounded by :func:`chunking_error_bound`, which the tests assert for every chunking.
+Exactness (§7). With the compiled engine (the default where numba imports) or the matrix
+engine the result equals the in-memory pyramid bit for bit, in float64 and float32: those
+engines make each output from its sparse row's entries, added in their stored order to a
+zero start, whatever the extent of the array, and a block's submatrix keeps each row's
+entries, values and order (the operators are canonical CSR, so keeping ascending columns
+keeps the order); the band's ``g - F c``, the collapse's ``L + F g`` and the blend's
+mixing are the same operations on the same values. The engine is the one
+:func:`pyramids.engine.default_engine` names where the block runs (``$PYRAMIDS_ENGINE``
+on that worker). The numpy ``'separable'`` engine (the fallback without numba) sums an
+output's taps in BLAS tiles whose order depends on where the tiles fall in the block, so
+its blocks differ from the whole image by an ulp or two; :func:`chunking_error_bound`
+bounds that difference. The tests assert equality for the first two engines and the bound
+for the third, for every chunking.
 """
 
 from __future__ import annotations
@@ -169,7 +177,10 @@ def _axis_plan(
     for size in out_chunks:
         rows = matrix[a : a + size]
         a += size
-        used = np.unique(rows.indices)  # ascending: the order of the whole matrix's columns
+        # ascending, as the operators' rows are stored (canonical CSR): each row of the
+        # submatrix keeps its entries in the whole matrix's order, so an engine that sums
+        # in stored order makes the block's outputs bit for bit as the whole image's
+        used = np.unique(rows.indices)
         if used.size == 0:
             used = np.zeros(1, np.int64)
         block = sp.csr_array(rows[:, used])
@@ -297,8 +308,9 @@ def gaussian_pyramid(
     -------
     list of dask.array.Array
         ``levels + 1`` lazy arrays, level ``k`` of shape ``(ceil(h/2**k), ceil(w/2**k)[, c])``,
-        float (float64 for integer images). Each equals the in-memory level to within
-        :func:`chunking_error_bound`.
+        float (float64 for integer images). Each equals the in-memory level bit for bit
+        with the compiled or matrix engine, to within :func:`chunking_error_bound` with the
+        separable one (module docstring).
 
     Examples
     --------
@@ -336,7 +348,8 @@ def laplacian_pyramid(
     ChunkedLaplacian
         ``bands`` (finest first; band ``k`` in the blocks of Gaussian level ``k``) and
         ``residual``, lazy Dask arrays of the image's float dtype. Each equals the
-        in-memory coefficient to within :func:`chunking_error_bound`.
+        in-memory coefficient bit for bit with the compiled or matrix engine, to within
+        :func:`chunking_error_bound` with the separable one (module docstring).
     """
     source = _source(image, chunks, "image")
     check_boundary(boundary)
@@ -366,9 +379,10 @@ def reconstruct_laplacian(
     -------
     dask.array.Array
         The image, in the blocks of ``bands[0]`` and the common float dtype of the
-        coefficients; its error against the image is bounded by
-        :func:`pyramids.reconstruction_error_bound` (that bound holds for any order of
-        summation, so for the chunked analysis and collapse too).
+        coefficients: :func:`pyramids.reconstruct_laplacian` of the same coefficients,
+        bit for bit with the compiled or matrix engine. Its error against the image is
+        bounded by :func:`pyramids.reconstruction_error_bound` with any engine (that bound
+        holds for any order of summation, so for the chunked analysis and collapse too).
     """
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
@@ -417,7 +431,8 @@ def blend(
     Returns
     -------
     dask.array.Array, shape of ``a``
-        In the common float dtype of ``a`` and ``b``.
+        In the common float dtype of ``a`` and ``b``: :func:`pyramids.blend`'s result, bit
+        for bit with the compiled or matrix engine (module docstring).
     """
     source = _source(a, chunks, "a")
     x, y = source.image, _source(b, chunks, "b").image
@@ -488,8 +503,10 @@ def chunking_error_bound(
 ) -> tuple[list[float], list[float]]:
     """How far the chunked pyramid may lie from the in-memory one, level by level.
 
-    Both compute the same sums; only the order in which each output's products are added
-    differs (docs/design.md §7). Notation of docs/design.md §8: ``u`` the unit roundoff,
+    Both compute the same sums. With the compiled and matrix engines they add each output's
+    products in the same order, and the two are equal (the bound then holds trivially); with
+    the numpy ``'separable'`` engine only the order differs (docs/design.md §7), and this
+    bounds the difference. Notation of docs/design.md §8: ``u`` the unit roundoff,
     ``γ_s = s·u/(1 - s·u)``; for level ``k`` ``b_k = ‖G_k‖∞`` and ``a_k = ‖F_k‖∞`` (largest
     absolute row sums of the 2-D operators), ``q_k`` (``p_k``) the most nonzeros in a row
     of ``G_h`` plus of ``G_w`` (of ``F_h``, ``F_w``). A two-pass product in any order errs

@@ -178,6 +178,40 @@ def test_separable_engine_chunks_within_the_derived_bound(
     assert np.abs(out - x).max() <= bound
 
 
+@pytest.mark.parametrize("boundary", operators.BOUNDARIES)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_block_rows_keep_the_whole_operators_entries_in_order(kernel, boundary):
+    # What bit-for-bit equality rests on (pyramids/chunked.py): each row of a block's
+    # submatrix holds the whole operator's row, the same values in the same stored order,
+    # on the columns it reads; the operators are canonical CSR, so keeping ascending
+    # columns keeps that order.
+    _, chunked = modules()
+    weights = pyramids.kernels.resolve_kernel(kernel)
+    for n in (1, 2, 5, 16, 37):
+        for matrix in (
+            operators.blur_downsample_matrix(n, weights, boundary),
+            operators.upsample_blur_matrix(n, weights, boundary),
+        ):
+            assert matrix.has_canonical_format
+            for size in (1, 3, 7):
+                in_chunks = chunked._regular(matrix.shape[1], size)
+                out_chunks = chunked._regular(matrix.shape[0], 2)
+                plan = chunked._axis_plan(matrix, in_chunks, out_chunks)
+                starts = np.cumsum([0, *in_chunks])
+                a = 0
+                for inputs, local, block in zip(plan.inputs, plan.local, plan.matrices):
+                    gathered = np.concatenate(
+                        [np.arange(starts[q], starts[q + 1]) for q in inputs]
+                    )
+                    columns = gathered[local]  # the whole matrix's column of each local one
+                    for i in range(block.shape[0]):
+                        row = slice(block.indptr[i], block.indptr[i + 1])
+                        whole = slice(matrix.indptr[a + i], matrix.indptr[a + i + 1])
+                        assert np.array_equal(columns[block.indices[row]], matrix.indices[whole])
+                        assert np.array_equal(block.data[row], matrix.data[whole])
+                    a += block.shape[0]
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, bool])
 def test_integer_images_are_scaled_as_in_memory(dtype, engine):
