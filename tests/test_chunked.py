@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from requires import require_module
 
@@ -144,6 +144,9 @@ def test_chunked_pyramids_equal_in_memory_bit_for_bit(
     assert_same(mixed, blend_mem, "blend")
 
 
+# The numpy engine is only the fallback here, and its examples are the slowest in the file
+# (tiled BLAS passes per block): a quarter of the profile's examples.
+@settings(max_examples=max(1, settings.default.max_examples // 4))
 @example(**SMALL_CHUNKS)
 @example(**ONE_PIXEL)
 @given(**PYRAMID_CASES)
