@@ -357,6 +357,79 @@ class Sequential:
         dxs = [dx for dx, _ in results]
         return dxs[0] if len(dxs) == 1 else np.concatenate(dxs)
 
+    def train_step(
+        self,
+        x: np.ndarray,
+        loss: Callable[[np.ndarray, slice], tuple[float, np.ndarray]],
+        *,
+        threads: int | None = None,
+    ) -> tuple[float, np.ndarray]:
+        """Forward pass, loss and backward pass of one batch, each chunk start to end.
+
+        The same results as :meth:`forward`, then ``loss`` on the whole batch's output,
+        then :meth:`backward` with ``input_grad=False`` (bit for bit when ``loss`` treats
+        rows independently, as :func:`~convnet.losses.cross_entropy` with ``count`` does),
+        but each chunk runs its forward pass, its loss and its backward pass in one go on
+        one thread, while its caches are still in that core's cache (docs/design.md §5.10).
+        The parameter gradients are kept for :meth:`grads`, the caches as after
+        :meth:`forward`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, …)
+        loss : callable ``(out, rows) -> (value, dout)``
+            Called once per chunk with the chunk's output and its rows of the batch (a
+            slice); returns the chunk's share of the loss and ``dL/d(out)`` for the chunk.
+            The shares are added in chunk order.
+        threads : int, optional
+            Threads the chunks run on for this call (default: :attr:`threads`).
+
+        Returns
+        -------
+        loss : float
+            The sum of the chunks' shares.
+        out : ndarray
+            The last layer's output for the batch (logits for a classifier).
+
+        Examples
+        --------
+        >>> from convnet.losses import cross_entropy
+        >>> net = lenet5(seed=0)
+        >>> x, y = np.zeros((40, 1, 28, 28), np.float32), np.arange(40) % 10
+        >>> value, logits = net.train_step(x, lambda z, rows: cross_entropy(z, y[rows], count=40))
+        >>> logits.shape, round(value, 4)
+        ((40, 10), 2.3026)
+        """
+        threads = resolve_threads(self.threads if threads is None else threads)
+        spans = self._chunk_spans(x)
+        if spans is None:
+            spans_or_whole = [(0, len(x))]
+            chunks = [x]
+        else:
+            spans_or_whole = spans
+            chunks = [x[start:stop] for start, stop in spans]
+        rngs = self._chunk_generators(len(chunks))
+        results: list[Any] = [None] * len(chunks)
+
+        def run(i: int) -> None:
+            out, caches = forward_pass(
+                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            )
+            value, dout = loss(out, slice(*spans_or_whole[i]))
+            _, grads = backward_pass(self.layers, self.params, caches, dout, need_dx=False)
+            results[i] = (out, caches, float(value), grads)
+
+        self._map(run, len(chunks), threads)
+        self._spans = spans
+        self._caches = [caches for _, caches, _, _ in results]
+        self._chunk_results = results  # see __init__
+        self._grads = _sum_in_order([grads for _, _, _, grads in results])
+        total = 0.0
+        for _, _, value, _ in results:
+            total += value
+        outs = [out for out, _, _, _ in results]
+        return total, (outs[0] if len(outs) == 1 else np.concatenate(outs))
+
     def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
         """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
         size = self.chunk_size

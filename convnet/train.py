@@ -681,9 +681,11 @@ def _train_epoch(
     steps = -(-n // size)
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
-        logits = model.forward(xb, threads=threads)
-        loss, dlogits = cross_entropy(logits, yb)
-        model.backward(dlogits, input_grad=False, threads=threads)
+        # Each chunk's forward pass, loss and backward pass in one go (docs/design.md
+        # §5.10); the gradients are those of the whole batch's mean loss.
+        loss, logits = model.train_step(
+            xb, lambda z, rows, yb=yb: cross_entropy(z, yb[rows], count=len(yb)), threads=threads
+        )
         opt.step(model.grads())
         schedule.step()
         if not np.isfinite(loss):
