@@ -2,8 +2,9 @@
 
 The pieces, in the order data flows through them (docs/design.md §5):
 
-- :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``ReLU``, ``Tanh``,
-  ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``: each layer's configuration and its
+- :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``Subsample2D``,
+  ``Pad2D``, ``ReLU``, ``Tanh``, ``ScaledTanh``, ``Sigmoid``, ``Flatten``, ``Linear``,
+  ``Dropout``: each layer's configuration and its
   pure ``forward(params, x) -> (out, cache)`` and ``backward(params, cache, dout) ->
   (dx, grads)``, the plain reference maths;
 - :mod:`convnet.fast_layers`: ``FastConv2D``, ``FastMaxPool2D``, the same layers computed
@@ -30,8 +31,11 @@ from .layers import (
     Layer,
     Linear,
     MaxPool2D,
+    Pad2D,
     ReLU,
+    ScaledTanh,
     Sigmoid,
+    Subsample2D,
     Tanh,
     conv2d_reference,
 )
@@ -52,10 +56,13 @@ __all__ = [
     "Layer",
     "Linear",
     "MaxPool2D",
+    "Pad2D",
     "ReLU",
+    "ScaledTanh",
     "Sequential",
     "Sigmoid",
     "StepLR",
+    "Subsample2D",
     "Tanh",
     "check_gradients",
     "conv2d_reference",

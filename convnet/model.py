@@ -43,21 +43,27 @@ from numpy.typing import DTypeLike
 
 from pyramids.parallel import resolve_threads, run_parts
 
+from .data import MNIST_MEAN, MNIST_STD
 from .fast_layers import FastConv2D, FastMaxPool2D
-from .layers import Flatten, Layer, Linear, Params, ReLU
+from .layers import Flatten, Layer, Linear, Pad2D, Params, ReLU, ScaledTanh, Subsample2D
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "LENET5_INPUT_SHAPE",
+    "LENET5_VARIANTS",
     "Sequential",
     "backward_pass",
     "forward_pass",
     "lenet5",
+    "lenet5_variant",
     "state_mismatches",
 ]
 
 #: One normalised MNIST digit, ``(C, H, W)``.
 LENET5_INPUT_SHAPE = (1, 28, 28)
+
+#: The LeNet-5 variants :func:`lenet5` builds; the first is the default.
+LENET5_VARIANTS = ("relu", "classic")
 
 #: Images per chunk of a large batch: LeNet-5's im2col buffers for 32 images (about 3 MB
 #: for conv1) stay in a core's L2 cache, and a batch of 64 already gives two chunks to run
@@ -577,14 +583,29 @@ class Sequential:
 
 
 def lenet5(
-    dtype: DTypeLike = np.float32, seed: int | None = None, *, threads: int | None = None
+    dtype: DTypeLike = np.float32,
+    seed: int | None = None,
+    *,
+    threads: int | None = None,
+    variant: str = "relu",
 ) -> Sequential:
-    """LeNet-5, ReLU variant, for normalised ``(N, 1, 28, 28)`` digits (docs/design.md §5).
+    """LeNet-5 for normalised ``(N, 1, 28, 28)`` digits (docs/design.md §5.7, §5.9).
 
-    conv 6@5×5 pad 2 → ReLU → max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten
-    (400) → linear 120 → ReLU → linear 84 → ReLU → linear 10; 61,706 parameters named
-    ``conv1``, ``conv2``, ``fc1``, ``fc2``, ``fc3`` (``.weight``, ``.bias``). The
-    convolutions and poolings are the fast versions of :mod:`convnet.fast_layers`.
+    ``variant="relu"`` (default), the reference network: conv 6@5×5 pad 2 → ReLU →
+    max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten (400) → linear 120 → ReLU →
+    linear 84 → ReLU → linear 10; 61,706 parameters named ``conv1``, ``conv2``, ``fc1``,
+    ``fc2``, ``fc3`` (``.weight``, ``.bias``).
+
+    ``variant="classic"``, after LeCun et al. 1998: the digit padded to 32×32 with the
+    normalised white background → C1 conv 6@5×5 → S2 trainable subsampling 2×2 (a
+    coefficient and a bias per map) → C3 conv 16@5×5 → S4 subsampling → C5 fully
+    connected 120 (a 5×5 convolution of the 5×5 maps) → F6 84 → output 10, every layer
+    up to F6 followed by the scaled tanh ``1.7159·tanh(2x/3)``; C3 connects every S2 map
+    (the paper's table of partial connections is left out) and the output is linear
+    logits for softmax cross-entropy (the paper's Euclidean RBF units are left out);
+    61,750 parameters, under the same names plus ``pool1`` and ``pool2``.
+
+    The convolutions and max-poolings are the fast versions of :mod:`convnet.fast_layers`.
 
     Parameters
     ----------
@@ -594,6 +615,7 @@ def lenet5(
         Seed of the He/Kaiming-normal initialisation.
     threads : int, optional
         The model's default thread count (:class:`Sequential`).
+    variant : {'relu', 'classic'}
 
     Returns
     -------
@@ -604,11 +626,11 @@ def lenet5(
     >>> net = lenet5(seed=0)
     >>> net.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
     (2, 10)
-    >>> net.num_parameters()
-    61706
+    >>> net.num_parameters(), lenet5(variant="classic").num_parameters()
+    (61706, 61750)
     """
-    return Sequential(
-        [
+    if variant == "relu":
+        layers: NamedLayers = [
             ("conv1", FastConv2D(1, 6, 5, padding=2, dtype=dtype)),
             ("relu1", ReLU()),
             ("pool1", FastMaxPool2D(2)),
@@ -621,7 +643,36 @@ def lenet5(
             ("fc2", Linear(120, 84, dtype=dtype)),
             ("relu4", ReLU()),
             ("fc3", Linear(84, 10, dtype=dtype)),
-        ],
-        rng=np.random.default_rng(seed),
-        threads=threads,
-    )
+        ]
+    elif variant == "classic":
+        layers = [
+            ("pad", Pad2D(2, value=-MNIST_MEAN / MNIST_STD)),
+            ("conv1", FastConv2D(1, 6, 5, dtype=dtype)),
+            ("tanh1", ScaledTanh()),
+            ("pool1", Subsample2D(6, 2, dtype=dtype)),
+            ("tanh2", ScaledTanh()),
+            ("conv2", FastConv2D(6, 16, 5, dtype=dtype)),
+            ("tanh3", ScaledTanh()),
+            ("pool2", Subsample2D(16, 2, dtype=dtype)),
+            ("tanh4", ScaledTanh()),
+            ("flatten", Flatten()),
+            ("fc1", Linear(400, 120, dtype=dtype)),
+            ("tanh5", ScaledTanh()),
+            ("fc2", Linear(120, 84, dtype=dtype)),
+            ("tanh6", ScaledTanh()),
+            ("fc3", Linear(84, 10, dtype=dtype)),
+        ]
+    else:
+        raise ValueError(f"variant must be one of {', '.join(LENET5_VARIANTS)}, got {variant!r}")
+    return Sequential(layers, rng=np.random.default_rng(seed), threads=threads)
+
+
+def lenet5_variant(model: Sequential) -> str | None:
+    """Which :func:`lenet5` variant ``model`` is (its layers' names and configuration),
+    or None for another network."""
+    layers = [(name, repr(layer)) for name, layer in model.layers]
+    for variant in LENET5_VARIANTS:
+        built = lenet5(variant=variant).layers
+        if layers == [(name, repr(layer)) for name, layer in built]:
+            return variant
+    return None
