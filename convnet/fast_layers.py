@@ -1,14 +1,15 @@
 """Fast versions of the layers LeNet-5 spends its time in, behind the same pure interface.
 
-:class:`FastConv2D` and :class:`FastMaxPool2D` are subclasses of the reference layers of
-:mod:`convnet.layers` that compute the same thing faster where their shapes allow it, and
-defer to the reference maths elsewhere:
+:class:`FastConv2D`, :class:`FastReLU` and :class:`FastMaxPool2D` are subclasses of the
+reference layers of :mod:`convnet.layers` that compute the same thing faster where their
+shapes allow it, and defer to the reference maths elsewhere:
 
 - a stride-1 convolution gathers its im2col columns on the padded width grid (long
   contiguous copies instead of many short window rows), takes its weight gradient on the
   same grid, and its input gradient as the product ``Wᵀ δ`` on the grid summed back onto
   the image by a compiled col2im (:func:`convnet.kernels.col2im_grid`), each tap one
   contiguous run;
+- a ReLU is one compiled pass each way, and keeps its output (not a mask) for backward;
 - a 2×2 max pooling whose windows tile the input runs as one compiled pass that keeps
   the winning tap of each window (:func:`convnet.kernels.max_pool2_forward`), and routes
   the gradient back to it in another.
@@ -25,10 +26,16 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .kernels import col2im_grid, max_pool2_backward, max_pool2_forward
-from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, Rng, Shape, _check_input
+from .kernels import (
+    col2im_grid,
+    max_pool2_backward,
+    max_pool2_forward,
+    relu_backward,
+    relu_forward,
+)
+from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, ReLU, Rng, Shape, _check_input
 
-__all__ = ["FastConv2D", "FastMaxPool2D"]
+__all__ = ["FastConv2D", "FastMaxPool2D", "FastReLU"]
 
 
 # --------------------------------------------------------------------------- convolution
@@ -168,3 +175,29 @@ class FastMaxPool2D(MaxPool2D):
         if not isinstance(cache, _Pool2Cache):
             return super().backward(params, cache, dout, need_dx=need_dx)
         return max_pool2_backward(np.ascontiguousarray(dout), cache.where), {}
+
+
+# --------------------------------------------------------------------------- activation
+
+
+class FastReLU(ReLU):
+    """:class:`~convnet.layers.ReLU` as one compiled pass each way.
+
+    The same results bit for bit; the cache is the output (positive exactly where the
+    input is), so that evaluation computes no mask it does not use.
+    """
+
+    def forward(
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
+        """``max(x, 0)``; the cache is the output."""
+        x = np.ascontiguousarray(x)
+        out = relu_forward(x.reshape(-1)).reshape(x.shape)
+        return out, out
+
+    def backward(
+        self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """``dout`` where the output was positive, 0 elsewhere."""
+        dout = np.ascontiguousarray(dout)
+        return relu_backward(dout.reshape(-1), cache.reshape(-1)).reshape(dout.shape), {}

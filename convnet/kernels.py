@@ -18,7 +18,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["col2im_grid", "max_pool2_backward", "max_pool2_forward"]
+__all__ = [
+    "col2im_grid",
+    "max_pool2_backward",
+    "max_pool2_forward",
+    "relu_backward",
+    "relu_forward",
+]
 
 
 def _jit(function):
@@ -112,3 +118,24 @@ def col2im_grid(
                     for p in range(length):
                         dst[p] += src[p]
     return dx.reshape(n, channels, hp, wp)
+
+
+@_jit
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` of a flat array in one pass (NaN stays NaN, as ``np.maximum``)."""
+    out = np.empty_like(x)
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        v = x[i]
+        out[i] = zero if v <= zero else v
+    return out
+
+
+@_jit
+def relu_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``dout`` where the ReLU's output ``out`` is positive, 0 elsewhere (flat arrays)."""
+    dx = np.empty_like(dout)
+    zero = dout.dtype.type(0)
+    for i in range(dout.size):
+        dx[i] = dout[i] if out[i] > zero else zero
+    return dx

@@ -44,8 +44,8 @@ from numpy.typing import DTypeLike
 from pyramids.parallel import resolve_threads, run_parts
 
 from .data import MNIST_MEAN, MNIST_STD
-from .fast_layers import FastConv2D, FastMaxPool2D
-from .layers import Flatten, Layer, Linear, Pad2D, Params, ReLU, ScaledTanh, Subsample2D
+from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
+from .layers import Flatten, Layer, Linear, Pad2D, Params, ScaledTanh, Subsample2D
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -605,7 +605,8 @@ def lenet5(
     logits for softmax cross-entropy (the paper's Euclidean RBF units are left out);
     61,750 parameters, under the same names plus ``pool1`` and ``pool2``.
 
-    The convolutions and max-poolings are the fast versions of :mod:`convnet.fast_layers`.
+    The convolutions, ReLUs and max-poolings are the fast versions of
+    :mod:`convnet.fast_layers`.
 
     Parameters
     ----------
@@ -632,16 +633,16 @@ def lenet5(
     if variant == "relu":
         layers: NamedLayers = [
             ("conv1", FastConv2D(1, 6, 5, padding=2, dtype=dtype)),
-            ("relu1", ReLU()),
+            ("relu1", FastReLU()),
             ("pool1", FastMaxPool2D(2)),
             ("conv2", FastConv2D(6, 16, 5, dtype=dtype)),
-            ("relu2", ReLU()),
+            ("relu2", FastReLU()),
             ("pool2", FastMaxPool2D(2)),
             ("flatten", Flatten()),
             ("fc1", Linear(400, 120, dtype=dtype)),
-            ("relu3", ReLU()),
+            ("relu3", FastReLU()),
             ("fc2", Linear(120, 84, dtype=dtype)),
-            ("relu4", ReLU()),
+            ("relu4", FastReLU()),
             ("fc3", Linear(84, 10, dtype=dtype)),
         ]
     elif variant == "classic":
