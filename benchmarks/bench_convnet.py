@@ -1,8 +1,9 @@
 """Throughput of LeNet-5: this package's numpy layers beside the same network in PyTorch.
 
-Times a training step (forward, backward and an SGD-with-momentum update) at batch sizes
-64 and 256, and inference at batch 256, in float32, as the median of several repeats of
-several steps each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
+Times a training step (forward, backward and an SGD-with-momentum update; ours as
+``convnet train`` runs it, ``Sequential.train_step``) at batch sizes 64 and 256, and
+inference at batch 256, in float32, as the median of several repeats of several steps
+each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
 LeNet-5 runs in PyTorch on the CPU with the same number of threads, its repeats interleaved
 with ours, and the ratio is printed. A parity check first loads identical weights into
 both and compares logits and gradients. Our network runs batches larger than
