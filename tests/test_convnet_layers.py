@@ -295,6 +295,22 @@ def test_fast_max_pool_equals_reference_bit_for_bit(shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_max_pool_treats_nan_as_the_reference_does(dtype):
+    """np.argmax takes the first NaN of a window as its maximum; so does the compiled pass."""
+    x = np.zeros((1, 1, 2, 8), dtype)
+    x[0, 0, :, 0:2] = [[1, np.nan], [np.nan, 2]]  # the first NaN wins
+    x[0, 0, :, 2:4] = [[np.nan, 5], [1, 1]]  # a NaN first stays the winner
+    x[0, 0, :, 4:6] = [[1, 2], [3, np.nan]]  # a NaN last beats every number
+    x[0, 0, :, 6:8] = [[-np.inf, -np.inf], [-np.inf, -np.inf]]  # ties of -inf: the first
+    dout = np.arange(1, 5, dtype=dtype).reshape(1, 1, 1, 4)
+    out, dx, _ = _backward(MaxPool2D(2), {}, x, dout)
+    fast_out, fast_dx, _ = _backward(FastMaxPool2D(2), {}, x, dout)
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_dx, dx)
+    assert np.isnan(fast_out[0, 0, 0, :3]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fast_relu_equals_reference_bit_for_bit(dtype):
     x = np.random.default_rng(8).integers(-2, 3, size=(3, 4, 5, 6)).astype(dtype)  # zeros too
     x[0, 0, 0, :3] = [np.nan, -0.0, np.inf]

@@ -427,7 +427,7 @@ def test_cross_entropy_count_splits_a_batch_into_parts_that_add_up():
 
 
 def test_fast_layers_give_the_reference_network_up_to_rounding():
-    """lenet5 runs on FastConv2D and FastMaxPool2D; the same network of reference layers
+    """lenet5 runs on FastConv2D, FastReLU and FastMaxPool2D; the same network of reference layers
     with the same parameters gives the same logits and gradients (float64)."""
     fast, reference = lenet5(np.float64, seed=2), _reference_lenet5()
     reference.load_state_dict(fast.state_dict())
