@@ -28,7 +28,7 @@ windows gathered by a strided view, one matrix product per image) and its input 
 the transposed product scattered back tap by tap (col2im); max pooling takes the argmax of
 each window's copied taps. :func:`conv2d_reference` is a slower, loop-based convolution
 the im2col one is tested against. The fast versions that LeNet-5 runs on (stride-1
-convolution on a padded-width grid, 2×2 max pooling by pairwise maxima) are in
+convolution on a padded-width grid, ReLU and 2×2 max pooling as compiled passes) are in
 :mod:`convnet.fast_layers`, behind the same interface, and are tested against these.
 """
 
