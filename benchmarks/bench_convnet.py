@@ -1,8 +1,9 @@
 """Throughput of LeNet-5: this package's numpy layers beside the same network in PyTorch.
 
-Times a training step (forward, backward and an SGD-with-momentum update) at batch sizes
-64 and 256, and inference at batch 256, in float32, as the median of several repeats of
-several steps each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
+Times a training step (forward, backward and an SGD-with-momentum update; ours as
+``convnet train`` runs it, ``Sequential.train_step``) at batch sizes 64 and 256, and
+inference at batch 256, in float32, as the median of several repeats of several steps
+each. When ``torch`` is importable (``pip install torch==2.13.0``), the same
 LeNet-5 runs in PyTorch on the CPU with the same number of threads, its repeats interleaved
 with ours, and the ratio is printed. A parity check first loads identical weights into
 both and compares logits and gradients. Our network runs batches larger than
@@ -36,9 +37,11 @@ def ours(batch: int, train: bool, threads: int):
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, batch)
 
-    def train_step():
-        _, d = cross_entropy(net.forward(x), y)
-        net.backward(d, input_grad=False)
+    def loss(logits, rows):
+        return cross_entropy(logits, y[rows], count=batch)
+
+    def train_step():  # as convnet.train does it: each chunk's passes in one go
+        net.train_step(x, loss)
         opt.step(net.grads())
 
     if not train:

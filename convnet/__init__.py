@@ -2,12 +2,12 @@
 
 The pieces, in the order data flows through them (docs/design.md §5):
 
-- :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``ReLU``, ``Tanh``,
-  ``Sigmoid``, ``Flatten``, ``Linear``, ``Dropout``: each layer's configuration and its
-  pure ``forward(params, x) -> (out, cache)`` and ``backward(params, cache, dout) ->
-  (dx, grads)``, the plain reference maths;
-- :mod:`convnet.fast_layers`: ``FastConv2D``, ``FastMaxPool2D``, the same layers computed
-  faster for LeNet-5's shapes (tested against the reference ones);
+- :mod:`convnet.layers`: ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``Subsample2D``,
+  ``Pad2D``, ``ReLU``, ``Tanh``, ``ScaledTanh``, ``Sigmoid``, ``Flatten``, ``Linear``,
+  ``Dropout``: each layer's configuration and its pure ``forward(params, x) -> (out,
+  cache)`` and ``backward(params, cache, dout) -> (dx, grads)``, the plain reference maths;
+- :mod:`convnet.fast_layers`: ``FastConv2D``, ``FastMaxPool2D``, ``FastReLU``, the same
+  layers computed faster for LeNet-5's shapes (tested against the reference ones);
 - :mod:`convnet.losses`: ``cross_entropy`` (mean softmax cross-entropy and its gradient);
 - :mod:`convnet.model`: ``Sequential`` (parameters, chunks of a batch on threads) and
   ``lenet5``;
@@ -22,7 +22,7 @@ The pieces, in the order data flows through them (docs/design.md §5):
   (``convnet serve``).
 """
 
-from .fast_layers import FastConv2D, FastMaxPool2D
+from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
 from .gradcheck import check_gradients, numerical_gradient, relative_error
 from .layers import (
     AvgPool2D,
@@ -32,8 +32,11 @@ from .layers import (
     Layer,
     Linear,
     MaxPool2D,
+    Pad2D,
     ReLU,
+    ScaledTanh,
     Sigmoid,
+    Subsample2D,
     Tanh,
     conv2d_reference,
 )
@@ -50,14 +53,18 @@ __all__ = [
     "Dropout",
     "FastConv2D",
     "FastMaxPool2D",
+    "FastReLU",
     "Flatten",
     "Layer",
     "Linear",
     "MaxPool2D",
+    "Pad2D",
     "ReLU",
+    "ScaledTanh",
     "Sequential",
     "Sigmoid",
     "StepLR",
+    "Subsample2D",
     "Tanh",
     "check_gradients",
     "conv2d_reference",

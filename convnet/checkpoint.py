@@ -19,8 +19,27 @@ import numpy as np
 from pyramids.io import NpzFileError, atomic_path, read_npz
 
 from .data import MNIST_MEAN, MNIST_STD
-from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Tanh
-from .model import LENET5_INPUT_SHAPE, Sequential, lenet5, state_mismatches
+from .layers import (
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    Linear,
+    MaxPool2D,
+    Pad2D,
+    ReLU,
+    ScaledTanh,
+    Sigmoid,
+    Subsample2D,
+    Tanh,
+)
+from .model import (
+    LENET5_INPUT_SHAPE,
+    LENET5_VARIANTS,
+    Sequential,
+    lenet5,
+    lenet5_variant,
+    state_mismatches,
+)
 
 __all__ = ["CheckpointError", "load_checkpoint", "logit_bound", "save_checkpoint"]
 
@@ -66,6 +85,9 @@ def save_checkpoint(
         JSON-able training settings and results to record.
     architecture : str
         Name of the builder that recreates the model (only ``"lenet5"`` is known).
+        The metadata also records which of its variants ``model`` is (``"variant"``,
+        :func:`~convnet.model.lenet5_variant`); a checkpoint without one is read as the
+        ReLU variant, the only one earlier versions wrote.
 
     Returns
     -------
@@ -75,17 +97,24 @@ def save_checkpoint(
     Raises
     ------
     CheckpointError
-        If ``classes`` is not a list of distinct strings, one per output.
+        If ``classes`` is not a list of distinct strings, one per output, or ``model`` is
+        not one of the LeNet-5 variants.
     FileNotFoundError
         If the target directory does not exist.
     """
     path = Path(path)
+    variant = lenet5_variant(model)
+    if variant is None:
+        raise CheckpointError(
+            f"the model is none of the LeNet-5 variants ({', '.join(LENET5_VARIANTS)})"
+        )
     state = model.state_dict(copy=False)
     classes = [str(d) for d in range(10)] if classes is None else classes
     _check_classes(classes, _outputs(model), "classes")
     meta = {
         "format": FORMAT,
         "architecture": architecture,
+        "variant": variant,
         "input_shape": list(LENET5_INPUT_SHAPE),
         "normalisation": {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD},
         "classes": list(classes),
@@ -155,6 +184,11 @@ def _check_metadata(path: Path, meta: object, n_classes: int) -> dict:
         raise CheckpointError(
             f"{path}: architecture {meta.get('architecture')!r} is not supported (lenet5 is)"
         )
+    if meta.get("variant", "relu") not in LENET5_VARIANTS:
+        raise CheckpointError(
+            f"{path}: LeNet-5 variant {meta.get('variant')!r} is not one of "
+            f"{', '.join(LENET5_VARIANTS)}"
+        )
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
     if meta.get("dtype") not in ("float32", "float64"):
@@ -207,8 +241,10 @@ def logit_bound(model: Sequential) -> float:
 
     Every intermediate value of the forward pass, partial sums included, is at most the
     bound of its layer, which is propagated from the input: a convolution or linear layer
-    maps a bound ``B`` on its input to ``max_o (Σ_j |W[o, j]| · B + |b[o]|)``; ReLU, max-
-    and average pooling and flattening do not increase it; tanh and sigmoid bring it to 1.
+    maps a bound ``B`` on its input to ``max_o (Σ_j |W[o, j]| · B + |b[o]|)``, a trainable
+    subsampling to ``max_c (|a[c]|·kh·kw·B + |b[c]|)``; ReLU, max- and average pooling and
+    flattening do not increase it; padding raises it to the padding value's size if that
+    is larger; tanh and sigmoid bring it to 1, the scaled tanh to its amplitude.
     Computed in float64; ``inf`` if it overflows even there.
 
     Parameters
@@ -228,8 +264,17 @@ def logit_bound(model: Sequential) -> float:
                 rows = w.reshape(len(w), -1).sum(axis=1)
                 bias = np.abs(model.params[name]["bias"].astype(np.float64))
                 bound = float(np.max(rows * bound + bias))
+            elif isinstance(layer, Subsample2D):
+                taps = layer.kernel_size[0] * layer.kernel_size[1]
+                a = np.abs(model.params[name]["weight"].astype(np.float64))
+                bias = np.abs(model.params[name]["bias"].astype(np.float64))
+                bound = float(np.max(a * taps * bound + bias))
+            elif isinstance(layer, Pad2D):
+                bound = max(bound, abs(layer.value))
             elif isinstance(layer, Tanh | Sigmoid):
                 bound = 1.0
+            elif isinstance(layer, ScaledTanh):
+                bound = layer.amplitude
             elif not isinstance(layer, ReLU | MaxPool2D | AvgPool2D | Flatten):
                 raise TypeError(f"no bound for a layer of type {type(layer).__name__}")
     return bound if np.isfinite(bound) else float("inf")
@@ -271,18 +316,25 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
         raise FileNotFoundError(f"{path}: no such checkpoint")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
-    reference = lenet5(seed=0)
-    expected = {k: v.shape for k, v in reference.state_dict(copy=False).items()}
+    # Every variant's parameters may be read (their shapes are known before the metadata
+    # says which variant the file holds); the variant's own are checked once it is known.
+    expected = {}
+    for variant in LENET5_VARIANTS:
+        expected.update({k: v.shape for k, v in lenet5(variant=variant).state_dict().items()})
     arrays, shapes = _read_arrays(path, expected)
     try:
         meta = json.loads(str(arrays.pop(_META_KEY)))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: unreadable metadata ({exc})") from None
-    meta = _check_metadata(path, meta, _outputs(reference))
+    meta = _check_metadata(path, meta, _outputs(lenet5(seed=0)))
+    variant = meta.get("variant", "relu")
+    reference = lenet5(seed=0, variant=variant)
+    expected = {k: v.shape for k, v in reference.state_dict(copy=False).items()}
     shapes.pop(_META_KEY)
     problems = state_mismatches(expected, shapes)
     if problems:
-        raise CheckpointError(f"{path}: parameters do not fit LeNet-5: {problems}")
+        name = "LeNet-5" if variant == "relu" else f"LeNet-5 ({variant})"
+        raise CheckpointError(f"{path}: parameters do not fit {name}: {problems}")
     dtype = np.dtype(meta["dtype"])
     state = {}
     for name, array in arrays.items():
@@ -290,7 +342,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
             state[name] = array.astype(dtype)
         if not np.isfinite(state[name]).all():
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values (as {dtype})")
-    model = lenet5(dtype=dtype, seed=0)
+    model = lenet5(dtype=dtype, seed=0, variant=variant)
     model.load_state_dict(state)
     bound, limit = logit_bound(model), float(np.finfo(dtype).max) / 4
     if not bound <= limit:

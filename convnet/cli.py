@@ -109,6 +109,13 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, default=d.lr, help="peak learning rate")
     t.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
     t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument(
+        "--variant",
+        choices=("relu", "classic"),
+        default=d.variant,
+        help="LeNet-5 with ReLU and max pooling (default), or the classic one of LeCun et al. "
+        "1998: scaled tanh, trainable subsampling, 32×32 input",
+    )
     t.add_argument("--val-fraction", type=_fraction, default=d.val_fraction)
     t.add_argument("--no-augment", action="store_true", help="no random affine distortions")
     t.add_argument("--out", default="model.npz", help="checkpoint file (default model.npz)")
@@ -334,6 +341,7 @@ def _train(args) -> int:
         lr=args.lr,
         optimizer=args.optimizer,
         seed=args.seed,
+        variant=args.variant,
         val_fraction=args.val_fraction,
         augment=not args.no_augment,
     )

@@ -1,15 +1,18 @@
 """Fast versions of the layers LeNet-5 spends its time in, behind the same pure interface.
 
-:class:`FastConv2D` and :class:`FastMaxPool2D` are subclasses of the reference layers of
-:mod:`convnet.layers` that compute the same thing faster where their shapes allow it, and
-defer to the reference maths elsewhere:
+:class:`FastConv2D`, :class:`FastReLU` and :class:`FastMaxPool2D` are subclasses of the
+reference layers of :mod:`convnet.layers` that compute the same thing faster where their
+shapes allow it, and defer to the reference maths elsewhere:
 
 - a stride-1 convolution gathers its im2col columns on the padded width grid (long
   contiguous copies instead of many short window rows), takes its weight gradient on the
-  same grid and its input gradient from a product with shifted copies of the output error
-  (:func:`grid_input_grad`), with no col2im tap loop;
-- a 2×2 max pooling whose windows tile the input takes two pairwise maxima over reshaped
-  views, with no window copy, and routes the gradient back by two selects.
+  same grid, and its input gradient as the product ``Wᵀ δ`` on the grid summed back onto
+  the image by a compiled col2im (:func:`convnet.kernels.col2im_grid`), each tap one
+  contiguous run;
+- a ReLU is one compiled pass each way, and keeps its output (not a mask) for backward;
+- a 2×2 max pooling whose windows tile the input runs as one compiled pass that keeps
+  the winning tap of each window (:func:`convnet.kernels.max_pool2_forward`), and routes
+  the gradient back to it in another.
 
 Their outputs and gradients are tested against the reference layers (equal up to the
 order of the sums for the convolution, bit for bit for the pooling). :func:`convnet.lenet5`
@@ -23,9 +26,16 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, Rng, Shape, _check_input
+from .kernels import (
+    col2im_grid,
+    max_pool2_backward,
+    max_pool2_forward,
+    relu_backward,
+    relu_forward,
+)
+from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, ReLU, Rng, Shape, _check_input
 
-__all__ = ["FastConv2D", "FastMaxPool2D", "grid_input_grad"]
+__all__ = ["FastConv2D", "FastMaxPool2D", "FastReLU"]
 
 
 # --------------------------------------------------------------------------- convolution
@@ -59,55 +69,6 @@ def _grid_view(grid: np.ndarray, shape: tuple[int, int], wp: int) -> np.ndarray:
     """View ``(N, O, Ho, Wo)`` of an ``(N, O, L)`` grid whose rows are ``Wp`` apart."""
     g0, g1, g2 = grid.strides
     return as_strided(grid, shape=(*grid.shape[:2], *shape), strides=(g0, g1, wp * g2, g2))
-
-
-def grid_input_grad(weight: np.ndarray, dout: np.ndarray, padded_shape: Shape) -> np.ndarray:
-    """Input gradient ``(N, C, Hp, Wp)`` of a stride-1 convolution, without a tap loop.
-
-    ``dx[c, p] = Σ_{i,j,o} w[o, c, i, j] · δ[o, p - i·Wp - j]`` on the flat padded grid. The
-    output error is laid on a grid with one padded image (``Q = Hp·Wp`` values) per batch
-    entry and a zero margin in front, so that every shifted read stays inside the array and
-    reads zeros where it should. The sum is split in two: the ``kw`` taps along a row and
-    the output channels go into one matrix product over ``kw`` shifted copies of the error,
-    ``g[(i, c), m] = Σ_{j,o} w[o, c, i, j] · δ[o, m - j]``, and the ``kh`` rows are then
-    summed over a strided view, ``dx[c, p] = Σ_i g[(i, c), p - i·Wp]``. That product writes
-    ``kh·C`` rows where the plain col2im product ``wᵀ δ`` writes ``kh·kw·C``, which for
-    LeNet's conv2 makes the input gradient about 15 % faster.
-
-    Parameters
-    ----------
-    weight : ndarray, shape (O, C, kh, kw)
-    dout : ndarray, shape (N, O, Ho, Wo)
-        With ``Ho = Hp - kh + 1`` and ``Wo = Wp - kw + 1``.
-    padded_shape : (N, C, Hp, Wp)
-
-    Returns
-    -------
-    ndarray, shape padded_shape, dout's dtype
-    """
-    n, c, hp, wp = padded_shape
-    o, _, kh, kw = weight.shape
-    ho, wo = dout.shape[2:]
-    q, front = hp * wp, (kh - 1) * wp + kw - 1
-    err = np.zeros((o, front + n * q), dtype=dout.dtype)
-    # A reshape that splits the last axis is always a view, so this writes into err.
-    err[:, front:].reshape(o, n, hp, wp)[:, :, :ho, :wo] = dout.transpose(1, 0, 2, 3)
-    # shifted[j, o, m] = err[o, m + kw - 1 - j] = δ[o, m - (kh - 1)·Wp - j]
-    m = (kh - 1) * wp + n * q
-    e0, e1 = err.strides
-    shifted = as_strided(
-        err[:, kw - 1 :], shape=(kw, o, m), strides=(-e1, e0, e1), writeable=False
-    ).reshape(kw * o, m)
-    g = weight.transpose(2, 1, 3, 0).reshape(kh * c, kw * o) @ shifted
-    # dx[n, c, p] = Σ_i g[(i, c), (kh - 1 - i)·Wp + n·Q + p]
-    g0, g1 = g.strides
-    rows = as_strided(
-        g[:, (kh - 1) * wp :],
-        shape=(kh, n, c, q),
-        strides=(c * g0 - wp * g1, q * g1, g0, g1),
-        writeable=False,
-    )
-    return rows.sum(axis=0).reshape(padded_shape)
 
 
 class FastConv2D(Conv2D):
@@ -161,7 +122,11 @@ class FastConv2D(Conv2D):
         grads = {"weight": dw.reshape(weight.shape), "bias": dout.sum(axis=(0, 2, 3))}
         if not need_dx:
             return None, grads
-        dxp = grid_input_grad(weight, dout, padded_shape)
+        # The window gradients Wᵀ δ_n on the grid, one product per image, then summed
+        # back onto the padded images tap by tap in one compiled pass (col2im).
+        dcols = np.matmul(weight.reshape(o, -1).T, err)
+        _, c, kh, kw = weight.shape
+        dxp = col2im_grid(dcols, c, kh, kw, padded_shape[2], wp)
         (ph, pw), (_, _, h, w) = self.padding, in_shape
         return dxp[:, :, ph : ph + h, pw : pw + w], grads
 
@@ -169,19 +134,19 @@ class FastConv2D(Conv2D):
 # --------------------------------------------------------------------------- pooling
 
 
-class _Pairs(NamedTuple):
-    """What the 2×2 pooling keeps for backward: which member of each pair won."""
+class _Pool2Cache(NamedTuple):
+    """What the 2×2 pooling keeps for backward: which tap of each window won."""
 
-    col_second: np.ndarray  # (N, C, H, Wo): the right column of a pair won
-    row_second: np.ndarray  # (N, C, Ho, Wo): the bottom row of a pair won
+    where: np.ndarray  # (N, C, Ho, Wo) uint8: 2·row + column of the window's first maximum
     in_shape: Shape
 
 
 class FastMaxPool2D(MaxPool2D):
-    """:class:`~convnet.layers.MaxPool2D` by pairwise maxima when 2×2 windows tile the input.
+    """:class:`~convnet.layers.MaxPool2D` in one compiled pass when 2×2 windows tile the input.
 
-    Same results bit for bit, the same first-maximum rule; other windows, and inputs with
-    an odd side, run the reference maths.
+    Same results bit for bit, the same first-maximum rule (:func:`~convnet.kernels.
+    max_pool2_forward`); other windows, and inputs with an odd side, run the reference
+    maths.
     """
 
     def _pairs(self, x: np.ndarray) -> bool:
@@ -195,38 +160,44 @@ class FastMaxPool2D(MaxPool2D):
     def forward(
         self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
     ) -> Forward:
-        """As :meth:`MaxPool2D.forward`, in two pairwise steps for 2×2 tiles."""
+        """As :meth:`MaxPool2D.forward`, one compiled pass for 2×2 tiles."""
         _check_input(x, 4, "MaxPool2D")
-        c, ho, wo = self.output_shape(x.shape[1:])
+        self.output_shape(x.shape[1:])
         if not self._pairs(x):
             return super().forward(params, x, training=training, rng=rng)
-        # The larger of each column pair, then the larger of each row pair, over reshaped
-        # views (no window copy). A tie keeps the first of the pair, so the winner is the
-        # first maximum in row-major order: row 0 wins whenever it holds a maximum, and
-        # within the winning row column 0 wins whenever it holds one.
-        n = len(x)
-        pairs = x.reshape(n, c, x.shape[2], wo, 2)
-        left, right = pairs[..., 0], pairs[..., 1]
-        col_second = right > left
-        rows = np.maximum(left, right).reshape(n, c, ho, 2, wo)
-        top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
-        row_second = bottom > top
-        return np.maximum(top, bottom), _Pairs(col_second, row_second, x.shape)
+        out, where = max_pool2_forward(np.ascontiguousarray(x))
+        return out, _Pool2Cache(where, x.shape)
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
     ) -> Backward:
-        """As :meth:`MaxPool2D.backward`: undo the two pairwise steps in reverse order."""
-        if not isinstance(cache, _Pairs):
+        """As :meth:`MaxPool2D.backward`: each window's gradient to the tap that won."""
+        if not isinstance(cache, _Pool2Cache):
             return super().backward(params, cache, dout, need_dx=need_dx)
-        n, c, ho, wo = dout.shape
-        # Each step is a select between the two members of a pair; ``g - g·m`` is exactly
-        # ``g`` or 0 for a 0/1 mask m.
-        rows = np.empty((n, c, ho, 2, wo), dtype=dout.dtype)
-        np.multiply(dout, cache.row_second, out=rows[:, :, :, 1])
-        np.subtract(dout, rows[:, :, :, 1], out=rows[:, :, :, 0])
-        rows = rows.reshape(n, c, 2 * ho, wo)
-        dx = np.empty((n, c, 2 * ho, wo, 2), dtype=dout.dtype)
-        np.multiply(rows, cache.col_second, out=dx[..., 1])
-        np.subtract(rows, dx[..., 1], out=dx[..., 0])
-        return dx.reshape(cache.in_shape), {}
+        return max_pool2_backward(np.ascontiguousarray(dout), cache.where), {}
+
+
+# --------------------------------------------------------------------------- activation
+
+
+class FastReLU(ReLU):
+    """:class:`~convnet.layers.ReLU` as one compiled pass each way.
+
+    The same results bit for bit; the cache is the output (positive exactly where the
+    input is), so that evaluation computes no mask it does not use.
+    """
+
+    def forward(
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
+        """``max(x, 0)``; the cache is the output."""
+        x = np.ascontiguousarray(x)
+        out = relu_forward(x.reshape(-1)).reshape(x.shape)
+        return out, out
+
+    def backward(
+        self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """``dout`` where the output was positive, 0 elsewhere."""
+        dout = np.ascontiguousarray(dout)
+        return relu_backward(dout.reshape(-1), cache.reshape(-1)).reshape(dout.shape), {}

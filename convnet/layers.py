@@ -28,7 +28,7 @@ windows gathered by a strided view, one matrix product per image) and its input 
 the transposed product scattered back tap by tap (col2im); max pooling takes the argmax of
 each window's copied taps. :func:`conv2d_reference` is a slower, loop-based convolution
 the im2col one is tested against. The fast versions that LeNet-5 runs on (stride-1
-convolution on a padded-width grid, 2×2 max pooling by pairwise maxima) are in
+convolution on a padded-width grid, ReLU and 2×2 max pooling as compiled passes) are in
 :mod:`convnet.fast_layers`, behind the same interface, and are tested against these.
 """
 
@@ -48,8 +48,11 @@ __all__ = [
     "Layer",
     "Linear",
     "MaxPool2D",
+    "Pad2D",
     "ReLU",
+    "ScaledTanh",
     "Sigmoid",
+    "Subsample2D",
     "Tanh",
     "conv2d_reference",
 ]
@@ -498,6 +501,154 @@ class AvgPool2D(_Pool2D):
         return _col2im(dcols, cache, self.kernel_size, self.stride), {}
 
 
+class Subsample2D(_Pool2D):
+    """LeCun et al.'s trainable subsampling: each window's sum times a per-channel
+    coefficient, plus a per-channel bias (docs/design.md §5.9).
+
+    ``out[n, c, y, x] = a[c] · Σ_{i,j} x[n, c, y·sh + i, x·sw + j] + b[c]``; no padding.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the input (one coefficient and one bias each).
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to ``kernel_size``.
+    dtype : float32 or float64
+        Parameter dtype.
+
+    Notes
+    -----
+    Parameters: ``weight`` ``(channels,)``, the coefficients, and ``bias`` ``(channels,)``.
+    :meth:`init_params` starts every coefficient at ``1 / (kh·kw)`` and every bias at 0,
+    so that the layer starts as plain average pooling; it draws no random numbers.
+
+    Examples
+    --------
+    >>> sub = Subsample2D(1, 2, dtype=np.float64)
+    >>> sub.forward(sub.init_params(), np.arange(4.0).reshape(1, 1, 2, 2))[0]
+    array([[[[1.5]]]])
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        *,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        super().__init__(kernel_size, stride)
+        self.channels = _pair(channels, "channels", 1)[0]
+        self.dtype = _float_dtype(dtype)
+
+    def init_params(self, rng: np.random.Generator | int | None = None) -> Params:
+        """Coefficients ``1 / (kh·kw)`` and zero biases, ``(channels,)`` each, in ``dtype``."""
+        kh, kw = self.kernel_size
+        return {
+            "weight": np.full(self.channels, 1 / (kh * kw), dtype=self.dtype),
+            "bias": np.zeros(self.channels, dtype=self.dtype),
+        }
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if input_shape[0] != self.channels:
+            raise ValueError(
+                f"Subsample2D expects {self.channels} input channels, got {input_shape[0]}"
+            )
+        return super().output_shape(input_shape)
+
+    def forward(
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
+        """Subsample a batch ``(N, C, H, W)`` to ``(N, C, Ho, Wo)``; the cache holds the
+        window sums and the input shape."""
+        _check_input(x, 4, "Subsample2D")
+        if x.dtype != self.dtype:
+            raise TypeError(
+                f"Subsample2D: input dtype {x.dtype} differs from the layer's {self.dtype}"
+            )
+        self.output_shape(x.shape[1:])
+        sums = _windows(x, self.kernel_size, self.stride).sum(axis=(4, 5), dtype=x.dtype)
+        out = sums * params["weight"][:, None, None]
+        out += params["bias"][:, None, None]
+        return out, (sums, x.shape)
+
+    def backward(
+        self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """``da[c] = Σ dout · sums``, ``db[c] = Σ dout``, and ``a[c] · dout`` to every tap
+        of the window."""
+        sums, in_shape = cache
+        grads = {
+            "weight": (dout * sums).sum(axis=(0, 2, 3)),
+            "bias": dout.sum(axis=(0, 2, 3)),
+        }
+        if not need_dx:
+            return None, grads
+        kh, kw = self.kernel_size
+        share = dout * params["weight"][:, None, None]
+        dcols = np.broadcast_to(
+            share[:, :, None, None], (*dout.shape[:2], kh, kw, *dout.shape[2:])
+        )
+        return _col2im(dcols, in_shape, self.kernel_size, self.stride), grads
+
+    def __repr__(self) -> str:
+        return (
+            f"Subsample2D({self.channels}, kernel_size={self.kernel_size}, stride={self.stride})"
+        )
+
+
+class Pad2D(Layer):
+    """Pad the last two axes with a constant: ``(N, C, H, W)`` to ``(N, C, H + 2·ph, W + 2·pw)``.
+
+    Parameters
+    ----------
+    padding : int or (int, int)
+        Values added on each side of the height and of the width.
+    value : float
+        The constant (for LeNet-5's classic variant, the normalised white background,
+        so that the 28×28 digit sits in a 32×32 field, docs/design.md §5.9).
+
+    Examples
+    --------
+    >>> Pad2D(1, value=-1.0).forward({}, np.ones((1, 1, 1, 1)))[0][0, 0]
+    array([[-1., -1., -1.],
+           [-1.,  1., -1.],
+           [-1., -1., -1.]])
+    """
+
+    def __init__(self, padding: int | tuple[int, int], value: float = 0.0) -> None:
+        self.padding = _pair(padding, "padding", 0)
+        self.value = float(value)
+        if not np.isfinite(self.value):
+            raise ValueError(f"value must be finite, got {value!r}")
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        c, h, w = input_shape
+        ph, pw = self.padding
+        return (c, h + 2 * ph, w + 2 * pw)
+
+    def forward(
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
+        """The padded batch; the cache is the input shape."""
+        _check_input(x, 4, "Pad2D")
+        (ph, pw), (n, c, h, w) = self.padding, x.shape
+        out = np.full((n, c, h + 2 * ph, w + 2 * pw), self.value, dtype=x.dtype)
+        out[:, :, ph : ph + h, pw : pw + w] = x
+        return out, x.shape
+
+    def backward(
+        self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """The gradient cropped back to the input's shape (the constant has none)."""
+        (ph, pw), (_, _, h, w) = self.padding, cache
+        return dout[:, :, ph : ph + h, pw : pw + w], {}
+
+    def __repr__(self) -> str:
+        return f"Pad2D({self.padding}, value={self.value!r})"
+
+
 # --------------------------------------------------------------------------- activations
 
 
@@ -538,6 +689,46 @@ class Tanh(Layer):
     ) -> Backward:
         """Multiply ``dout`` by ``1 - y²``."""
         return dout * (1 - cache * cache), {}
+
+
+class ScaledTanh(Layer):
+    """LeCun's squashing function ``A · tanh(S·x)``, ``A = 1.7159``, ``S = 2/3``.
+
+    LeCun et al. 1998 (appendix A) choose ``A`` and ``S`` so that ``f(±1) = ±1`` and the
+    gain is largest around ±1; ``dy/dx = A·S·(1 - tanh²(S·x)) = (S/A)·(A² - y²)``.
+
+    Parameters
+    ----------
+    amplitude, slope : float
+        ``A`` and ``S``.
+
+    Examples
+    --------
+    >>> round(float(ScaledTanh().forward({}, np.array([[1.0]]))[0][0, 0]), 4)
+    1.0
+    """
+
+    def __init__(self, amplitude: float = 1.7159, slope: float = 2 / 3) -> None:
+        if not (np.isfinite(amplitude) and amplitude > 0 and np.isfinite(slope) and slope > 0):
+            raise ValueError(f"amplitude and slope must be positive, got {amplitude}, {slope}")
+        self.amplitude, self.slope = float(amplitude), float(slope)
+
+    def forward(
+        self, params: Params, x: np.ndarray, *, training: bool = True, rng: Rng = None
+    ) -> Forward:
+        """Apply elementwise to an array of any shape; the cache is ``tanh(S·x)``."""
+        t = np.tanh(x * x.dtype.type(self.slope))
+        return t * x.dtype.type(self.amplitude), t
+
+    def backward(
+        self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """Multiply ``dout`` by ``A·S·(1 - tanh²(S·x))``."""
+        gain = dout.dtype.type(self.amplitude * self.slope)
+        return dout * (gain * (1 - cache * cache)), {}
+
+    def __repr__(self) -> str:
+        return f"ScaledTanh(amplitude={self.amplitude}, slope={self.slope:.6g})"
 
 
 class Sigmoid(Layer):

@@ -30,7 +30,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(logits))
 
 
-def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, np.ndarray]:
+def cross_entropy(
+    logits: ArrayLike, labels: ArrayLike, *, count: int | None = None
+) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient with respect to the logits.
 
     ``L = -(1/N) Σ_n log softmax(z_n)[y_n]`` computed by log-sum-exp, and
@@ -42,6 +44,11 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, np.ndarr
         Unnormalised class scores.
     labels : array_like of int, shape (N,)
         Class indices in ``0 … K-1``.
+    count : int, optional
+        The ``N`` the loss is a mean over (default: the number of rows). A chunk of a
+        larger batch passes the batch's size: its gradient rows are then exactly those of
+        the whole batch's, and the chunks' losses add up to the batch's loss (up to the
+        rounding of that float64 sum).
 
     Returns
     -------
@@ -74,10 +81,14 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, np.ndarr
     if not np.isfinite(z).all():
         raise ValueError("logits contain NaN or infinite values")
     n = z.shape[0]
+    if count is None:
+        count = n
+    elif isinstance(count, bool) or not isinstance(count, int | np.integer) or count < n:
+        raise ValueError(f"count must be an int of at least the {n} rows, got {count!r}")
     rows = np.arange(n)
     logp = log_softmax(z)
-    loss = -float(logp[rows, y].astype(np.float64).mean())
+    loss = -float(logp[rows, y].astype(np.float64).sum() / count)
     dlogits = np.exp(logp)
     dlogits[rows, y] -= 1
-    dlogits /= n
+    dlogits /= count
     return loss, dlogits

@@ -43,21 +43,27 @@ from numpy.typing import DTypeLike
 
 from pyramids.parallel import resolve_threads, run_parts
 
-from .fast_layers import FastConv2D, FastMaxPool2D
-from .layers import Flatten, Layer, Linear, Params, ReLU
+from .data import MNIST_MEAN, MNIST_STD
+from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
+from .layers import Flatten, Layer, Linear, Pad2D, Params, ScaledTanh, Subsample2D
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "LENET5_INPUT_SHAPE",
+    "LENET5_VARIANTS",
     "Sequential",
     "backward_pass",
     "forward_pass",
     "lenet5",
+    "lenet5_variant",
     "state_mismatches",
 ]
 
 #: One normalised MNIST digit, ``(C, H, W)``.
 LENET5_INPUT_SHAPE = (1, 28, 28)
+
+#: The LeNet-5 variants :func:`lenet5` builds; the first is the default.
+LENET5_VARIANTS = ("relu", "classic")
 
 #: Images per chunk of a large batch: LeNet-5's im2col buffers for 32 images (about 3 MB
 #: for conv1) stay in a core's L2 cache, and a batch of 64 already gives two chunks to run
@@ -357,6 +363,79 @@ class Sequential:
         dxs = [dx for dx, _ in results]
         return dxs[0] if len(dxs) == 1 else np.concatenate(dxs)
 
+    def train_step(
+        self,
+        x: np.ndarray,
+        loss: Callable[[np.ndarray, slice], tuple[float, np.ndarray]],
+        *,
+        threads: int | None = None,
+    ) -> tuple[float, np.ndarray]:
+        """Forward pass, loss and backward pass of one batch, each chunk start to end.
+
+        The same results as :meth:`forward`, then ``loss`` on the whole batch's output,
+        then :meth:`backward` with ``input_grad=False`` (bit for bit when ``loss`` treats
+        rows independently, as :func:`~convnet.losses.cross_entropy` with ``count`` does),
+        but each chunk runs its forward pass, its loss and its backward pass in one go on
+        one thread, while its caches are still in that core's cache (docs/design.md §5.10).
+        The parameter gradients are kept for :meth:`grads`, the caches as after
+        :meth:`forward`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, …)
+        loss : callable ``(out, rows) -> (value, dout)``
+            Called once per chunk with the chunk's output and its rows of the batch (a
+            slice); returns the chunk's share of the loss and ``dL/d(out)`` for the chunk.
+            The shares are added in chunk order.
+        threads : int, optional
+            Threads the chunks run on for this call (default: :attr:`threads`).
+
+        Returns
+        -------
+        loss : float
+            The sum of the chunks' shares.
+        out : ndarray
+            The last layer's output for the batch (logits for a classifier).
+
+        Examples
+        --------
+        >>> from convnet.losses import cross_entropy
+        >>> net = lenet5(seed=0)
+        >>> x, y = np.zeros((40, 1, 28, 28), np.float32), np.arange(40) % 10
+        >>> value, logits = net.train_step(x, lambda z, rows: cross_entropy(z, y[rows], count=40))
+        >>> logits.shape, round(value, 4)
+        ((40, 10), 2.3026)
+        """
+        threads = resolve_threads(self.threads if threads is None else threads)
+        spans = self._chunk_spans(x)
+        if spans is None:
+            spans_or_whole = [(0, len(x))]
+            chunks = [x]
+        else:
+            spans_or_whole = spans
+            chunks = [x[start:stop] for start, stop in spans]
+        rngs = self._chunk_generators(len(chunks))
+        results: list[Any] = [None] * len(chunks)
+
+        def run(i: int) -> None:
+            out, caches = forward_pass(
+                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            )
+            value, dout = loss(out, slice(*spans_or_whole[i]))
+            _, grads = backward_pass(self.layers, self.params, caches, dout, need_dx=False)
+            results[i] = (out, caches, float(value), grads)
+
+        self._map(run, len(chunks), threads)
+        self._spans = spans
+        self._caches = [caches for _, caches, _, _ in results]
+        self._chunk_results = results  # see __init__
+        self._grads = _sum_in_order([grads for _, _, _, grads in results])
+        total = 0.0
+        for _, _, value, _ in results:
+            total += value
+        outs = [out for out, _, _, _ in results]
+        return total, (outs[0] if len(outs) == 1 else np.concatenate(outs))
+
     def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
         """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
         size = self.chunk_size
@@ -504,14 +583,30 @@ class Sequential:
 
 
 def lenet5(
-    dtype: DTypeLike = np.float32, seed: int | None = None, *, threads: int | None = None
+    dtype: DTypeLike = np.float32,
+    seed: int | None = None,
+    *,
+    threads: int | None = None,
+    variant: str = "relu",
 ) -> Sequential:
-    """LeNet-5, ReLU variant, for normalised ``(N, 1, 28, 28)`` digits (docs/design.md §5).
+    """LeNet-5 for normalised ``(N, 1, 28, 28)`` digits (docs/design.md §5.7, §5.9).
 
-    conv 6@5×5 pad 2 → ReLU → max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten
-    (400) → linear 120 → ReLU → linear 84 → ReLU → linear 10; 61,706 parameters named
-    ``conv1``, ``conv2``, ``fc1``, ``fc2``, ``fc3`` (``.weight``, ``.bias``). The
-    convolutions and poolings are the fast versions of :mod:`convnet.fast_layers`.
+    ``variant="relu"`` (default), the reference network: conv 6@5×5 pad 2 → ReLU →
+    max-pool 2 → conv 16@5×5 → ReLU → max-pool 2 → flatten (400) → linear 120 → ReLU →
+    linear 84 → ReLU → linear 10; 61,706 parameters named ``conv1``, ``conv2``, ``fc1``,
+    ``fc2``, ``fc3`` (``.weight``, ``.bias``).
+
+    ``variant="classic"``, after LeCun et al. 1998: the digit padded to 32×32 with the
+    normalised white background → C1 conv 6@5×5 → S2 trainable subsampling 2×2 (a
+    coefficient and a bias per map) → C3 conv 16@5×5 → S4 subsampling → C5 fully
+    connected 120 (a 5×5 convolution of the 5×5 maps) → F6 84 → output 10, every layer
+    up to F6 followed by the scaled tanh ``1.7159·tanh(2x/3)``; C3 connects every S2 map
+    (the paper's table of partial connections is left out) and the output is linear
+    logits for softmax cross-entropy (the paper's Euclidean RBF units are left out);
+    61,750 parameters, under the same names plus ``pool1`` and ``pool2``.
+
+    The convolutions, ReLUs and max-poolings are the fast versions of
+    :mod:`convnet.fast_layers`.
 
     Parameters
     ----------
@@ -521,6 +616,7 @@ def lenet5(
         Seed of the He/Kaiming-normal initialisation.
     threads : int, optional
         The model's default thread count (:class:`Sequential`).
+    variant : {'relu', 'classic'}
 
     Returns
     -------
@@ -531,24 +627,53 @@ def lenet5(
     >>> net = lenet5(seed=0)
     >>> net.forward(np.zeros((2, 1, 28, 28), np.float32)).shape
     (2, 10)
-    >>> net.num_parameters()
-    61706
+    >>> net.num_parameters(), lenet5(variant="classic").num_parameters()
+    (61706, 61750)
     """
-    return Sequential(
-        [
+    if variant == "relu":
+        layers: NamedLayers = [
             ("conv1", FastConv2D(1, 6, 5, padding=2, dtype=dtype)),
-            ("relu1", ReLU()),
+            ("relu1", FastReLU()),
             ("pool1", FastMaxPool2D(2)),
             ("conv2", FastConv2D(6, 16, 5, dtype=dtype)),
-            ("relu2", ReLU()),
+            ("relu2", FastReLU()),
             ("pool2", FastMaxPool2D(2)),
             ("flatten", Flatten()),
             ("fc1", Linear(400, 120, dtype=dtype)),
-            ("relu3", ReLU()),
+            ("relu3", FastReLU()),
             ("fc2", Linear(120, 84, dtype=dtype)),
-            ("relu4", ReLU()),
+            ("relu4", FastReLU()),
             ("fc3", Linear(84, 10, dtype=dtype)),
-        ],
-        rng=np.random.default_rng(seed),
-        threads=threads,
-    )
+        ]
+    elif variant == "classic":
+        layers = [
+            ("pad", Pad2D(2, value=-MNIST_MEAN / MNIST_STD)),
+            ("conv1", FastConv2D(1, 6, 5, dtype=dtype)),
+            ("tanh1", ScaledTanh()),
+            ("pool1", Subsample2D(6, 2, dtype=dtype)),
+            ("tanh2", ScaledTanh()),
+            ("conv2", FastConv2D(6, 16, 5, dtype=dtype)),
+            ("tanh3", ScaledTanh()),
+            ("pool2", Subsample2D(16, 2, dtype=dtype)),
+            ("tanh4", ScaledTanh()),
+            ("flatten", Flatten()),
+            ("fc1", Linear(400, 120, dtype=dtype)),
+            ("tanh5", ScaledTanh()),
+            ("fc2", Linear(120, 84, dtype=dtype)),
+            ("tanh6", ScaledTanh()),
+            ("fc3", Linear(84, 10, dtype=dtype)),
+        ]
+    else:
+        raise ValueError(f"variant must be one of {', '.join(LENET5_VARIANTS)}, got {variant!r}")
+    return Sequential(layers, rng=np.random.default_rng(seed), threads=threads)
+
+
+def lenet5_variant(model: Sequential) -> str | None:
+    """Which :func:`lenet5` variant ``model`` is (its layers' names and configuration),
+    or None for another network."""
+    layers = [(name, repr(layer)) for name, layer in model.layers]
+    for variant in LENET5_VARIANTS:
+        built = lenet5(variant=variant).layers
+        if layers == [(name, repr(layer)) for name, layer in built]:
+            return variant
+    return None

@@ -33,7 +33,7 @@ from pyramids.parallel import blas_limited, resolve_threads
 from .augment import random_affine
 from .data import Dataset, normalise, validation_split
 from .losses import cross_entropy, softmax
-from .model import Sequential, lenet5
+from .model import LENET5_VARIANTS, Sequential, lenet5
 from .optim import SGD, Adam, CosineLR
 
 __all__ = [
@@ -69,6 +69,8 @@ class TrainConfig:
         Linear warm-up at the start, in epochs.
     seed : int
         Seeds initialisation, shuffling, augmentation and the validation split.
+    variant : {'relu', 'classic'}
+        The :func:`~convnet.model.lenet5` variant trained when no model is given.
     val_fraction : float
         Share of the training data held out, per class, to choose the best epoch.
     augment : bool
@@ -86,6 +88,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     warmup_epochs: float = 1.0
     seed: int = 0
+    variant: str = "relu"
     val_fraction: float = 0.1
     augment: bool = True
     rotation: float = 12.0
@@ -107,6 +110,10 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.variant not in LENET5_VARIANTS:
+            raise ValueError(
+                f"variant must be one of {', '.join(LENET5_VARIANTS)}, got {self.variant!r}"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -289,7 +296,7 @@ def train(
     config : TrainConfig, optional
         Defaults to :class:`TrainConfig()`.
     model : Sequential, optional
-        Defaults to ``lenet5(seed=config.seed)``.
+        Defaults to ``lenet5(seed=config.seed, variant=config.variant)``.
     log : callable
         Receives one line per epoch, ``"epoch   3/120  loss …"``, once that epoch's state is
         written, and on resuming first ``"resumed from PATH after epoch K/EPOCHS"``.
@@ -330,7 +337,7 @@ def train(
     if threads is not None:
         resolve_threads(threads)  # a bad count is refused before any work
     rng = np.random.default_rng(config.seed)
-    model = model or lenet5(seed=config.seed)
+    model = model or lenet5(seed=config.seed, variant=config.variant)
     images, labels = data.train_images, data.train_labels
     if train_subset is not None:
         images, labels = images[:train_subset], labels[:train_subset]
@@ -681,9 +688,11 @@ def _train_epoch(
     steps = -(-n // size)
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
-        logits = model.forward(xb, threads=threads)
-        loss, dlogits = cross_entropy(logits, yb)
-        model.backward(dlogits, input_grad=False, threads=threads)
+        # Each chunk's forward pass, loss and backward pass in one go (docs/design.md
+        # §5.10); the gradients are those of the whole batch's mean loss.
+        loss, logits = model.train_step(
+            xb, lambda z, rows, yb=yb: cross_entropy(z, yb[rows], count=len(yb)), threads=threads
+        )
         opt.step(model.grads())
         schedule.step()
         if not np.isfinite(loss):

@@ -463,6 +463,19 @@ def test_threads_are_passed_to_train(tmp_path, no_training):
     assert no_training[1][2]["threads"] is None  # the library's default
 
 
+def test_variant_is_passed_to_train(tmp_path, no_training, capsys):
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz"), "--variant", "classic"])
+    with pytest.raises(_Trained):
+        main(["train", "--out", str(tmp_path / "m.npz")])
+    assert [call[1].variant for call in no_training] == ["classic", "relu"]
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--variant", "lenet1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'lenet1'" in err
+
+
 def test_a_left_over_training_state_is_not_replaced_silently(tmp_path, no_training, capsys):
     (tmp_path / "m.state.npz").write_bytes(b"an interrupted run")
     assert main(["train", "--out", str(tmp_path / "m.npz")]) == 2

@@ -13,6 +13,7 @@ from convnet import (
     Dropout,
     FastConv2D,
     FastMaxPool2D,
+    FastReLU,
     Flatten,
     Linear,
     MaxPool2D,
@@ -222,6 +223,7 @@ def _distinct(shape, seed=0):
         (AvgPool2D(2), (2, 3, 6, 8)),
         (AvgPool2D(3, 2), (2, 2, 7, 9)),
         (ReLU(), (3, 4, 5, 2)),
+        (FastReLU(), (3, 4, 5, 2)),
         (Tanh(), (3, 7)),
         (Sigmoid(), (3, 7)),
         (Flatten(), (2, 3, 4, 5)),
@@ -292,6 +294,37 @@ def test_fast_max_pool_equals_reference_bit_for_bit(shape):
     np.testing.assert_array_equal(fast_dx, dx)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_max_pool_treats_nan_as_the_reference_does(dtype):
+    """np.argmax takes the first NaN of a window as its maximum; so does the compiled pass."""
+    x = np.zeros((1, 1, 2, 8), dtype)
+    x[0, 0, :, 0:2] = [[1, np.nan], [np.nan, 2]]  # the first NaN wins
+    x[0, 0, :, 2:4] = [[np.nan, 5], [1, 1]]  # a NaN first stays the winner
+    x[0, 0, :, 4:6] = [[1, 2], [3, np.nan]]  # a NaN last beats every number
+    x[0, 0, :, 6:8] = [[-np.inf, -np.inf], [-np.inf, -np.inf]]  # ties of -inf: the first
+    dout = np.arange(1, 5, dtype=dtype).reshape(1, 1, 1, 4)
+    out, dx, _ = _backward(MaxPool2D(2), {}, x, dout)
+    fast_out, fast_dx, _ = _backward(FastMaxPool2D(2), {}, x, dout)
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_dx, dx)
+    assert np.isnan(fast_out[0, 0, 0, :3]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_relu_equals_reference_bit_for_bit(dtype):
+    x = np.random.default_rng(8).integers(-2, 3, size=(3, 4, 5, 6)).astype(dtype)  # zeros too
+    x[0, 0, 0, :3] = [np.nan, -0.0, np.inf]
+    dout = np.random.default_rng(9).standard_normal(x.shape).astype(dtype)
+    out, dx, _ = _backward(ReLU(), {}, x, dout)
+    fast_out, fast_dx, _ = _backward(FastReLU(), {}, x, dout)
+    assert fast_out.dtype == fast_dx.dtype == dtype
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_dx, dx)
+    # a strided view is read as its values
+    view = x[:, ::2, :, ::-1]
+    np.testing.assert_array_equal(FastReLU().forward({}, view)[0], ReLU().forward({}, view)[0])
+
+
 @pytest.mark.parametrize("kind", POOLS)
 def test_max_pool_tie_in_each_position_of_a_2x2_window(kind):
     for flat in [[1, 1, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1], [0, 1, 0, 1], [1, 0, 0, 1]]:
@@ -309,6 +342,7 @@ ALL_LAYERS = [
     FastMaxPool2D(2),
     AvgPool2D(2),
     ReLU(),
+    FastReLU(),
     Tanh(),
     Sigmoid(),
     Flatten(),

@@ -388,8 +388,46 @@ def test_chunked_gradients_do_not_depend_on_thread_count():
             np.testing.assert_array_equal(other_grads[name], g, err_msg=name)
 
 
+@pytest.mark.parametrize(
+    ("batch", "dtype"), [(100, np.float32), (20, np.float32), (70, np.float64)]
+)
+def test_train_step_equals_forward_loss_backward(batch, dtype):
+    """The fused step runs each chunk's passes and loss in one go; with cross_entropy over
+    the whole batch's count its logits and gradients are those of the three separate
+    calls bit for bit, on any thread count, and its loss is the batch's to rounding."""
+    x, labels = _batch(batch, dtype)
+    logits, grads, _ = _step(lenet5(dtype, seed=0), x, labels)
+    loss, _ = cross_entropy(logits, labels)
+    for threads in (1, 2, 3):
+        net = lenet5(dtype, seed=0, threads=threads)
+
+        def chunk_loss(z, rows):
+            return cross_entropy(z, labels[rows], count=batch)
+
+        fused_loss, fused_logits = net.train_step(x, chunk_loss)
+        np.testing.assert_array_equal(fused_logits, logits)
+        for name, g in grads.items():
+            np.testing.assert_array_equal(net.grads()[name], g, err_msg=name)
+        # float64 sums of ≤ 100 terms of size ≤ ~10 in another order: a few ulps
+        assert fused_loss == pytest.approx(loss, rel=1e-14)
+        # the caches are kept as after forward: backward can run again
+        assert net.backward(np.ones_like(logits), input_grad=False) is None
+
+
+def test_cross_entropy_count_splits_a_batch_into_parts_that_add_up():
+    rng = np.random.default_rng(5)
+    logits, labels = rng.standard_normal((7, 4)), rng.integers(0, 4, 7)
+    loss, d = cross_entropy(logits, labels)
+    parts = [cross_entropy(logits[r], labels[r], count=7) for r in (slice(0, 3), slice(3, 7))]
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), d)
+    assert parts[0][0] + parts[1][0] == pytest.approx(loss, rel=1e-15)
+    for count in (6, 2.0, True):
+        with pytest.raises(ValueError, match="count"):
+            cross_entropy(logits, labels, count=count)
+
+
 def test_fast_layers_give_the_reference_network_up_to_rounding():
-    """lenet5 runs on FastConv2D and FastMaxPool2D; the same network of reference layers
+    """lenet5 runs on FastConv2D, FastReLU and FastMaxPool2D; the same network of reference layers
     with the same parameters gives the same logits and gradients (float64)."""
     fast, reference = lenet5(np.float64, seed=2), _reference_lenet5()
     reference.load_state_dict(fast.state_dict())

@@ -1,0 +1,141 @@
+"""Compiled loops for the fast layers: 2×2 max pooling and the grid col2im (docs/design.md §5.10).
+
+These are the parts of LeNet-5's passes that numpy can only do with several whole-array
+passes and temporaries (pairwise comparisons, masks, a tap-by-tap scatter) and that a
+plain loop does in one pass. Each function is compiled by numba, without fast-math (no
+reassociation: every sum is made in the order the code writes it, so the results do not
+depend on the machine's vector width), and releases the GIL, so that the chunks of a batch
+(:class:`~convnet.model.Sequential`) run them side by side on the package's threads. None
+of them threads itself: a chunk's result is the same whichever thread runs it.
+
+Compiled code is cached next to this file (numba's ``cache=True``, in ``__pycache__``), or
+in numba's user-wide cache when that folder is not writable; where no cache location is
+writable at all, the functions are compiled in every process instead.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = [
+    "col2im_grid",
+    "max_pool2_backward",
+    "max_pool2_forward",
+    "relu_backward",
+    "relu_forward",
+]
+
+
+def _jit(function):
+    """``numba.njit(cache=True, nogil=True)``, without the cache where none can be written
+    (numba refuses ``cache=True`` when it finds no writable location)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
+
+
+@_jit
+def max_pool2_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2×2 max pooling with stride 2 of ``x (N, C, 2·Ho, 2·Wo)``, C-contiguous.
+
+    Returns the maxima ``(N, C, Ho, Wo)`` and, as uint8, the position ``2·r + q`` of each
+    window's first maximum in row-major order (PyTorch's rule, docs/design.md §5.4): a
+    later tap wins only if it is larger. A NaN counts as larger than any number, as for
+    ``np.argmax``, so the first NaN of a window wins and is its output.
+    """
+    n, c, h, w = x.shape
+    ho, wo = h // 2, w // 2
+    out = np.empty((n, c, ho, wo), x.dtype)
+    where = np.empty((n, c, ho, wo), np.uint8)
+    for b in range(n):
+        for ch in range(c):
+            plane, out_plane, where_plane = x[b, ch], out[b, ch], where[b, ch]
+            for y in range(ho):
+                top, bottom = plane[2 * y], plane[2 * y + 1]
+                out_row, where_row = out_plane[y], where_plane[y]
+                for q in range(wo):
+                    best, k = top[2 * q], 0
+                    v = top[2 * q + 1]
+                    if v > best or (v != v and best == best):
+                        best, k = v, 1
+                    v = bottom[2 * q]
+                    if v > best or (v != v and best == best):
+                        best, k = v, 2
+                    v = bottom[2 * q + 1]
+                    if v > best or (v != v and best == best):
+                        best, k = v, 3
+                    out_row[q], where_row[q] = best, k
+    return out, where
+
+
+@_jit
+def max_pool2_backward(dout: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The input gradient ``(N, C, 2·Ho, 2·Wo)`` of :func:`max_pool2_forward`.
+
+    Each window's ``dout`` goes to the tap ``where`` names; the other three get 0.
+    """
+    n, c, ho, wo = dout.shape
+    dx = np.empty((n, c, 2 * ho, 2 * wo), dout.dtype)
+    zero = dout.dtype.type(0)
+    for b in range(n):
+        for ch in range(c):
+            d_plane, where_plane, dx_plane = dout[b, ch], where[b, ch], dx[b, ch]
+            for y in range(ho):
+                d_row, where_row = d_plane[y], where_plane[y]
+                top, bottom = dx_plane[2 * y], dx_plane[2 * y + 1]
+                for q in range(wo):
+                    k, g = where_row[q], d_row[q]
+                    top[2 * q] = g if k == 0 else zero
+                    top[2 * q + 1] = g if k == 1 else zero
+                    bottom[2 * q] = g if k == 2 else zero
+                    bottom[2 * q + 1] = g if k == 3 else zero
+    return dx
+
+
+@_jit
+def col2im_grid(
+    dcols: np.ndarray, channels: int, kh: int, kw: int, hp: int, wp: int
+) -> np.ndarray:
+    """Sum window gradients on the padded-width grid back onto ``(N, C, Hp, Wp)`` images.
+
+    ``dcols[n, (c, i, j), p]`` is the gradient of tap ``(i, j)`` of the window at flat
+    grid position ``p`` (``p = y·Wp + x``, see :func:`convnet.fast_layers._grid_cols`);
+    that tap read the flat padded pixel ``p + i·Wp + j``, so it is added there. For each
+    image and channel the taps are added in ``(i, j)`` order onto a zero start, each as one
+    contiguous run of ``L`` values.
+    """
+    n, _, length = dcols.shape
+    dx = np.zeros((n, channels, hp * wp), dcols.dtype)
+    for b in range(n):
+        for ch in range(channels):
+            plane = dx[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    src = dcols[b, (ch * kh + i) * kw + j]
+                    dst = plane[i * wp + j : i * wp + j + length]
+                    for p in range(length):
+                        dst[p] += src[p]
+    return dx.reshape(n, channels, hp, wp)
+
+
+@_jit
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)`` of a flat array in one pass (NaN stays NaN, as ``np.maximum``)."""
+    out = np.empty_like(x)
+    zero = x.dtype.type(0)
+    for i in range(x.size):
+        v = x[i]
+        out[i] = zero if v <= zero else v
+    return out
+
+
+@_jit
+def relu_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``dout`` where the ReLU's output ``out`` is positive, 0 elsewhere (flat arrays)."""
+    dx = np.empty_like(dout)
+    zero = dout.dtype.type(0)
+    for i in range(dout.size):
+        dx[i] = dout[i] if out[i] > zero else zero
+    return dx
