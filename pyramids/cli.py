@@ -266,15 +266,23 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
     from .video import VideoReader, is_video_output, write_video
 
     output = Path(args.output)
-    is_video_output(output)  # a known suffix, or none for a PNG folder: before any work
+    into_folder = not is_video_output(output)  # a known suffix, or none: before any work
     if args.slice is not None:
         _check_suffix(Path(args.slice))
+        if into_folder and Path(args.slice).resolve().parent == output.resolve():
+            raise CommandError(
+                f"--slice {args.slice} is inside the output folder {output}; choose another name"
+            )
     if args.video is not None:
         source = Path(args.video)
         if not args.force and _same_file(output, source):
             raise CommandError(
                 f"output {output} is the input; choose another name or pass --force"
             )
+        if args.slice is not None:
+            # every PNG of an input folder is an input (not only those numbered as frames)
+            inputs = sorted(source.glob("*.[pP][nN][gG]")) if source.is_dir() else [source]
+            _check_output(Path(args.slice), inputs, args.force)
         if args.band is None:
             raise CommandError("--band LOW HIGH (Hz) is required with a VIDEO")
         reader = VideoReader(source, fps=args.fps)
@@ -316,7 +324,9 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             out = np.clip(magnifier(frame), 0.0, 1.0)
             if args.slice is not None:
                 column = frame.shape[1] // 2
-                columns.append((frame[:, column] / np.float32(255), out[:, column]))
+                # the input's column scaled as the magnifier scales it (8- or 16-bit)
+                before = as_float_image(frame[:, column : column + 1])[:, 0]
+                columns.append((before, out[:, column]))
             yield out
 
     start = time.perf_counter()

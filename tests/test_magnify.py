@@ -20,7 +20,7 @@ import scipy.signal
 from requires import require_module
 
 from pyramids.cli import main
-from pyramids.io import write_image
+from pyramids.io import read_image, write_image
 from pyramids.magnify import (
     LinearMagnifier,
     PhaseMagnifier,
@@ -431,3 +431,37 @@ def test_a_grey_video_in_rgb_is_magnified_like_the_grey_one(method):
                           BAND, **options))  # fmt: skip
     for g, c in zip(grey, colour):
         assert np.abs(c - g[..., None]).max() <= 64 * np.finfo(np.float32).eps
+
+
+def test_cli_slice_onto_an_input_frame_or_into_the_output_is_refused(tmp_path, capsys):
+    # review: --slice was written over a PNG of the input folder (and could land in the
+    # output folder it had just written); both are refused before any work
+    write_video(tmp_path / "in", iter(smooth_frames(4, (32, 32, 3))), 30.0)
+    first = tmp_path / "in" / "frame_000000.png"
+    kept = first.read_bytes()
+    refused = [(first, "is also an input"), (tmp_path / "out" / "s.png", "inside the output")]
+    for slice_path, message in refused:
+        code = main(["magnify", str(tmp_path / "in"), "--band", "1", "4",
+                     "-o", str(tmp_path / "out"), "--slice", str(slice_path)])  # fmt: skip
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert first.read_bytes() == kept
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_cli_slice_of_16_bit_frames_keeps_their_grey_levels(tmp_path):
+    # review: the slice divided every input by 255, so a 16-bit folder came out white.
+    # Still frames (nothing to magnify): both halves of the slice are the frames' grey,
+    # 0.8 → 204 in 8 bits; the output to the magnifier's float32 rounding, so ± 1 level.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for t in range(6):
+        write_image(folder / f"f{t}.png", np.full((24, 32), 0.8), bit_depth=16)
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "out"),
+                 "--slice", str(tmp_path / "slice.png")])  # fmt: skip
+    assert code == 0
+    picture = read_image(tmp_path / "slice.png")
+    assert picture.shape == (24, 2 * 6 + 4 + 2 * 6)
+    assert np.array_equal(picture[:, :12], np.full((24, 12), 204))
+    assert np.abs(picture[:, -12:].astype(int) - 204).max() <= 1
