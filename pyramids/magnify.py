@@ -39,6 +39,7 @@ from .parallel import resolve_threads, run_parts
 from .steerable_freq import FrequencySteerableModel
 
 __all__ = [
+    "MAX_ALPHA",
     "METHODS",
     "LinearMagnifier",
     "PhaseMagnifier",
@@ -57,6 +58,10 @@ YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 #: Largest phase shift added to a band: ``|α Δφ| ≤ π/2`` is Wadhwa et al.'s bound
 #: ``α δ(t) < λ/4`` for octave-bandwidth pyramids, in phase units (docs/design.md §6.1).
 MAX_PHASE_SHIFT = math.pi / 2
+#: Largest ``α``: ``1 / eps`` of float32 (2²³). Beyond it the added ``α·B`` swamps the
+#: signal it is added to in float32 (the linear method's frames become rounding noise),
+#: and ``α·Δφ`` overflows float32 for ``α`` above 1e38 (NaN frames in the phase method).
+MAX_ALPHA = float(1 / np.finfo(np.float32).eps)
 
 
 # --------------------------------------------------------------------------- arguments
@@ -69,6 +74,13 @@ def _check_positive(value: object, name: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return number
+
+
+def _check_alpha(alpha: object) -> float:
+    alpha = _check_positive(alpha, "alpha")
+    if alpha > MAX_ALPHA:
+        raise ValueError(f"alpha must be at most {MAX_ALPHA:g} (1/eps of float32), got {alpha:g}")
+    return alpha
 
 
 def check_band(band: Sequence[float], fps: float) -> tuple[float, float]:
@@ -131,6 +143,13 @@ class TemporalBandpass:
             raise ValueError(f"order must be a positive integer, got {order!r}")
         self.band, self.fps, self.order = (low, high), float(fps), int(order)
         self.sos = scipy.signal.butter(order, (low, high), "bandpass", fs=fps, output="sos")
+        # a band edge very close to 0 or fps/2 puts poles on the unit circle in float64
+        # (or beyond): such a filter would not decay, and sosfilt_zi cannot start it
+        if not np.abs(scipy.signal.sos2zpk(self.sos)[1]).max() < 1:
+            raise ValueError(
+                f"band {low:g}–{high:g} Hz at {fps:g} frames/s gives an unstable filter "
+                "(an edge too close to 0 or fps/2); move the band inwards"
+            )
         self._state: list[list[np.ndarray]] | None = None
 
     def response(self, frequency: float) -> complex:
@@ -227,14 +246,21 @@ class PhaseMagnifier:
         order: int = 1,
         threads: int | None = None,
     ):
-        self.alpha = _check_positive(alpha, "alpha")
+        self.alpha = _check_alpha(alpha)
         self.band = check_band(band, fps)
         self.fps = float(fps)
-        if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and sigma >= 0):
-            raise ValueError(f"sigma must be a number ≥ 0, got {sigma!r}")
+        self.shape = tuple(int(n) for n in shape)
+        # wider than the frame, the (periodic) smoothing is a plain mean: a larger σ only
+        # costs time (scipy's kernel has 8σ + 1 taps), an infinite one fails inside scipy
+        widest = max(self.shape[:2], default=0)
+        if isinstance(sigma, bool) or not (
+            isinstance(sigma, (int, float)) and 0 <= sigma <= widest
+        ):
+            raise ValueError(
+                f"sigma must be a number in 0 … {widest} (the frame's larger side), got {sigma!r}"
+            )
         self.sigma = float(sigma)
         self.attenuate_other = bool(attenuate_other)
-        self.shape = tuple(int(n) for n in shape)
         self.model = FrequencySteerableModel(self.shape[:2], levels, orientations, complex=True)
         # one filter per band (level, orientation): the bands are processed side by side
         self.filters = [
@@ -316,7 +342,7 @@ def linear_alphas(levels: int, alpha: float, lambda_c: float) -> list[float]:
     >>> linear_alphas(3, 10.0, 16.0)
     [1.75, 4.5, 10.0, 10.0]
     """
-    alpha = _check_positive(alpha, "alpha")
+    alpha = _check_alpha(alpha)
     lambda_c = _check_positive(lambda_c, "lambda_c")
     return [
         float(min(alpha, max(0.0, (1 + alpha) * 2.0 ** (level + 2) / lambda_c - 1)))
@@ -356,7 +382,7 @@ class LinearMagnifier:
         order: int = 1,
         threads: int | None = None,
     ):
-        self.alpha = _check_positive(alpha, "alpha")
+        self.alpha = _check_alpha(alpha)
         self.band = check_band(band, fps)
         self.shape = tuple(int(n) for n in shape)
         most = max_levels(self.shape)
@@ -367,7 +393,11 @@ class LinearMagnifier:
                 f"levels must be in 0 … {most} for a frame of shape {self.shape}, got {levels!r}"
             )
         self.levels = levels
-        if not (isinstance(chrom_attenuation, (int, float)) and chrom_attenuation >= 0):
+        if not (
+            isinstance(chrom_attenuation, (int, float))
+            and math.isfinite(chrom_attenuation)
+            and chrom_attenuation >= 0
+        ):
             raise ValueError(f"chrom_attenuation must be ≥ 0, got {chrom_attenuation!r}")
         self.alphas = linear_alphas(levels, alpha, lambda_c)
         gains = np.ones(3 if len(self.shape) == 3 else 1, dtype=np.float32)
@@ -450,7 +480,7 @@ def magnify(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    _check_positive(alpha, "alpha")
+    _check_alpha(alpha)
     check_band(band, fps)
     kind = PhaseMagnifier if method == "phase" else LinearMagnifier
     return _stream(frames, kind, fps, alpha, band, options)

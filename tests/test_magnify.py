@@ -22,6 +22,7 @@ from requires import require_module
 from pyramids.cli import main
 from pyramids.io import read_image, write_image
 from pyramids.magnify import (
+    MAX_ALPHA,
     LinearMagnifier,
     PhaseMagnifier,
     TemporalBandpass,
@@ -225,12 +226,29 @@ def test_a_frame_of_another_shape_is_refused():
         ({"levels": 9}, "levels must be in 0 … 2"),
         ({"levels": 9, "method": "linear"}, "levels must be in 0 … 5"),
         ({"orientations": 1}, "orientations must be at least 2"),
+        # review: these failed inside scipy (a traceback, "Singular matrix") or, for
+        # α beyond float32's range, wrote NaN frames without a word
+        ({"sigma": math.inf}, r"sigma must be a number in 0 … 32"),
+        ({"sigma": 33.0}, r"sigma must be a number in 0 … 32"),
+        ({"alpha": 1e300}, "alpha must be at most"),
+        ({"alpha": 1e300, "method": "linear"}, "alpha must be at most"),
+        ({"band": (1e-300, 3.0)}, "unstable filter"),
+        ({"method": "linear", "chrom_attenuation": math.inf}, "chrom_attenuation"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
     arguments = {"alpha": 5.0, "band": BAND, **kwargs}
     with pytest.raises(ValueError, match=message):
         list(magnify([np.zeros((24, 32))], FPS, **arguments))
+
+
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_the_largest_alpha_gives_finite_frames(method):
+    # MAX_ALPHA is the bound the magnifiers accept: at it, moving frames stay finite
+    rng = np.random.default_rng(2)
+    frames = [rng.random((24, 32, 3)).astype(np.float32) for _ in range(8)]
+    out = list(magnify(iter(frames), FPS, MAX_ALPHA, BAND, method=method))
+    assert all(np.isfinite(o).all() for o in out)
 
 
 def test_magnifiers_keep_the_shape_and_colour_of_still_frames():
