@@ -352,13 +352,15 @@ class DigitServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.log = log
         self.page = files(__package__).joinpath("web").joinpath(_PAGE).read_bytes()
-        self.loopback_only = _is_loopback(address[0])
         host = address[0]
         try:
             self.address_family = socket.getaddrinfo(host, address[1])[0][0]
         except socket.gaierror:
             self.address_family = socket.AF_INET  # bind() reports the unknown host
         super().__init__(address, _Handler)
+        # from the address bound, not the name asked for: a host name or a short form
+        # (``127.1``) that resolves to the loopback must keep the Host check
+        self.loopback_only = _is_loopback(self.server_address[0])
 
     def handle_error(self, request, client_address) -> None:
         """A client that went away (a closed tab) is not an error; anything else is."""

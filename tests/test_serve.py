@@ -312,6 +312,20 @@ def test_server_binds_the_loopback_by_default():
         server.server_close()
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.1"])
+def test_a_loopback_asked_for_by_another_name_keeps_the_host_check(host):
+    # review: "127.1" (and a host name that resolves to 127.0.0.1) bound the loopback but
+    # turned the Host check off, so a rebound name elsewhere could reach the page
+    server = Running(lenet5(seed=0), host=host)
+    try:
+        assert server.server.server_address[0] == "127.0.0.1"
+        assert server.server.loopback_only
+        status, _, _ = server.request("GET", "/", headers={"Host": "attacker.example:8000"})
+        assert status == 403
+    finally:
+        server.close()
+
+
 def test_server_writes_nothing_to_disk(running, tmp_path):
     opened = []
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
