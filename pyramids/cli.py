@@ -257,6 +257,18 @@ def _cmd_figures(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- magnify
 
 
+def _new_folders(path: Path) -> list[Path]:
+    """The missing folders above ``path``, deepest first; an error if a file is in the way."""
+    missing = []
+    for parent in path.absolute().parents:
+        if parent.is_dir():
+            break
+        if parent.exists():
+            raise CommandError(f"cannot write {path}: {parent} is not a folder")
+        missing.append(parent)
+    return missing
+
+
 def _cmd_magnify(args: argparse.Namespace) -> None:
     """Magnify the motion in a video (or the sample), streaming frame by frame."""
     import time
@@ -273,6 +285,9 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             raise CommandError(
                 f"--slice {args.slice} is inside the output folder {output}; choose another name"
             )
+    # the folders a failed run must not leave behind (atomic writes create them)
+    created = _new_folders(output) + (_new_folders(Path(args.slice)) if args.slice else [])
+    created.sort(key=lambda folder: len(folder.parts), reverse=True)
     if args.video is not None:
         source = Path(args.video)
         if not args.force and _same_file(output, source):
@@ -329,20 +344,26 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
                 columns.append((before, out[:, column]))
             yield out
 
-    start = time.perf_counter()
-    count = write_video(output, stream(), fps, force=args.force)
-    seconds = time.perf_counter() - start
-    print(
-        f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
-        f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
-    )
-    if args.slice is not None:
-        # time runs left to right, two pixels per frame
-        before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
-        after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
-        gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
-        write_image(args.slice, np.concatenate([before, gap, after], axis=1))
-        print(f"wrote {args.slice}: the middle column over time, input (left) and output")
+    try:
+        start = time.perf_counter()
+        count = write_video(output, stream(), fps, force=args.force)
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
+            f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
+        )
+        if args.slice is not None:
+            # time runs left to right, two pixels per frame
+            before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
+            after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
+            gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
+            write_image(args.slice, np.concatenate([before, gap, after], axis=1))
+            print(f"wrote {args.slice}: the middle column over time, input (left) and output")
+    except BaseException:
+        for folder in created:  # only those left empty: a finished output keeps its own
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 # --------------------------------------------------------------------------- parser

@@ -483,3 +483,24 @@ def test_cli_slice_of_16_bit_frames_keeps_their_grey_levels(tmp_path):
     assert picture.shape == (24, 2 * 6 + 4 + 2 * 6)
     assert np.array_equal(picture[:, :12], np.full((24, 12), 204))
     assert np.abs(picture[:, -12:].astype(int) - 204).max() <= 1
+
+
+def test_cli_failed_run_leaves_no_new_folders_and_a_file_in_the_way_is_one_line(tmp_path, capsys):
+    # review: a run that failed mid-video left the missing folders of -o behind, and a
+    # file where -o needs a folder was "File exists" with exit status 1
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for t in range(4):  # the same size, but the third frame is grey: found mid-video
+        frame = smooth_frames(1, (16, 16, 3))[0]
+        write_image(folder / f"f{t}.png", frame[..., 0] if t == 2 else frame)
+    for out in ["new/sub/out.mp4", "new/sub/out"]:
+        code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / out)])
+        assert code == 2
+        assert "but the first is" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (tmp_path / "file").write_text("mine")
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "file/o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "file is not a folder" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "mine"
