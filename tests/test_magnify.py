@@ -504,3 +504,15 @@ def test_cli_failed_run_leaves_no_new_folders_and_a_file_in_the_way_is_one_line(
     err = capsys.readouterr().err.strip()
     assert "file is not a folder" in err and len(err.splitlines()) == 1
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_png_folder_skips_hidden_files_and_folders_named_like_frames(tmp_path):
+    # review: macOS's "._frame_000000.png" companions and a folder named "x9.png" were
+    # taken for frames ("corrupt image", or "Is a directory" with exit status 1)
+    frames = smooth_frames(3, (16, 16, 3))
+    write_video(tmp_path / "in", iter(frames), 30.0)
+    (tmp_path / "in" / "._frame_000000.png").write_bytes(b"\x00\x05\x16\x07" * 20)
+    (tmp_path / "in" / "x9.png").mkdir()
+    video = VideoReader(tmp_path / "in")
+    assert video.frame_count == 3
+    assert all(np.array_equal(a, b) for a, b in zip(video.frames(), frames))
