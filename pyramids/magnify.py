@@ -469,8 +469,9 @@ def magnify(
     Raises
     ------
     ValueError
-        For a bad argument (checked before the first frame is read), or a frame of
-        another shape than the first.
+        For a bad ``method``, ``alpha`` or ``band`` (checked at the call, before any frame
+        is read), a bad option (checked with the first frame, whose shape bounds
+        ``levels`` and ``sigma``), or a frame of another shape than the first.
 
     Examples
     --------
