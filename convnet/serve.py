@@ -167,7 +167,10 @@ def classify_canvas(model: Sequential, image: np.ndarray, classes: list[str]) ->
         digit = prepare_digit(image)
     except ValueError as exc:
         return {"label": None, "message": f"no digit drawn ({exc})"}
-    x = normalise(digit[None])
+    # in the parameters' dtype: a float64 model refuses float32 input (a 500 for every
+    # canvas, before this was given)
+    dtype = next(iter(model.parameters().values())).dtype.type
+    x = normalise(digit[None], dtype=dtype)
     probs = predict(model, x, threads=1)[0]
     maps = feature_maps(model, x[0])
     label = int(probs.argmax())
