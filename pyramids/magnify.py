@@ -180,11 +180,14 @@ class TemporalBandpass:
 # --------------------------------------------------------------------------- colour
 
 
-def _float32(frame: np.ndarray) -> np.ndarray:
-    """A frame as float32: uint8 scaled to [0, 1] directly, others as by as_float_image."""
+def _as_float(frame: np.ndarray) -> np.ndarray:
+    """A frame as floats: float64 kept, anything else float32 (uint8 scaled to [0, 1]
+    directly, others as by as_float_image)."""
     if isinstance(frame, np.ndarray) and frame.dtype == np.uint8:
         return frame.astype(np.float32) * np.float32(1 / 255)
-    return as_float_image(frame).astype(np.float32, copy=False)
+    image = as_float_image(frame)
+    keep = isinstance(frame, np.ndarray) and frame.dtype == np.float64
+    return image if keep else image.astype(np.float32, copy=False)
 
 
 def _split_colour(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -271,8 +274,9 @@ class PhaseMagnifier:
         self._reference: list[np.ndarray] | None = None  # conj(c_ref) / |c_ref| per level
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The magnified frame (float32, the frame's shape; not clipped)."""
-        x = _float32(frame)
+        """The magnified frame (the frame's shape; float64 for a float64 frame, else
+        float32; not clipped)."""
+        x = _as_float(frame)
         if x.shape != self.shape:
             raise ValueError(f"frame of shape {x.shape}, but the video's is {self.shape}")
         y, rgb = _split_colour(x)
@@ -296,7 +300,7 @@ class PhaseMagnifier:
         if rgb is None:
             return y_new
         # Y changes, I and Q stay: the RGB change is ΔY times YIQ→RGB's first column
-        return rgb + (y_new - y)[..., None] * YIQ_TO_RGB[:, 0].astype(np.float32)
+        return rgb + (y_new - y)[..., None] * YIQ_TO_RGB[:, 0].astype(x.dtype)
 
     def _magnify_band(
         self, c: np.ndarray, reference: np.ndarray, bandpass: TemporalBandpass, out: np.ndarray
@@ -307,7 +311,7 @@ class PhaseMagnifier:
         delta = bandpass(np.angle(c * reference))
         if self.sigma > 0:
             delta = self._smooth(delta, np.abs(c))
-        shift = delta * np.float32(self.alpha)
+        shift = delta * delta.dtype.type(self.alpha)
         np.clip(shift, -MAX_PHASE_SHIFT, MAX_PHASE_SHIFT, out=shift)
         if self.attenuate_other:
             # |c| with the reference phase plus the band-passed phase and its shift
@@ -408,24 +412,25 @@ class LinearMagnifier:
         self.threads = resolve_threads(threads)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The magnified frame (float32, the frame's shape; not clipped)."""
-        x = _float32(frame)
+        """The magnified frame (the frame's shape; float64 for a float64 frame, else
+        float32; not clipped)."""
+        x = _as_float(frame)
         if x.shape != self.shape:
             raise ValueError(f"frame of shape {x.shape}, but the video's is {self.shape}")
         colour = x.ndim == 3
         if colour:
             if x.shape[2] != 3:
                 raise ValueError(f"frames must be grey or RGB, got {x.shape}")
-            x = x @ RGB_TO_YIQ.T.astype(np.float32)
+            x = x @ RGB_TO_YIQ.T.astype(x.dtype)
         pyramid = laplacian_pyramid(x, self.levels, boundary=self.boundary, threads=self.threads)
         coefficients = [*pyramid.bands, pyramid.residual]
         for level, (c, bandpass) in enumerate(zip(coefficients, self.filters)):
             gain = self.alphas[level] * (self.gains if colour else self.gains[0])
-            c += bandpass(c) * gain.astype(np.float32)
+            c += bandpass(c) * gain.astype(c.dtype)
         out = reconstruct_laplacian(
             coefficients[:-1], coefficients[-1], boundary=self.boundary, threads=self.threads
         )
-        return out @ YIQ_TO_RGB.T.astype(np.float32) if colour else out
+        return out @ YIQ_TO_RGB.T.astype(out.dtype) if colour else out
 
 
 # --------------------------------------------------------------------------- streaming
@@ -464,7 +469,8 @@ def magnify(
 
     Yields
     ------
-    ndarray, float32, the frames' shape (values may leave [0, 1]: clip when writing)
+    ndarray, the frames' shape, float64 for float64 frames, else float32 (values may
+    leave [0, 1]: clip when writing)
 
     Raises
     ------

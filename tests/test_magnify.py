@@ -516,3 +516,22 @@ def test_a_png_folder_skips_hidden_files_and_folders_named_like_frames(tmp_path)
     video = VideoReader(tmp_path / "in")
     assert video.frame_count == 3
     assert all(np.array_equal(a, b) for a, b in zip(video.frames(), frames))
+
+
+@pytest.mark.parametrize("colour", [False, True])
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_float64_frames_are_magnified_in_float64(method, colour):
+    # review: float64 frames came back float32 (the package keeps the caller's float
+    # dtype). The float32 run of the same frames differs by the rounding of its input
+    # (eps/2 on values ≤ 1), which the magnified path amplifies by at most 1 + α, plus a
+    # few eps of the transforms: (1 + α)·4·eps of float32 bounds it (6 eps measured).
+    t = np.arange(40) / FPS
+    frames = [shifted(texture(2, 6), 0.25 * math.sin(2 * math.pi * CENTRE * s)) for s in t]
+    if colour:
+        frames = [np.stack([f, 1 - f, 0.5 + 0 * f], axis=-1) for f in frames]
+    wide = list(magnify(iter(frames), FPS, 10.0, BAND, method=method))
+    narrow = list(magnify((f.astype(np.float32) for f in frames), FPS, 10.0, BAND, method=method))
+    assert all(w.dtype == np.float64 and w.shape == frames[0].shape for w in wide)
+    assert all(n.dtype == np.float32 for n in narrow)
+    bound = (1 + 10.0) * 4 * np.finfo(np.float32).eps
+    assert max(np.abs(w - n).max() for w, n in zip(wide, narrow)) <= bound
