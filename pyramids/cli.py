@@ -279,6 +279,8 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
 
     output = Path(args.output)
     into_folder = not is_video_output(output)  # a known suffix, or none: before any work
+    if not into_folder and output.is_dir():
+        raise CommandError(f"output {output} is a folder; name a video file or a new folder")
     if args.slice is not None:
         _check_suffix(Path(args.slice))
         if into_folder and Path(args.slice).resolve().parent == output.resolve():

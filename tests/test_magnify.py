@@ -498,6 +498,10 @@ def test_cli_failed_run_leaves_no_new_folders_and_a_file_in_the_way_is_one_line(
         assert code == 2
         assert "but the first is" in capsys.readouterr().err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (tmp_path / "clip.mp4").mkdir()  # was found after all the work: exit 1, a temporary name
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "clip.mp4")])
+    assert code == 2
+    assert "clip.mp4 is a folder" in capsys.readouterr().err
     (tmp_path / "file").write_text("mine")
     code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "file/o")])
     assert code == 2
