@@ -283,6 +283,8 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
         raise CommandError(f"output {output} is a folder; name a video file or a new folder")
     if args.slice is not None:
         _check_suffix(Path(args.slice))
+        if Path(args.slice).is_dir():
+            raise CommandError(f"--slice {args.slice} is a folder; name an image file")
         if into_folder and Path(args.slice).resolve().parent == output.resolve():
             raise CommandError(
                 f"--slice {args.slice} is inside the output folder {output}; choose another name"

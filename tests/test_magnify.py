@@ -502,6 +502,12 @@ def test_cli_failed_run_leaves_no_new_folders_and_a_file_in_the_way_is_one_line(
     code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "clip.mp4")])
     assert code == 2
     assert "clip.mp4 is a folder" in capsys.readouterr().err
+    (tmp_path / "s.png").mkdir()  # the same, after the video had been written
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "o.mp4"),
+                 "--slice", str(tmp_path / "s.png")])  # fmt: skip
+    assert code == 2
+    assert "s.png is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
     (tmp_path / "file").write_text("mine")
     code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "file/o")])
     assert code == 2
