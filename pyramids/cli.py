@@ -493,7 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"frame rate (default: the video's; {DEFAULT_FOLDER_FPS:g} for a folder)",
     )
-    p.add_argument("--levels", type=int, help="pyramid levels (default: all octaves)")
+    p.add_argument(
+        "--levels",
+        type=int,
+        help="pyramid levels (default: phase all octaves, linear all but the 2 smallest)",
+    )
     p.add_argument("--orientations", type=int, help="phase: 2 … 16 (default 4)")
     p.add_argument(
         "--sigma",
