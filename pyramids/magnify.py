@@ -392,11 +392,15 @@ class LinearMagnifier:
         most = max_levels(self.shape)
         if levels is None:
             levels = max(0, most - 2)
-        elif isinstance(levels, bool) or not isinstance(levels, int) or not 0 <= levels <= most:
+        elif (
+            isinstance(levels, bool)
+            or not isinstance(levels, (int, np.integer))
+            or not 0 <= levels <= most
+        ):
             raise ValueError(
                 f"levels must be in 0 … {most} for a frame of shape {self.shape}, got {levels!r}"
             )
-        self.levels = levels
+        self.levels = int(levels)
         if not (
             isinstance(chrom_attenuation, (int, float))
             and math.isfinite(chrom_attenuation)

@@ -251,6 +251,15 @@ def test_the_largest_alpha_gives_finite_frames(method):
     assert all(np.isfinite(o).all() for o in out)
 
 
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_levels_may_be_a_numpy_integer(method):
+    # review: the linear method refused np.int64(2) (a count computed with numpy)
+    frames = [np.full((24, 32), 0.5)] * 3
+    plain = list(magnify(iter(frames), FPS, 5.0, BAND, method=method, levels=2))
+    numpy = list(magnify(iter(frames), FPS, 5.0, BAND, method=method, levels=np.int64(2)))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, numpy))
+
+
 def test_magnifiers_keep_the_shape_and_colour_of_still_frames():
     still = np.random.default_rng(0).random((40, 48, 3)).astype(np.float32)
     for magnifier in (
