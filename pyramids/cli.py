@@ -308,7 +308,7 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
         fps, shape, frames = reader.fps, reader.shape, reader.frames()
     else:
         print(f"magnifying the sample video (a cat breathing; --band {SAMPLE_VIDEO_BAND})")
-        fps = args.fps or SAMPLE_VIDEO_FPS
+        fps = SAMPLE_VIDEO_FPS if args.fps is None else args.fps  # --fps 0 is refused
         frames = sample_video()
         first = next(frames)
         shape = first.shape

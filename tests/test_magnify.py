@@ -554,3 +554,12 @@ def test_float64_frames_are_magnified_in_float64(method, colour):
     assert all(n.dtype == np.float32 for n in narrow)
     bound = (1 + 10.0) * 4 * np.finfo(np.float32).eps
     assert max(np.abs(w - n).max() for w, n in zip(wide, narrow)) <= bound
+
+
+@pytest.mark.parametrize("fps", ["0", "-30", "nan"])
+def test_cli_bad_fps_for_the_sample_is_refused(tmp_path, capsys, fps):
+    # review: without a VIDEO, --fps 0 was taken as "not given" and ran at 30 frames/s
+    code = main(["magnify", "--fps", fps, "-o", str(tmp_path / "out.mp4")])
+    assert code == 2
+    assert "fps must be a positive number" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
