@@ -324,7 +324,7 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             fps,
             args.alpha,
             band,
-            orientations=args.orientations or 4,
+            orientations=4 if args.orientations is None else args.orientations,
             sigma=args.sigma,
             attenuate_other=args.attenuate_other,
             **options,

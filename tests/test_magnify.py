@@ -391,6 +391,7 @@ def test_cli_magnifies_an_mp4_with_the_linear_method(tmp_path):
         (["--band", "1", "4", "--alpha", "0"], "alpha must be a positive number"),
         (["--band", "1", "4", "--levels", "12"], "levels must be in"),
         (["--band", "1", "4", "--method", "linear", "--sigma", "2"], "phase only"),
+        (["--band", "1", "4", "--orientations", "0"], "orientations must be"),  # was 4
         ([], "--band LOW HIGH"),
     ],
 )
