@@ -40,6 +40,7 @@ from .steerable_freq import FrequencySteerableModel
 
 __all__ = [
     "MAX_ALPHA",
+    "MAX_ORDER",
     "METHODS",
     "LinearMagnifier",
     "PhaseMagnifier",
@@ -62,6 +63,11 @@ MAX_PHASE_SHIFT = math.pi / 2
 #: signal it is added to in float32 (the linear method's frames become rounding noise),
 #: and ``α·Δφ`` overflows float32 for ``α`` above 1e38 (NaN frames in the phase method).
 MAX_ALPHA = float(1 / np.finfo(np.float32).eps)
+#: Largest Butterworth order of the temporal filter. Each order keeps two more copies of
+#: the pyramid as filter state (about 90 MB each for a 1080p frame, complex pyramid of 4
+#: orientations: 2.8 GB at order 16); scipy's design fails (NaN) by order 500, and an
+#: order of 10⁵ takes minutes. The papers use orders 1 and 2.
+MAX_ORDER = 16
 
 
 # --------------------------------------------------------------------------- arguments
@@ -139,13 +145,22 @@ class TemporalBandpass:
 
     def __init__(self, low: float, high: float, fps: float, order: int = 1):
         low, high = check_band((low, high), fps)
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-            raise ValueError(f"order must be a positive integer, got {order!r}")
+        if (
+            isinstance(order, bool)
+            or not isinstance(order, (int, np.integer))
+            or not 1 <= order <= MAX_ORDER
+        ):
+            raise ValueError(f"order must be an integer in 1 … {MAX_ORDER}, got {order!r}")
         self.band, self.fps, self.order = (low, high), float(fps), int(order)
         self.sos = scipy.signal.butter(order, (low, high), "bandpass", fs=fps, output="sos")
-        # a band edge very close to 0 or fps/2 puts poles on the unit circle in float64
-        # (or beyond): such a filter would not decay, and sosfilt_zi cannot start it
-        if not np.abs(scipy.signal.sos2zpk(self.sos)[1]).max() < 1:
+        # A band edge very close to 0 or fps/2 puts poles on the unit circle in float64
+        # (or beyond): such a filter would not decay, and sosfilt_zi cannot start it. A
+        # section 1 + a1 z⁻¹ + a2 z⁻² has both poles inside iff |a2| < 1 and |a1| < 1 + a2
+        # (the stability triangle, read off the coefficients: sos2zpk warns at high orders).
+        a1, a2 = self.sos[:, 4], self.sos[:, 5]
+        if not (
+            np.isfinite(self.sos).all() and np.all(np.abs(a2) < 1) and np.all(np.abs(a1) < 1 + a2)
+        ):
             raise ValueError(
                 f"band {low:g}–{high:g} Hz at {fps:g} frames/s gives an unstable filter "
                 "(an edge too close to 0 or fps/2); move the band inwards"
