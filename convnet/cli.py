@@ -525,7 +525,8 @@ def _serve(args) -> int:
     with server:
         print(f"serving {args.model} on {server.url} (Ctrl-C to stop)", flush=True)
         if not server.loopback_only:
-            print(f"{args.host} is not the loopback: other machines can use the page", flush=True)
+            where = server.server_address[0]
+            print(f"{where} is not the loopback: other machines can use the page", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:  # the way to stop a server: not a failure

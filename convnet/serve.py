@@ -167,7 +167,10 @@ def classify_canvas(model: Sequential, image: np.ndarray, classes: list[str]) ->
         digit = prepare_digit(image)
     except ValueError as exc:
         return {"label": None, "message": f"no digit drawn ({exc})"}
-    x = normalise(digit[None])
+    # in the parameters' dtype: a float64 model refuses float32 input (a 500 for every
+    # canvas, before this was given)
+    dtype = next(iter(model.parameters().values())).dtype.type
+    x = normalise(digit[None], dtype=dtype)
     probs = predict(model, x, threads=1)[0]
     maps = feature_maps(model, x[0])
     label = int(probs.argmax())
@@ -352,13 +355,15 @@ class DigitServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.log = log
         self.page = files(__package__).joinpath("web").joinpath(_PAGE).read_bytes()
-        self.loopback_only = _is_loopback(address[0])
         host = address[0]
         try:
             self.address_family = socket.getaddrinfo(host, address[1])[0][0]
         except socket.gaierror:
             self.address_family = socket.AF_INET  # bind() reports the unknown host
         super().__init__(address, _Handler)
+        # from the address bound, not the name asked for: a host name or a short form
+        # (``127.1``) that resolves to the loopback must keep the Host check
+        self.loopback_only = _is_loopback(self.server_address[0])
 
     def handle_error(self, request, client_address) -> None:
         """A client that went away (a closed tab) is not an error; anything else is."""

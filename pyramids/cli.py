@@ -272,6 +272,18 @@ def _cmd_figures(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- magnify
 
 
+def _new_folders(path: Path) -> list[Path]:
+    """The missing folders above ``path``, deepest first; an error if a file is in the way."""
+    missing = []
+    for parent in path.absolute().parents:
+        if parent.is_dir():
+            break
+        if parent.exists():
+            raise CommandError(f"cannot write {path}: {parent} is not a folder")
+        missing.append(parent)
+    return missing
+
+
 def _cmd_magnify(args: argparse.Namespace) -> None:
     """Magnify the motion in a video (or the sample), streaming frame by frame."""
     import time
@@ -281,22 +293,37 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
     from .video import VideoReader, is_video_output, write_video
 
     output = Path(args.output)
-    is_video_output(output)  # a known suffix, or none for a PNG folder: before any work
+    into_folder = not is_video_output(output)  # a known suffix, or none: before any work
+    if not into_folder and output.is_dir():
+        raise CommandError(f"output {output} is a folder; name a video file or a new folder")
     if args.slice is not None:
         _check_suffix(Path(args.slice))
+        if Path(args.slice).is_dir():
+            raise CommandError(f"--slice {args.slice} is a folder; name an image file")
+        if into_folder and Path(args.slice).resolve().parent == output.resolve():
+            raise CommandError(
+                f"--slice {args.slice} is inside the output folder {output}; choose another name"
+            )
+    # the folders a failed run must not leave behind (atomic writes create them)
+    created = _new_folders(output) + (_new_folders(Path(args.slice)) if args.slice else [])
+    created.sort(key=lambda folder: len(folder.parts), reverse=True)
     if args.video is not None:
         source = Path(args.video)
         if not args.force and _same_file(output, source):
             raise CommandError(
                 f"output {output} is the input; choose another name or pass --force"
             )
+        if args.slice is not None:
+            # every PNG of an input folder is an input (not only those numbered as frames)
+            inputs = sorted(source.glob("*.[pP][nN][gG]")) if source.is_dir() else [source]
+            _check_output(Path(args.slice), inputs, args.force)
         if args.band is None:
             raise CommandError("--band LOW HIGH (Hz) is required with a VIDEO")
         reader = VideoReader(source, fps=args.fps)
         fps, shape, frames = reader.fps, reader.shape, reader.frames()
     else:
         print(f"magnifying the sample video (a cat breathing; --band {SAMPLE_VIDEO_BAND})")
-        fps = args.fps or SAMPLE_VIDEO_FPS
+        fps = SAMPLE_VIDEO_FPS if args.fps is None else args.fps  # --fps 0 is refused
         frames = sample_video()
         first = next(frames)
         shape = first.shape
@@ -312,7 +339,7 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             fps,
             args.alpha,
             band,
-            orientations=args.orientations or 4,
+            orientations=4 if args.orientations is None else args.orientations,
             sigma=args.sigma,
             attenuate_other=args.attenuate_other,
             **options,
@@ -331,23 +358,31 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             out = np.clip(magnifier(frame), 0.0, 1.0)
             if args.slice is not None:
                 column = frame.shape[1] // 2
-                columns.append((frame[:, column] / np.float32(255), out[:, column]))
+                # the input's column scaled as the magnifier scales it (8- or 16-bit)
+                before = as_float_image(frame[:, column : column + 1])[:, 0]
+                columns.append((before, out[:, column]))
             yield out
 
-    start = time.perf_counter()
-    count = write_video(output, stream(), fps, force=args.force)
-    seconds = time.perf_counter() - start
-    print(
-        f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
-        f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
-    )
-    if args.slice is not None:
-        # time runs left to right, two pixels per frame
-        before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
-        after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
-        gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
-        write_image(args.slice, np.concatenate([before, gap, after], axis=1))
-        print(f"wrote {args.slice}: the middle column over time, input (left) and output")
+    try:
+        start = time.perf_counter()
+        count = write_video(output, stream(), fps, force=args.force)
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
+            f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
+        )
+        if args.slice is not None:
+            # time runs left to right, two pixels per frame
+            before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)
+            after = np.repeat(np.stack([c[1] for c in columns], axis=1), 2, axis=1)
+            gap = np.ones((before.shape[0], 4, *before.shape[2:]), dtype=np.float32)
+            write_image(args.slice, np.concatenate([before, gap, after], axis=1))
+            print(f"wrote {args.slice}: the middle column over time, input (left) and output")
+    except BaseException:
+        for folder in created:  # only those left empty: a finished output keeps its own
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 # --------------------------------------------------------------------------- parser
@@ -503,7 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"frame rate (default: the video's; {DEFAULT_FOLDER_FPS:g} for a folder)",
     )
-    p.add_argument("--levels", type=int, help="pyramid levels (default: all octaves)")
+    p.add_argument(
+        "--levels",
+        type=int,
+        help="pyramid levels (default: phase all octaves, linear all but the 2 smallest)",
+    )
     p.add_argument("--orientations", type=int, help="phase: 2 … 16 (default 4)")
     p.add_argument(
         "--sigma",

@@ -39,6 +39,8 @@ from .parallel import resolve_threads, run_parts
 from .steerable_freq import FrequencySteerableModel
 
 __all__ = [
+    "MAX_ALPHA",
+    "MAX_ORDER",
     "METHODS",
     "LinearMagnifier",
     "PhaseMagnifier",
@@ -57,6 +59,15 @@ YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 #: Largest phase shift added to a band: ``|α Δφ| ≤ π/2`` is Wadhwa et al.'s bound
 #: ``α δ(t) < λ/4`` for octave-bandwidth pyramids, in phase units (docs/design.md §6.1).
 MAX_PHASE_SHIFT = math.pi / 2
+#: Largest ``α``: ``1 / eps`` of float32 (2²³). Beyond it the added ``α·B`` swamps the
+#: signal it is added to in float32 (the linear method's frames become rounding noise),
+#: and ``α·Δφ`` overflows float32 for ``α`` above 1e38 (NaN frames in the phase method).
+MAX_ALPHA = float(1 / np.finfo(np.float32).eps)
+#: Largest Butterworth order of the temporal filter. Each order keeps two more copies of
+#: the pyramid as filter state (about 90 MB each for a 1080p frame, complex pyramid of 4
+#: orientations: 2.8 GB at order 16); scipy's design fails (NaN) by order 500, and an
+#: order of 10⁵ takes minutes. The papers use orders 1 and 2.
+MAX_ORDER = 16
 
 
 # --------------------------------------------------------------------------- arguments
@@ -69,6 +80,13 @@ def _check_positive(value: object, name: str) -> float:
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return number
+
+
+def _check_alpha(alpha: object) -> float:
+    alpha = _check_positive(alpha, "alpha")
+    if alpha > MAX_ALPHA:
+        raise ValueError(f"alpha must be at most {MAX_ALPHA:g} (1/eps of float32), got {alpha:g}")
+    return alpha
 
 
 def check_band(band: Sequence[float], fps: float) -> tuple[float, float]:
@@ -127,10 +145,26 @@ class TemporalBandpass:
 
     def __init__(self, low: float, high: float, fps: float, order: int = 1):
         low, high = check_band((low, high), fps)
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-            raise ValueError(f"order must be a positive integer, got {order!r}")
+        if (
+            isinstance(order, bool)
+            or not isinstance(order, (int, np.integer))
+            or not 1 <= order <= MAX_ORDER
+        ):
+            raise ValueError(f"order must be an integer in 1 … {MAX_ORDER}, got {order!r}")
         self.band, self.fps, self.order = (low, high), float(fps), int(order)
         self.sos = scipy.signal.butter(order, (low, high), "bandpass", fs=fps, output="sos")
+        # A band edge very close to 0 or fps/2 puts poles on the unit circle in float64
+        # (or beyond): such a filter would not decay, and sosfilt_zi cannot start it. A
+        # section 1 + a1 z⁻¹ + a2 z⁻² has both poles inside iff |a2| < 1 and |a1| < 1 + a2
+        # (the stability triangle, read off the coefficients: sos2zpk warns at high orders).
+        a1, a2 = self.sos[:, 4], self.sos[:, 5]
+        if not (
+            np.isfinite(self.sos).all() and np.all(np.abs(a2) < 1) and np.all(np.abs(a1) < 1 + a2)
+        ):
+            raise ValueError(
+                f"band {low:g}–{high:g} Hz at {fps:g} frames/s gives an unstable filter "
+                "(an edge too close to 0 or fps/2); move the band inwards"
+            )
         self._state: list[list[np.ndarray]] | None = None
 
     def response(self, frequency: float) -> complex:
@@ -161,11 +195,14 @@ class TemporalBandpass:
 # --------------------------------------------------------------------------- colour
 
 
-def _float32(frame: np.ndarray) -> np.ndarray:
-    """A frame as float32: uint8 scaled to [0, 1] directly, others as by as_float_image."""
+def _as_float(frame: np.ndarray) -> np.ndarray:
+    """A frame as floats: float64 kept, anything else float32 (uint8 scaled to [0, 1]
+    directly, others as by as_float_image)."""
     if isinstance(frame, np.ndarray) and frame.dtype == np.uint8:
         return frame.astype(np.float32) * np.float32(1 / 255)
-    return as_float_image(frame).astype(np.float32, copy=False)
+    image = as_float_image(frame)
+    keep = isinstance(frame, np.ndarray) and frame.dtype == np.float64
+    return image if keep else image.astype(np.float32, copy=False)
 
 
 def _split_colour(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -227,14 +264,21 @@ class PhaseMagnifier:
         order: int = 1,
         threads: int | None = None,
     ):
-        self.alpha = _check_positive(alpha, "alpha")
+        self.alpha = _check_alpha(alpha)
         self.band = check_band(band, fps)
         self.fps = float(fps)
-        if isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and sigma >= 0):
-            raise ValueError(f"sigma must be a number ≥ 0, got {sigma!r}")
+        self.shape = tuple(int(n) for n in shape)
+        # wider than the frame, the (periodic) smoothing is a plain mean: a larger σ only
+        # costs time (scipy's kernel has 8σ + 1 taps), an infinite one fails inside scipy
+        widest = max(self.shape[:2], default=0)
+        if isinstance(sigma, bool) or not (
+            isinstance(sigma, (int, float)) and 0 <= sigma <= widest
+        ):
+            raise ValueError(
+                f"sigma must be a number in 0 … {widest} (the frame's larger side), got {sigma!r}"
+            )
         self.sigma = float(sigma)
         self.attenuate_other = bool(attenuate_other)
-        self.shape = tuple(int(n) for n in shape)
         self.model = FrequencySteerableModel(self.shape[:2], levels, orientations, complex=True)
         # one filter per band (level, orientation): the bands are processed side by side
         self.filters = [
@@ -245,8 +289,9 @@ class PhaseMagnifier:
         self._reference: list[np.ndarray] | None = None  # conj(c_ref) / |c_ref| per level
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The magnified frame (float32, the frame's shape; not clipped)."""
-        x = _float32(frame)
+        """The magnified frame (the frame's shape; float64 for a float64 frame, else
+        float32; not clipped)."""
+        x = _as_float(frame)
         if x.shape != self.shape:
             raise ValueError(f"frame of shape {x.shape}, but the video's is {self.shape}")
         y, rgb = _split_colour(x)
@@ -270,7 +315,7 @@ class PhaseMagnifier:
         if rgb is None:
             return y_new
         # Y changes, I and Q stay: the RGB change is ΔY times YIQ→RGB's first column
-        return rgb + (y_new - y)[..., None] * YIQ_TO_RGB[:, 0].astype(np.float32)
+        return rgb + (y_new - y)[..., None] * YIQ_TO_RGB[:, 0].astype(x.dtype)
 
     def _magnify_band(
         self, c: np.ndarray, reference: np.ndarray, bandpass: TemporalBandpass, out: np.ndarray
@@ -281,7 +326,7 @@ class PhaseMagnifier:
         delta = bandpass(np.angle(c * reference))
         if self.sigma > 0:
             delta = self._smooth(delta, np.abs(c))
-        shift = delta * np.float32(self.alpha)
+        shift = delta * delta.dtype.type(self.alpha)
         np.clip(shift, -MAX_PHASE_SHIFT, MAX_PHASE_SHIFT, out=shift)
         if self.attenuate_other:
             # |c| with the reference phase plus the band-passed phase and its shift
@@ -316,7 +361,7 @@ def linear_alphas(levels: int, alpha: float, lambda_c: float) -> list[float]:
     >>> linear_alphas(3, 10.0, 16.0)
     [1.75, 4.5, 10.0, 10.0]
     """
-    alpha = _check_positive(alpha, "alpha")
+    alpha = _check_alpha(alpha)
     lambda_c = _check_positive(lambda_c, "lambda_c")
     return [
         float(min(alpha, max(0.0, (1 + alpha) * 2.0 ** (level + 2) / lambda_c - 1)))
@@ -356,18 +401,26 @@ class LinearMagnifier:
         order: int = 1,
         threads: int | None = None,
     ):
-        self.alpha = _check_positive(alpha, "alpha")
+        self.alpha = _check_alpha(alpha)
         self.band = check_band(band, fps)
         self.shape = tuple(int(n) for n in shape)
         most = max_levels(self.shape)
         if levels is None:
             levels = max(0, most - 2)
-        elif isinstance(levels, bool) or not isinstance(levels, int) or not 0 <= levels <= most:
+        elif (
+            isinstance(levels, bool)
+            or not isinstance(levels, (int, np.integer))
+            or not 0 <= levels <= most
+        ):
             raise ValueError(
                 f"levels must be in 0 … {most} for a frame of shape {self.shape}, got {levels!r}"
             )
-        self.levels = levels
-        if not (isinstance(chrom_attenuation, (int, float)) and chrom_attenuation >= 0):
+        self.levels = int(levels)
+        if not (
+            isinstance(chrom_attenuation, (int, float))
+            and math.isfinite(chrom_attenuation)
+            and chrom_attenuation >= 0
+        ):
             raise ValueError(f"chrom_attenuation must be ≥ 0, got {chrom_attenuation!r}")
         self.alphas = linear_alphas(levels, alpha, lambda_c)
         gains = np.ones(3 if len(self.shape) == 3 else 1, dtype=np.float32)
@@ -378,24 +431,25 @@ class LinearMagnifier:
         self.threads = resolve_threads(threads)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The magnified frame (float32, the frame's shape; not clipped)."""
-        x = _float32(frame)
+        """The magnified frame (the frame's shape; float64 for a float64 frame, else
+        float32; not clipped)."""
+        x = _as_float(frame)
         if x.shape != self.shape:
             raise ValueError(f"frame of shape {x.shape}, but the video's is {self.shape}")
         colour = x.ndim == 3
         if colour:
             if x.shape[2] != 3:
                 raise ValueError(f"frames must be grey or RGB, got {x.shape}")
-            x = x @ RGB_TO_YIQ.T.astype(np.float32)
+            x = x @ RGB_TO_YIQ.T.astype(x.dtype)
         pyramid = laplacian_pyramid(x, self.levels, boundary=self.boundary, threads=self.threads)
         coefficients = [*pyramid.bands, pyramid.residual]
         for level, (c, bandpass) in enumerate(zip(coefficients, self.filters)):
             gain = self.alphas[level] * (self.gains if colour else self.gains[0])
-            c += bandpass(c) * gain.astype(np.float32)
+            c += bandpass(c) * gain.astype(c.dtype)
         out = reconstruct_laplacian(
             coefficients[:-1], coefficients[-1], boundary=self.boundary, threads=self.threads
         )
-        return out @ YIQ_TO_RGB.T.astype(np.float32) if colour else out
+        return out @ YIQ_TO_RGB.T.astype(out.dtype) if colour else out
 
 
 # --------------------------------------------------------------------------- streaming
@@ -434,13 +488,15 @@ def magnify(
 
     Yields
     ------
-    ndarray, float32, the frames' shape (values may leave [0, 1]: clip when writing)
+    ndarray, the frames' shape, float64 for float64 frames, else float32 (values may
+    leave [0, 1]: clip when writing)
 
     Raises
     ------
     ValueError
-        For a bad argument (checked before the first frame is read), or a frame of
-        another shape than the first.
+        For a bad ``method``, ``alpha`` or ``band`` (checked at the call, before any frame
+        is read), a bad option (checked with the first frame, whose shape bounds
+        ``levels`` and ``sigma``), or a frame of another shape than the first.
 
     Examples
     --------
@@ -450,7 +506,7 @@ def magnify(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    _check_positive(alpha, "alpha")
+    _check_alpha(alpha)
     check_band(band, fps)
     kind = PhaseMagnifier if method == "phase" else LinearMagnifier
     return _stream(frames, kind, fps, alpha, band, options)

@@ -90,7 +90,9 @@ def _numbered_pngs(folder: Path) -> list[Path]:
     frames = []
     for path in folder.iterdir():
         match = _NUMBER.search(path.stem)
-        if path.suffix.lower() == ".png" and match:
+        # hidden names are not frames (macOS leaves "._frame_0001.png" beside each file)
+        hidden = path.name.startswith(".")
+        if path.suffix.lower() == ".png" and match and not hidden and path.is_file():
             frames.append((int(match.group(1)), path.name, path))
     return [path for *_, path in sorted(frames)]
 

@@ -20,8 +20,9 @@ import scipy.signal
 from requires import require_module
 
 from pyramids.cli import main
-from pyramids.io import write_image
+from pyramids.io import read_image, write_image
 from pyramids.magnify import (
+    MAX_ALPHA,
     LinearMagnifier,
     PhaseMagnifier,
     TemporalBandpass,
@@ -225,12 +226,40 @@ def test_a_frame_of_another_shape_is_refused():
         ({"levels": 9}, "levels must be in 0 … 2"),
         ({"levels": 9, "method": "linear"}, "levels must be in 0 … 5"),
         ({"orientations": 1}, "orientations must be at least 2"),
+        # review: these failed inside scipy (a traceback, "Singular matrix") or, for
+        # α beyond float32's range, wrote NaN frames without a word
+        ({"sigma": math.inf}, r"sigma must be a number in 0 … 32"),
+        ({"sigma": 33.0}, r"sigma must be a number in 0 … 32"),
+        ({"alpha": 1e300}, "alpha must be at most"),
+        ({"alpha": 1e300, "method": "linear"}, "alpha must be at most"),
+        ({"band": (1e-300, 3.0)}, "unstable filter"),
+        ({"method": "linear", "chrom_attenuation": math.inf}, "chrom_attenuation"),
+        # review: order 500 failed on NaNs, 10⁵ ran for minutes
+        ({"order": 17}, "order must be an integer in 1 … 16"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
     arguments = {"alpha": 5.0, "band": BAND, **kwargs}
     with pytest.raises(ValueError, match=message):
         list(magnify([np.zeros((24, 32))], FPS, **arguments))
+
+
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_the_largest_alpha_gives_finite_frames(method):
+    # MAX_ALPHA is the bound the magnifiers accept: at it, moving frames stay finite
+    rng = np.random.default_rng(2)
+    frames = [rng.random((24, 32, 3)).astype(np.float32) for _ in range(8)]
+    out = list(magnify(iter(frames), FPS, MAX_ALPHA, BAND, method=method))
+    assert all(np.isfinite(o).all() for o in out)
+
+
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_levels_may_be_a_numpy_integer(method):
+    # review: the linear method refused np.int64(2) (a count computed with numpy)
+    frames = [np.full((24, 32), 0.5)] * 3
+    plain = list(magnify(iter(frames), FPS, 5.0, BAND, method=method, levels=2))
+    numpy = list(magnify(iter(frames), FPS, 5.0, BAND, method=method, levels=np.int64(2)))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, numpy))
 
 
 def test_magnifiers_keep_the_shape_and_colour_of_still_frames():
@@ -364,6 +393,7 @@ def test_cli_magnifies_an_mp4_with_the_linear_method(tmp_path):
         (["--band", "1", "4", "--alpha", "0"], "alpha must be a positive number"),
         (["--band", "1", "4", "--levels", "12"], "levels must be in"),
         (["--band", "1", "4", "--method", "linear", "--sigma", "2"], "phase only"),
+        (["--band", "1", "4", "--orientations", "0"], "orientations must be"),  # was 4
         ([], "--band LOW HIGH"),
     ],
 )
@@ -431,3 +461,108 @@ def test_a_grey_video_in_rgb_is_magnified_like_the_grey_one(method):
                           BAND, **options))  # fmt: skip
     for g, c in zip(grey, colour):
         assert np.abs(c - g[..., None]).max() <= 64 * np.finfo(np.float32).eps
+
+
+def test_cli_slice_onto_an_input_frame_or_into_the_output_is_refused(tmp_path, capsys):
+    # review: --slice was written over a PNG of the input folder (and could land in the
+    # output folder it had just written); both are refused before any work
+    write_video(tmp_path / "in", iter(smooth_frames(4, (32, 32, 3))), 30.0)
+    first = tmp_path / "in" / "frame_000000.png"
+    kept = first.read_bytes()
+    refused = [(first, "is also an input"), (tmp_path / "out" / "s.png", "inside the output")]
+    for slice_path, message in refused:
+        code = main(["magnify", str(tmp_path / "in"), "--band", "1", "4",
+                     "-o", str(tmp_path / "out"), "--slice", str(slice_path)])  # fmt: skip
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+        assert first.read_bytes() == kept
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_cli_slice_of_16_bit_frames_keeps_their_grey_levels(tmp_path):
+    # review: the slice divided every input by 255, so a 16-bit folder came out white.
+    # Still frames (nothing to magnify): both halves of the slice are the frames' grey,
+    # 0.8 → 204 in 8 bits; the output to the magnifier's float32 rounding, so ± 1 level.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for t in range(6):
+        write_image(folder / f"f{t}.png", np.full((24, 32), 0.8), bit_depth=16)
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "out"),
+                 "--slice", str(tmp_path / "slice.png")])  # fmt: skip
+    assert code == 0
+    picture = read_image(tmp_path / "slice.png")
+    assert picture.shape == (24, 2 * 6 + 4 + 2 * 6)
+    assert np.array_equal(picture[:, :12], np.full((24, 12), 204))
+    assert np.abs(picture[:, -12:].astype(int) - 204).max() <= 1
+
+
+def test_cli_failed_run_leaves_no_new_folders_and_a_file_in_the_way_is_one_line(tmp_path, capsys):
+    # review: a run that failed mid-video left the missing folders of -o behind, and a
+    # file where -o needs a folder was "File exists" with exit status 1
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for t in range(4):  # the same size, but the third frame is grey: found mid-video
+        frame = smooth_frames(1, (16, 16, 3))[0]
+        write_image(folder / f"f{t}.png", frame[..., 0] if t == 2 else frame)
+    for out in ["new/sub/out.mp4", "new/sub/out"]:
+        code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / out)])
+        assert code == 2
+        assert "but the first is" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (tmp_path / "clip.mp4").mkdir()  # was found after all the work: exit 1, a temporary name
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "clip.mp4")])
+    assert code == 2
+    assert "clip.mp4 is a folder" in capsys.readouterr().err
+    (tmp_path / "s.png").mkdir()  # the same, after the video had been written
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "o.mp4"),
+                 "--slice", str(tmp_path / "s.png")])  # fmt: skip
+    assert code == 2
+    assert "s.png is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+    (tmp_path / "file").write_text("mine")
+    code = main(["magnify", str(folder), "--band", "1", "4", "-o", str(tmp_path / "file/o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "file is not a folder" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_a_png_folder_skips_hidden_files_and_folders_named_like_frames(tmp_path):
+    # review: macOS's "._frame_000000.png" companions and a folder named "x9.png" were
+    # taken for frames ("corrupt image", or "Is a directory" with exit status 1)
+    frames = smooth_frames(3, (16, 16, 3))
+    write_video(tmp_path / "in", iter(frames), 30.0)
+    (tmp_path / "in" / "._frame_000000.png").write_bytes(b"\x00\x05\x16\x07" * 20)
+    (tmp_path / "in" / "x9.png").mkdir()
+    video = VideoReader(tmp_path / "in")
+    assert video.frame_count == 3
+    assert all(np.array_equal(a, b) for a, b in zip(video.frames(), frames))
+
+
+@pytest.mark.parametrize("colour", [False, True])
+@pytest.mark.parametrize("method", ["phase", "linear"])
+def test_float64_frames_are_magnified_in_float64(method, colour):
+    # review: float64 frames came back float32 (the package keeps the caller's float
+    # dtype). The float32 run of the same frames differs by the rounding of its input
+    # (eps/2 on values ≤ 1), which the magnified path amplifies by at most 1 + α, plus a
+    # few eps of the transforms: (1 + α)·4·eps of float32 bounds it (6 eps measured).
+    t = np.arange(40) / FPS
+    frames = [shifted(texture(2, 6), 0.25 * math.sin(2 * math.pi * CENTRE * s)) for s in t]
+    if colour:
+        frames = [np.stack([f, 1 - f, 0.5 + 0 * f], axis=-1) for f in frames]
+    wide = list(magnify(iter(frames), FPS, 10.0, BAND, method=method))
+    narrow = list(magnify((f.astype(np.float32) for f in frames), FPS, 10.0, BAND, method=method))
+    assert all(w.dtype == np.float64 and w.shape == frames[0].shape for w in wide)
+    assert all(n.dtype == np.float32 for n in narrow)
+    bound = (1 + 10.0) * 4 * np.finfo(np.float32).eps
+    assert max(np.abs(w - n).max() for w, n in zip(wide, narrow)) <= bound
+
+
+@pytest.mark.parametrize("fps", ["0", "-30", "nan"])
+def test_cli_bad_fps_for_the_sample_is_refused(tmp_path, capsys, fps):
+    # review: without a VIDEO, --fps 0 was taken as "not given" and ran at 30 frames/s
+    code = main(["magnify", "--fps", fps, "-o", str(tmp_path / "out.mp4")])
+    assert code == 2
+    assert "fps must be a positive number" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -24,7 +24,7 @@ from convnet.cli import main
 from convnet.data import load_mnist, normalise
 from convnet.inspect import feature_maps
 from convnet.preprocess import prepare_digit
-from convnet.serve import CANVAS_SIZE, MAX_BODY, canvas_pixels, make_server
+from convnet.serve import CANVAS_SIZE, MAX_BODY, canvas_pixels, classify_canvas, make_server
 from convnet.train import TrainConfig, predict, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,23 @@ def test_answer_is_the_library_pipeline_on_the_same_pixels(running):
         got = np.reshape(answer["maps"][name], shape)
         scale = np.abs(maps[name]).max()
         np.testing.assert_allclose(got, maps[name], rtol=0, atol=5e-5 + 1e-6 * scale)
+
+
+def test_a_float64_model_reads_the_canvas_as_its_float32_twin():
+    # review: a float64 checkpoint (save_checkpoint keeps the dtype) answered every
+    # canvas with a 500, the network's input being float32. The twin has the same weights
+    # rounded to float32, so the probabilities agree to float32's rounding through the
+    # network: a few hundred eps of float32 on values ≤ 1 (5 layers of sums of ≤ 400 terms)
+    twin = lenet5(seed=0)
+    wide = lenet5(dtype=np.float64, seed=0)
+    wide.load_state_dict({k: v.astype(np.float64) for k, v in twin.state_dict().items()})
+    image = canvas_of(SEVEN)
+    classes = [str(d) for d in range(10)]
+    a = classify_canvas(wide.eval(), image, classes)
+    b = classify_canvas(twin.eval(), image, classes)
+    assert a["label"] == b["label"]
+    eps = np.finfo(np.float32).eps
+    assert np.abs(np.subtract(a["probabilities"], b["probabilities"])).max() <= 400 * eps
 
 
 def test_blank_canvas_is_answered_no_digit_drawn(running):
@@ -310,6 +327,20 @@ def test_server_binds_the_loopback_by_default():
         assert server.loopback_only
     finally:
         server.server_close()
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.1"])
+def test_a_loopback_asked_for_by_another_name_keeps_the_host_check(host):
+    # review: "127.1" (and a host name that resolves to 127.0.0.1) bound the loopback but
+    # turned the Host check off, so a rebound name elsewhere could reach the page
+    server = Running(lenet5(seed=0), host=host)
+    try:
+        assert server.server.server_address[0] == "127.0.0.1"
+        assert server.server.loopback_only
+        status, _, _ = server.request("GET", "/", headers={"Host": "attacker.example:8000"})
+        assert status == 403
+    finally:
+        server.close()
 
 
 def test_server_writes_nothing_to_disk(running, tmp_path):
