@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from .arrays import all_finite, as_float_image
 from .display import band_to_display
-from .engine import apply, default_engine
+from .engine import get_engine
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .operators import (
     Boundary,
@@ -187,10 +187,12 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
 
 
 def _passes():
-    """:func:`pyramids.parallel.blas_limited` for the tiled engine, which calls BLAS in
-    every pass (held for a whole build: releasing it between passes costs more than a
-    small pass); nothing for the compiled and matrix engines, which call no BLAS."""
-    return blas_limited() if default_engine() == "separable" else nullcontext()
+    """The engine for a whole build (:func:`pyramids.engine.get_engine`, looked up once),
+    and :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls BLAS in
+    every pass (held for the build: releasing it between passes costs more than a small
+    pass); the compiled and matrix engines call no BLAS, and get no limit."""
+    engine = get_engine()
+    return engine, blas_limited() if engine.name == "separable" else nullcontext()
 
 
 def _gaussian_levels(
@@ -205,9 +207,10 @@ def _gaussian_levels(
     if not deferred:
         _finite_or_raise([(name, x)])
     pyramid = [x]
-    with _passes():
+    engine, limit = _passes()
+    with limit:
         for op in ops:
-            pyramid.append(apply(op, pyramid[-1], threads=threads))
+            pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
@@ -484,12 +487,13 @@ def _laplacian_levels(
         _finite_or_raise([(name, x)])
     bands = []
     g = x
-    with _passes():
+    engine, limit = _passes()
+    with limit:
         for op in ops:
-            coarse = apply(op, g, threads=threads)
+            coarse = engine.apply(op, g, threads=threads)
             # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
             expand = expand_operator(g.shape, weights, boundary)
-            bands.append(apply(expand, coarse, combine=(np.subtract, g), threads=threads))
+            bands.append(engine.apply(expand, coarse, combine=(np.subtract, g), threads=threads))
             g = coarse
     if deferred and not all_finite(g):
         _finite_or_raise([(name, x)])
@@ -603,10 +607,11 @@ def _collapse(
     if names is not None and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     g = residual.astype(dtype, copy=True)
-    with _passes():
+    engine, limit = _passes()
+    with limit:
         for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
-            g = apply(expand, g, combine=(np.add, base), threads=threads)
+            g = engine.apply(expand, g, combine=(np.add, base), threads=threads)
     if deferred and not all_finite(g):
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     return g
