@@ -8,7 +8,7 @@ residual ``g_K``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -186,13 +186,20 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
             raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _passes():
+def _passes(deferred: bool):
     """The engine for a whole build (:func:`pyramids.engine.get_engine`, looked up once),
-    and :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls BLAS in
-    every pass (held for the build: releasing it between passes costs more than a small
-    pass); the compiled and matrix engines call no BLAS, and get no limit."""
+    and the context to run its passes in: :func:`pyramids.parallel.blas_limited` for the
+    tiled engine, which calls BLAS in every pass (held for the build: releasing it between
+    passes costs more than a small pass; the compiled and matrix engines call no BLAS); and,
+    where the finite check comes after the passes (``deferred``), numpy's warnings about
+    invalid values silenced: they come from the NaN or infinity the check then reports."""
     engine = get_engine()
-    return engine, blas_limited() if engine.name == "separable" else nullcontext()
+    stack = ExitStack()
+    if engine.name == "separable":
+        stack.enter_context(blas_limited())
+    if deferred:
+        stack.enter_context(np.errstate(invalid="ignore"))
+    return engine, stack
 
 
 def _gaussian_levels(
@@ -207,7 +214,7 @@ def _gaussian_levels(
     if not deferred:
         _finite_or_raise([(name, x)])
     pyramid = [x]
-    engine, limit = _passes()
+    engine, limit = _passes(deferred)
     with limit:
         for op in ops:
             pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
@@ -487,7 +494,7 @@ def _laplacian_levels(
         _finite_or_raise([(name, x)])
     bands = []
     g = x
-    engine, limit = _passes()
+    engine, limit = _passes(deferred)
     with limit:
         for op in ops:
             coarse = engine.apply(op, g, threads=threads)
@@ -607,7 +614,7 @@ def _collapse(
     if names is not None and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     g = residual.astype(dtype, copy=True)
-    engine, limit = _passes()
+    engine, limit = _passes(deferred)
     with limit:
         for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
