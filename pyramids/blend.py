@@ -103,7 +103,9 @@ def blend(
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
     dtype = np.result_type(x, y)
-    x, y, m = x.astype(dtype, copy=False), y.astype(dtype, copy=False), m.astype(dtype)
+    # none of them is written to (the mask's level 0 is read by the mixing only)
+    x, y = x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    m = m.astype(dtype, copy=False)
 
     la_bands, la_residual = _laplacian_levels(x, levels, weights, boundary, threads, "a")
     lb_bands, lb_residual = _laplacian_levels(y, levels, weights, boundary, threads, "b")
