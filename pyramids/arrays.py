@@ -74,9 +74,15 @@ def as_float_image(
 def all_finite(array: np.ndarray) -> bool:
     """Whether every value of a float array is finite (neither NaN nor infinite)."""
     # A sum is finite exactly when every term is, unless it overflows: only then is the
-    # elementwise test (which costs a boolean array of the image's size) needed.
-    with np.errstate(over="ignore"):  # an overflow is expected, and answered below
-        total = np.add.reduce(array, axis=None)
+    # elementwise test (which costs a boolean array of the image's size) needed. For a
+    # contiguous array the sum of squares, BLAS's dot product of the array with itself,
+    # reads it twice as fast as numpy's pairwise sum (a NaN or ±inf squares to NaN or inf).
+    with np.errstate(over="ignore", invalid="ignore"):  # answered below
+        if array.flags.c_contiguous and array.dtype in (np.float32, np.float64):
+            flat = array.reshape(-1)
+            total = np.dot(flat, flat)
+        else:
+            total = np.add.reduce(array, axis=None)
     return bool(np.isfinite(total) or np.isfinite(array).all())
 
 

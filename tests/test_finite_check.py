@@ -14,6 +14,7 @@ import pytest
 
 import pyramids
 from pyramids import engine, operators
+from pyramids.arrays import all_finite
 from pyramids.laplacian import _spreads
 
 #: Kernel families; [0.5, 0, 0, 0, 0.5] reads only even pixels in a reduction, so its
@@ -134,3 +135,20 @@ def test_every_engine_refuses_a_non_finite_pixel_without_a_numpy_warning(monkeyp
                 pyr.bands[0][...] = bad
                 with pytest.raises(ValueError, match=r"^bands\[0\] contains NaN"):
                     pyramids.reconstruct_laplacian(pyr.bands, pyr.residual, boundary=boundary)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_every_non_finite_value_and_no_other(dtype):
+    image = np.random.default_rng(7).standard_normal((6, 5, 2)).astype(dtype)
+    layouts = [lambda a: a, lambda a: a[:, ::2], lambda a: np.asfortranarray(a)]
+    for layout in layouts:
+        assert all_finite(layout(image))
+        for value in BAD:
+            for bad in every_pixel(image.shape, value, dtype):
+                view = layout(bad)
+                assert all_finite(view) == bool(np.isfinite(view).all())
+    # finite values whose sum and sum of squares overflow: the elementwise test decides
+    huge = np.full((4, 4), np.finfo(dtype).max, dtype)
+    assert all_finite(huge) and all_finite(np.asfortranarray(huge))
+    huge[1, 2] = np.inf
+    assert not all_finite(huge)
