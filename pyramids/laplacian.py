@@ -8,7 +8,7 @@ residual ``g_K``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -186,20 +186,21 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
             raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _passes(deferred: bool):
-    """The engine for a whole build (:func:`pyramids.engine.get_engine`, looked up once),
-    and the context to run its passes in: :func:`pyramids.parallel.blas_limited` for the
-    tiled engine, which calls BLAS in every pass (held for the build: releasing it between
-    passes costs more than a small pass; the compiled and matrix engines call no BLAS); and,
-    where the finite check comes after the passes (``deferred``), numpy's warnings about
-    invalid values silenced: they come from the NaN or infinity the check then reports."""
+def _passes(ops: list) -> tuple:
+    """``(engine, deferred, context)`` for a build of the operators ``ops``.
+
+    The engine is :func:`pyramids.engine.get_engine`'s, looked up once for the build. The
+    finite check is ``deferred`` (made on the result, after the passes) with the compiled
+    engine where every operator spreads NaN and infinity (:func:`_spreads`); numpy's
+    engines check first, as they would warn of the invalid values on their threads. The
+    context holds :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls
+    BLAS in every pass (for the whole build: releasing it between passes costs more than a
+    small pass); the compiled and matrix engines call no BLAS.
+    """
     engine = get_engine()
-    stack = ExitStack()
-    if engine.name == "separable":
-        stack.enter_context(blas_limited())
-    if deferred:
-        stack.enter_context(np.errstate(invalid="ignore"))
-    return engine, stack
+    deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
+    context = blas_limited() if engine.name == "separable" else nullcontext()
+    return engine, deferred, context
 
 
 def _gaussian_levels(
@@ -210,11 +211,10 @@ def _gaussian_levels(
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    deferred = levels > 0 and all(_spreads(op) for op in ops)
+    engine, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
     pyramid = [x]
-    engine, limit = _passes(deferred)
     with limit:
         for op in ops:
             pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
@@ -489,12 +489,11 @@ def _laplacian_levels(
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
     every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    deferred = levels > 0 and all(_spreads(op) for op in ops)
+    engine, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
     g = x
-    engine, limit = _passes(deferred)
     with limit:
         for op in ops:
             coarse = engine.apply(op, g, threads=threads)
@@ -605,16 +604,18 @@ def _collapse(
 ) -> np.ndarray:
     """The collapse of converted, chained coefficients (a new array). With ``names`` (the
     coefficients', residual last) it checks them for NaN and infinity: on the result only
-    where every ``F`` spreads them (each step is ``L_k + F g_{k+1}``), on the coefficients
-    themselves, first to last, where the result is not finite or an ``F`` does not."""
+    where :func:`_passes` defers the check (each step is ``L_k + F g_{k+1}``, and every
+    ``F`` spreads them), on the coefficients themselves, the residual first, where the
+    result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
     ops = [expand_operator(band.shape, weights, boundary) for band in bands]
-    deferred = names is not None and all(_spreads(op) for op in ops)
+    engine, deferred, limit = _passes(ops)
+    check = names is not None
+    deferred = check and (deferred or not bands)  # no bands: the result is the residual
     coefficients = list(zip(names or [], [*bands, residual]))
-    if names is not None and not deferred:
+    if check and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     g = residual.astype(dtype, copy=True)
-    engine, limit = _passes(deferred)
     with limit:
         for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
