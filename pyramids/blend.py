@@ -6,8 +6,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .arrays import as_float_image
+from .engine import get_engine
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
-from .laplacian import _check_levels, gaussian_pyramid, laplacian_pyramid, reconstruct_laplacian
+from .laplacian import _check_levels, _collapse, _gaussian_levels, _laplacian_levels
 from .operators import Boundary, check_boundary
 from .parallel import resolve_threads
 
@@ -91,8 +92,9 @@ def blend(
     >>> np.round(out[32, [0, 100, 127, 128, 155, 255]], 3)
     array([1.   , 0.984, 0.513, 0.484, 0.015, 0.   ])
     """
-    x = as_float_image(a, "a")
-    y = as_float_image(b, "b")
+    # a and b are checked for NaN and infinity by their pyramids (_laplacian_levels)
+    x = as_float_image(a, "a", check_finite=False)
+    y = as_float_image(b, "b", check_finite=False)
     if x.shape != y.shape:
         raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
     m = _check_mask(mask, x.shape)
@@ -101,26 +103,34 @@ def blend(
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
     dtype = np.result_type(x, y)
-    x, y, m = x.astype(dtype, copy=False), y.astype(dtype, copy=False), m.astype(dtype)
+    # none of them is written to (the mask's level 0 is read by the mixing only)
+    x, y = x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    m = m.astype(dtype, copy=False)
 
-    la = laplacian_pyramid(x, levels, weights, boundary, threads=threads)
-    lb = laplacian_pyramid(y, levels, weights, boundary, threads=threads)
-    gm = gaussian_pyramid(m, levels, weights, boundary, threads=threads)
+    la_bands, la_residual = _laplacian_levels(x, levels, weights, boundary, threads, "a")
+    lb_bands, lb_residual = _laplacian_levels(y, levels, weights, boundary, threads, "b")
+    gm = _gaussian_levels(m, levels, weights, boundary, threads, "mask")
     if boundary == "zero":
         # Zero padding pulls the mask's pyramid towards 0 at the borders, which would leak
         # b into a there. Dividing by the pyramid of a constant image (normalised
         # convolution) keeps a constant mask constant; the other modes need no correction.
-        ones = gaussian_pyramid(
-            np.ones(m.shape[:2], dtype), levels, weights, boundary, threads=threads
-        )
+        ones = _gaussian_levels(np.ones(m.shape[:2], dtype), levels, weights, boundary, threads)
         gm = [g / (o if g.ndim == 2 else o[..., None]) for g, o in zip(gm, ones)]
     if m.ndim == 2 and x.ndim == 3:
         gm = [g[..., None] for g in gm]
 
+    compiled = get_engine().name == "compiled"
+
     def mix(weight: np.ndarray, from_a: np.ndarray, from_b: np.ndarray) -> np.ndarray:
-        # GM·LA + (1 - GM)·LB, written so that GM = 1 gives LA and GM = 0 gives LB exactly
+        # GM·LA + (1 - GM)·LB, written so that GM = 1 gives LA and GM = 0 gives LB exactly;
+        # the compiled engine's kernel makes the same roundings in one pass (§9)
+        if compiled:
+            from .compiled import mix_weighted
+
+            return mix_weighted(weight, from_a, from_b)
         return weight * from_a + (1 - weight) * from_b
 
-    bands = [mix(g, pa, pb) for g, pa, pb in zip(gm, la.bands, lb.bands)]
-    residual = mix(gm[-1], la.residual, lb.residual)
-    return reconstruct_laplacian(bands, residual, weights, boundary, threads=threads)
+    bands = [mix(g, pa, pb) for g, pa, pb in zip(gm, la_bands, lb_bands)]
+    residual = mix(gm[-1], la_residual, lb_residual)
+    # the mixed coefficients come from images checked above: the collapse checks nothing
+    return _collapse(bands, residual, weights, boundary, threads)

@@ -125,6 +125,10 @@ class Separable:
                 raise ValueError(f"{name} must share one shape, got {[m.shape for m in factors]}")
         object.__setattr__(self, "rows", rows)
         object.__setattr__(self, "cols", cols)
+        # read on every application: kept as plain tuples (a sparse shape is slower to read)
+        object.__setattr__(self, "_shapes", (
+            (rows[0].shape[1], cols[0].shape[1]), (rows[0].shape[0], cols[0].shape[0])
+        ))  # fmt: skip
 
     @property
     def terms(self) -> int:
@@ -134,12 +138,12 @@ class Separable:
     @property
     def shape_in(self) -> tuple[int, int]:
         """``(h, w)`` of the arrays it acts on."""
-        return self.rows[0].shape[1], self.cols[0].shape[1]
+        return self._shapes[0]
 
     @property
     def shape_out(self) -> tuple[int, int]:
         """``(m_h, m_w)`` of the arrays it makes."""
-        return self.rows[0].shape[0], self.cols[0].shape[0]
+        return self._shapes[1]
 
     @property
     def T(self) -> Separable:
@@ -611,16 +615,26 @@ class CompiledEngine:
     """
 
     name = "compiled"
+    _apply_rows = None
+
+    def _kernel(self):
+        """:func:`pyramids.compiled.apply_rows`, imported on first use (numba with it)."""
+        if self._apply_rows is None:
+            from .compiled import apply_rows
+
+            self._apply_rows = apply_rows
+        return self._apply_rows
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
         """The factors packed for the kernel in ``dtype``, made once and kept on ``op``."""
         key = ("compiled", dtype.str)
-        if key not in op.prepared:
+        packed = op.prepared.get(key)
+        if packed is None:
             from .compiled import factors
 
-            op.prepared[key] = factors(list(op.rows), list(op.cols), dtype)
-        return op.prepared[key]
+            packed = op.prepared[key] = factors(list(op.rows), list(op.cols), dtype)
+        return packed
 
     def apply(
         self,
@@ -636,11 +650,9 @@ class CompiledEngine:
         if out is not None and not out.flags.writeable:
             raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
-        from .compiled import apply_rows
-
+        apply_rows = self._kernel()
         packed = self._prepare(op, x.dtype)
-        h, w = op.shape_in
-        m_h, m_w = op.shape_out
+        (h, w), (m_h, m_w) = op._shapes
         c = x.shape[2] if x.ndim == 3 else 1
         image = x.reshape(h, w * c)
         if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):

@@ -8,13 +8,14 @@ residual ``g_K``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .arrays import as_float_image
+from .arrays import all_finite, as_float_image
 from .display import band_to_display
-from .engine import apply
+from .engine import get_engine
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .operators import (
     Boundary,
@@ -139,17 +140,87 @@ def gaussian_pyramid(
     >>> [g.shape for g in gaussian_pyramid(np.zeros((5, 8)), levels=2)]
     [(5, 8), (3, 4), (2, 2)]
     """
-    x = as_float_image(image)
+    x = as_float_image(image, check_finite=False)  # checked by _gaussian_levels
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
-    pyramid = [x.copy()]
-    with blas_limited():  # for the whole loop: see laplacian_pyramid
-        for _ in range(levels):
-            g = pyramid[-1]
-            pyramid.append(apply(reduce_operator(g.shape, weights, boundary), g, threads=threads))
+    # Level 0 must not alias the caller's array; a converted image (uint8, float16, a
+    # byte-swapped one) is a new array already, so only an unconverted one is copied.
+    if not isinstance(image, np.ndarray) or np.may_share_memory(x, image):
+        x = x.copy()
+    pyramid = _gaussian_levels(x, levels, weights, boundary, threads)
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
+
+
+def _reductions(shape: tuple[int, ...], levels: int, weights, boundary: Boundary) -> list:
+    """The ``levels`` reduction operators from an image of ``shape`` down, finest first."""
+    ops = []
+    for _ in range(levels):
+        ops.append(reduce_operator(shape, weights, boundary))
+        shape = (*ops[-1].shape_out, *shape[2:])
+    return ops
+
+
+def _spreads(op) -> bool:
+    """Whether a NaN or an infinity anywhere in the input of ``op`` reaches its output.
+
+    It does when every input row and column has a nonzero weight in some output (one term
+    of ``G`` or ``F``): a product with a nonzero weight stays NaN or infinite, and a sum
+    with a NaN or infinite term is NaN or infinite (docs/design.md §9). Kept on ``op``.
+    """
+    key = "spreads non-finite"
+    if key not in op.prepared:
+        op.prepared[key] = any(
+            all(np.all(np.bincount(m.indices[m.data != 0], minlength=m.shape[1]) > 0)
+                for m in (u, v))
+            for u, v in zip(op.rows, op.cols)
+        )  # fmt: skip
+    return op.prepared[key]
+
+
+def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
+    """The error of :func:`pyramids.arrays.as_float_image` for the first non-finite array."""
+    for name, array in arrays:
+        if not all_finite(array):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _passes(ops: list) -> tuple:
+    """``(engine, deferred, context)`` for a build of the operators ``ops``.
+
+    The engine is :func:`pyramids.engine.get_engine`'s, looked up once for the build. The
+    finite check is ``deferred`` (made on the result, after the passes) with the compiled
+    engine where every operator spreads NaN and infinity (:func:`_spreads`); numpy's
+    engines check first, as they would warn of the invalid values on their threads. The
+    context holds :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls
+    BLAS in every pass (for the whole build: releasing it between passes costs more than a
+    small pass); the compiled and matrix engines call no BLAS.
+    """
+    engine = get_engine()
+    deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
+    context = blas_limited() if engine.name == "separable" else nullcontext()
+    return engine, deferred, context
+
+
+def _gaussian_levels(
+    x: np.ndarray, levels: int, weights, boundary: Boundary, threads: int, name: str = "image"
+) -> list[np.ndarray]:
+    """``[x, G x, G G x, …]`` of a converted image ``x`` (not copied), and the check that
+    ``x`` is finite: where every reduction spreads non-finite values (:func:`_spreads`),
+    on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
+    finite (it can overflow from finite values, which is no error); else on ``x`` first."""
+    ops = _reductions(x.shape, levels, weights, boundary)
+    engine, deferred, limit = _passes(ops)
+    if not deferred:
+        _finite_or_raise([(name, x)])
+    pyramid = [x]
+    with limit:
+        for op in ops:
+            pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
+    if deferred and not all_finite(pyramid[-1]):
+        _finite_or_raise([(name, x)])
+    return pyramid
 
 
 class GaussianPyramid(Pyramid, Sequence):
@@ -398,26 +469,41 @@ def laplacian_pyramid(
     >>> bool(np.abs(pyr.reconstruct() - x).max() < 1e-12)
     True
     """
-    x = as_float_image(image)
+    x = as_float_image(image, check_finite=False)  # checked by _laplacian_levels
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
-    bands = []
-    g = x
-    # Every pass holds BLAS to one thread (pyramids.parallel.run_parts); holding it for the
-    # whole loop saves releasing it between passes, which costs more than a small pass.
-    with blas_limited():
-        for _ in range(levels):
-            coarse = apply(reduce_operator(g.shape, weights, boundary), g, threads=threads)
-            # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
-            expand = expand_operator(g.shape, weights, boundary)
-            bands.append(apply(expand, coarse, combine=(np.subtract, g), threads=threads))
-            g = coarse
-    residual = g.copy() if g is x else g
+    bands, residual = _laplacian_levels(x, levels, weights, boundary, threads)
+    if residual is x:  # no reduction: the residual must not alias the caller's array
+        residual = x.copy()
     return LaplacianPyramid._trusted(
         bands=bands, residual=residual, kernel=weights, boundary=boundary
     )
+
+
+def _laplacian_levels(
+    x: np.ndarray, levels: int, weights, boundary: Boundary, threads: int, name: str = "image"
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The bands and the residual of a converted image ``x`` (the residual is ``x`` for
+    no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
+    every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
+    ops = _reductions(x.shape, levels, weights, boundary)
+    engine, deferred, limit = _passes(ops)
+    if not deferred:
+        _finite_or_raise([(name, x)])
+    bands = []
+    g = x
+    with limit:
+        for op in ops:
+            coarse = engine.apply(op, g, threads=threads)
+            # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
+            expand = expand_operator(g.shape, weights, boundary)
+            bands.append(engine.apply(expand, coarse, combine=(np.subtract, g), threads=threads))
+            g = coarse
+    if deferred and not all_finite(g):
+        _finite_or_raise([(name, x)])
+    return bands, g
 
 
 def reconstruct_laplacian(
@@ -497,17 +583,45 @@ def reconstruct_laplacian(
     """
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
-    g = as_float_image(residual, "residual")
-    layers = [as_float_image(band, f"bands[{k}]") for k, band in enumerate(bands)]
-    _check_chain([*layers, g], [f"bands[{k}]" for k in range(len(layers))] + ["residual"])
+    # checked for NaN and infinity by _collapse
+    g = as_float_image(residual, "residual", check_finite=False)
+    layers = [
+        as_float_image(band, f"bands[{k}]", check_finite=False) for k, band in enumerate(bands)
+    ]
+    names = [f"bands[{k}]" for k in range(len(layers))] + ["residual"]
+    _check_chain([*layers, g], names)
     threads = resolve_threads(threads)
-    dtype = np.result_type(g, *layers)
-    g = g.astype(dtype, copy=True)
-    with blas_limited():  # for the whole loop: see laplacian_pyramid
-        for band in reversed(layers):
-            expand = expand_operator(band.shape, weights, boundary)
+    return _collapse(layers, g, weights, boundary, threads, names)
+
+
+def _collapse(
+    bands: list[np.ndarray],
+    residual: np.ndarray,
+    weights,
+    boundary: Boundary,
+    threads: int,
+    names: list[str] | None = None,
+) -> np.ndarray:
+    """The collapse of converted, chained coefficients (a new array). With ``names`` (the
+    coefficients', residual last) it checks them for NaN and infinity: on the result only
+    where :func:`_passes` defers the check (each step is ``L_k + F g_{k+1}``, and every
+    ``F`` spreads them), on the coefficients themselves, the residual first, where the
+    result is not finite or the check is not deferred."""
+    dtype = np.result_type(residual, *bands)
+    ops = [expand_operator(band.shape, weights, boundary) for band in bands]
+    engine, deferred, limit = _passes(ops)
+    check = names is not None
+    deferred = check and (deferred or not bands)  # no bands: the result is the residual
+    coefficients = list(zip(names or [], [*bands, residual]))
+    if check and not deferred:
+        _finite_or_raise(coefficients[-1:] + coefficients[:-1])
+    g = residual.astype(dtype, copy=True)
+    with limit:
+        for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
-            g = apply(expand, g, combine=(np.add, base), threads=threads)
+            g = engine.apply(expand, g, combine=(np.add, base), threads=threads)
+    if deferred and not all_finite(g):
+        _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     return g
 
 
