@@ -163,7 +163,8 @@ def evaluate(
     Parameters
     ----------
     model : Sequential
-    images : ndarray, shape (N, 1, H, W), float32
+    images : ndarray, shape (N, 1, H, W), float
+        Fed in the parameters' dtype, as by :func:`predict`.
     labels : ndarray of int, shape (N,)
     batch_size : int
     threads : int, optional
@@ -198,7 +199,10 @@ def predict(
     Parameters
     ----------
     model : Sequential
-    images : ndarray, shape (N, 1, H, W)
+    images : ndarray, shape (N, 1, H, W), float
+        Each batch is fed in the dtype of the model's parameters (a float64 checkpoint
+        takes the float32 images :func:`~convnet.data.normalise` makes by default, as
+        :func:`convnet.inspect.feature_maps` does); other dtypes are passed on unchanged.
     batch_size : int
         Images per forward pass.
     threads : int, optional
@@ -206,11 +210,20 @@ def predict(
         :class:`~convnet.model.Sequential`). The result does not depend on it, nor on the
         number of threads BLAS may use (see :func:`thread_independent`).
     """
+    params = list(model.parameters().values())
+    dtype = params[0].dtype if params else None
+
+    def batch(i: int) -> np.ndarray:
+        x = images[i : i + batch_size]
+        if dtype is not None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            x = x.astype(dtype, copy=False)
+        return x
+
     was_training = model.training
     model.eval()
     with thread_independent():
         out = [
-            softmax(model.forward(images[i : i + batch_size], threads=threads))
+            softmax(model.forward(batch(i), threads=threads))
             for i in range(0, len(images), batch_size)
         ]
     model.train(was_training)
