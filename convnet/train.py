@@ -699,17 +699,26 @@ def _train_epoch(
     loss_sum, correct = 0.0, 0
     lr = opt.lr
     steps = -(-n // size)
+    diverged = f"the loss diverged in epoch {epoch}; lower --lr"
+
+    def chunk_loss(z: np.ndarray, rows: slice, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        # Logits that overflowed are a diverged run (a runtime failure), not the bad
+        # input cross_entropy would call them.
+        if not np.isfinite(z).all():
+            raise FloatingPointError(diverged)
+        return cross_entropy(z, yb[rows], count=len(yb))
+
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
         # Each chunk's forward pass, loss and backward pass in one go (docs/design.md
         # §5.10); the gradients are those of the whole batch's mean loss.
         loss, logits = model.train_step(
-            xb, lambda z, rows, yb=yb: cross_entropy(z, yb[rows], count=len(yb)), threads=threads
+            xb, lambda z, rows, yb=yb: chunk_loss(z, rows, yb), threads=threads
         )
         opt.step(model.grads())
         schedule.step()
         if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss diverged in epoch {epoch}; lower --lr")
+            raise FloatingPointError(diverged)
         loss_sum += loss * len(yb)
         correct += int((logits.argmax(axis=1) == yb).sum())
     return loss_sum / n, correct / n, lr, time.perf_counter() - start

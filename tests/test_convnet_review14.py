@@ -1,12 +1,17 @@
 """Regression tests from the review of issue 14's convnet pieces (bad input, classic variant)."""
 
+import gzip
+import warnings
+
 import numpy as np
 import pytest
+from convnet_data import mnist5k_dir
 from PIL import Image
 
 from convnet import lenet5
 from convnet.checkpoint import save_checkpoint
 from convnet.cli import main
+from convnet.data import load_mnist
 from convnet.preprocess import prepare_digit
 
 
@@ -30,3 +35,53 @@ def test_an_image_with_a_side_of_one_pixel_is_called_too_small(tmp_path, capsys,
     assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="must be a 2-D grey image"):
         prepare_digit(np.zeros((3, 3, 3)))
+
+
+def _mnist_dir(directory, count):
+    """An MNIST-style directory of mnist-5k's first ``count`` training digits (test = train)."""
+    data = load_mnist(mnist5k_dir())
+    images, labels = data.train_images[:count], data.train_labels[:count]
+    directory.mkdir()
+    for prefix in ("train", "t10k"):
+        head = np.array([0x803, count, 28, 28], ">u4").tobytes()
+        (directory / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(head + images.tobytes())
+        )
+        head = np.array([0x801, count], ">u4").tobytes()
+        (directory / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(head + labels.astype(np.uint8).tobytes())
+        )
+    return directory
+
+
+@pytest.mark.parametrize("variant", ["relu", "classic"])
+def test_a_diverging_training_run_is_a_runtime_failure(tmp_path, capsys, variant):
+    # review: cross_entropy met the overflowed logits before the loss was checked, and its
+    # "logits contain NaN or infinite values" ended the run as bad input (exit 2), never
+    # reaching "the loss diverged …; lower --lr" (exit 1, as the command's help says).
+    # A learning rate of 1e6 overflows float32 within the first epoch's 16 steps.
+    data = _mnist_dir(tmp_path / "data", 256)
+    out = tmp_path / "m.npz"
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--variant",
+        variant,
+        "--lr",
+        "1e6",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-augment",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow warnings
+        assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.endswith("convnet: error: the loss diverged in epoch 1; lower --lr\n"), err
+    assert not out.exists()
