@@ -12,6 +12,8 @@ from convnet import lenet5
 from convnet.checkpoint import save_checkpoint
 from convnet.cli import main
 from convnet.data import load_mnist
+from convnet.fast_layers import FastMaxPool2D, FastReLU
+from convnet.layers import MaxPool2D
 from convnet.preprocess import prepare_digit
 
 
@@ -85,3 +87,20 @@ def test_a_diverging_training_run_is_a_runtime_failure(tmp_path, capsys, variant
     err = capsys.readouterr().err
     assert err.endswith("convnet: error: the loss diverged in epoch 1; lower --lr\n"), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 3, 3), (2, 2, 2, 2), (1, 2, 1, 1), (1, 2, 2)])
+def test_fast_layers_refuse_a_gradient_of_another_shape(shape):
+    # review: the compiled backward passes index without bounds checks, so a dout of the
+    # wrong shape was read past its end (or short of it) and gave a gradient of a made-up
+    # shape, where the reference max pooling raises (the reference ReLU broadcasts).
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    dout = np.ones(shape, np.float32)
+    with pytest.raises(ValueError):
+        MaxPool2D(2).backward({}, MaxPool2D(2).forward({}, x)[1], dout)
+    for fast in (FastMaxPool2D(2), FastReLU()):
+        out, cache = fast.forward({}, x)
+        if shape == out.shape:
+            continue
+        with pytest.raises(ValueError, match="dout must have the forward output's shape"):
+            fast.backward({}, cache, dout)
