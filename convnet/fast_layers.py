@@ -131,6 +131,15 @@ class FastConv2D(Conv2D):
         return dxp[:, :, ph : ph + h, pw : pw + w], grads
 
 
+def _check_dout(dout: np.ndarray, shape: Shape, name: str) -> None:
+    """Refuse a ``dout`` whose shape is not the forward output's: the compiled loops index
+    without bounds checks, and would read past its end or leave part of ``dx`` unset."""
+    if np.shape(dout) != shape:
+        raise ValueError(
+            f"{name}: dout must have the forward output's shape {shape}, got {np.shape(dout)}"
+        )
+
+
 # --------------------------------------------------------------------------- pooling
 
 
@@ -174,6 +183,7 @@ class FastMaxPool2D(MaxPool2D):
         """As :meth:`MaxPool2D.backward`: each window's gradient to the tap that won."""
         if not isinstance(cache, _Pool2Cache):
             return super().backward(params, cache, dout, need_dx=need_dx)
+        _check_dout(dout, cache.where.shape, "MaxPool2D")
         return max_pool2_backward(np.ascontiguousarray(dout), cache.where), {}
 
 
@@ -199,5 +209,6 @@ class FastReLU(ReLU):
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
     ) -> Backward:
         """``dout`` where the output was positive, 0 elsewhere."""
+        _check_dout(dout, cache.shape, "ReLU")
         dout = np.ascontiguousarray(dout)
         return relu_backward(dout.reshape(-1), cache.reshape(-1)).reshape(dout.shape), {}

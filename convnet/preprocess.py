@@ -40,13 +40,17 @@ def prepare_digit(image: np.ndarray, threshold: float = 0.25) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the image is not 2-D, not finite, or holds no visible digit.
+        If the image is not 2-D, smaller than 2×2, not finite, or holds no visible digit.
     """
     from PIL import Image
 
     img = np.asarray(image, dtype=np.float64)
-    if img.ndim != 2 or min(img.shape) < 2:
+    if img.ndim != 2:
         raise ValueError(f"image must be a 2-D grey image, got shape {img.shape}")
+    if min(img.shape) < 2:  # no border apart from the digit: the background is unknown
+        raise ValueError(
+            f"image is {img.shape[0]}×{img.shape[1]} pixels, too small for a digit (at least 2×2)"
+        )
     if not np.isfinite(img).all():
         raise ValueError("image contains NaN or infinite values")
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])

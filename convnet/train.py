@@ -163,7 +163,8 @@ def evaluate(
     Parameters
     ----------
     model : Sequential
-    images : ndarray, shape (N, 1, H, W), float32
+    images : ndarray, shape (N, 1, H, W), float
+        Fed in the parameters' dtype, as by :func:`predict`.
     labels : ndarray of int, shape (N,)
     batch_size : int
     threads : int, optional
@@ -198,7 +199,10 @@ def predict(
     Parameters
     ----------
     model : Sequential
-    images : ndarray, shape (N, 1, H, W)
+    images : ndarray, shape (N, 1, H, W), float
+        Each batch is fed in the dtype of the model's parameters (a float64 checkpoint
+        takes the float32 images :func:`~convnet.data.normalise` makes by default, as
+        :func:`convnet.inspect.feature_maps` does); other dtypes are passed on unchanged.
     batch_size : int
         Images per forward pass.
     threads : int, optional
@@ -206,11 +210,20 @@ def predict(
         :class:`~convnet.model.Sequential`). The result does not depend on it, nor on the
         number of threads BLAS may use (see :func:`thread_independent`).
     """
+    params = list(model.parameters().values())
+    dtype = params[0].dtype if params else None
+
+    def batch(i: int) -> np.ndarray:
+        x = images[i : i + batch_size]
+        if dtype is not None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            x = x.astype(dtype, copy=False)
+        return x
+
     was_training = model.training
     model.eval()
     with thread_independent():
         out = [
-            softmax(model.forward(images[i : i + batch_size], threads=threads))
+            softmax(model.forward(batch(i), threads=threads))
             for i in range(0, len(images), batch_size)
         ]
     model.train(was_training)
@@ -686,17 +699,26 @@ def _train_epoch(
     loss_sum, correct = 0.0, 0
     lr = opt.lr
     steps = -(-n // size)
+    diverged = f"the loss diverged in epoch {epoch}; lower --lr"
+
+    def chunk_loss(z: np.ndarray, rows: slice, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        # Logits that overflowed are a diverged run (a runtime failure), not the bad
+        # input cross_entropy would call them.
+        if not np.isfinite(z).all():
+            raise FloatingPointError(diverged)
+        return cross_entropy(z, yb[rows], count=len(yb))
+
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]
         # Each chunk's forward pass, loss and backward pass in one go (docs/design.md
         # §5.10); the gradients are those of the whole batch's mean loss.
         loss, logits = model.train_step(
-            xb, lambda z, rows, yb=yb: cross_entropy(z, yb[rows], count=len(yb)), threads=threads
+            xb, lambda z, rows, yb=yb: chunk_loss(z, rows, yb), threads=threads
         )
         opt.step(model.grads())
         schedule.step()
         if not np.isfinite(loss):
-            raise FloatingPointError(f"the loss diverged in epoch {epoch}; lower --lr")
+            raise FloatingPointError(diverged)
         loss_sum += loss * len(yb)
         correct += int((logits.argmax(axis=1) == yb).sum())
     return loss_sum / n, correct / n, lr, time.perf_counter() - start

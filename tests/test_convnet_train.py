@@ -453,7 +453,9 @@ def _mlp() -> Sequential:
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: lenet5(seed=3), _mlp, _net_with_dropout], ids=["lenet5", "mlp", "dropout"]
+    "make",
+    [lambda: lenet5(seed=3), lambda: lenet5(seed=3, variant="classic"), _mlp, _net_with_dropout],
+    ids=["lenet5", "classic", "mlp", "dropout"],
 )
 @pytest.mark.parametrize("batch_size", [48, 20])
 def test_training_ends_bit_identical_for_any_thread_count(digits, make, batch_size):
