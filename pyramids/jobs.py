@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -36,8 +37,8 @@ __all__ = ["JobFailed", "blend_many", "decompose_many", "decompose_zarr", "run",
 
 #: Most worker processes of ``--scheduler processes``.
 MAX_LOCAL_WORKERS = 4
-#: How long to try to reach a scheduler given by its address.
-CONNECT_TIMEOUT = "10s"
+#: How long to try to reach a scheduler given by its address, in seconds.
+CONNECT_TIMEOUT = 10
 
 
 class JobFailed(OSError):
@@ -95,12 +96,46 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
             f"--scheduler must be threads, processes or a scheduler address such as "
             f"tcp://host:8786, got {spec!r}"
         )
-    try:
-        client = Client(spec, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
-        raise JobFailed(f"cannot reach the dask scheduler at {spec}: {exc}") from None
+    client = _connect(Client, spec)
     with client:
         yield {"scheduler": client}
+
+
+def _connect(client_class: type, spec: str):
+    """A ``Client`` of the scheduler at ``spec``, or :class:`JobFailed` within a bounded time.
+
+    ``Client(timeout=…)`` bounds the TCP connection but not the handshake that follows: a
+    server there that is not a dask scheduler (an HTTP server, say) can keep it waiting
+    forever, or send a "message length" that asks for exabytes. So the client is made in a
+    daemon thread, abandoned after ``CONNECT_TIMEOUT`` plus a margin.
+    """
+    box: dict = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(spec, timeout=f"{CONNECT_TIMEOUT}s")
+        except BaseException as exc:  # reported by the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="pyramids-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT + 5)
+    if thread.is_alive():
+        raise JobFailed(
+            f"cannot reach the dask scheduler at {spec}: no dask handshake within "
+            f"{CONNECT_TIMEOUT + 5} s (is it a dask scheduler?)"
+        )
+    error = box.get("error")
+    if isinstance(error, ValueError) and "client" not in box:
+        raise ValueError(f"--scheduler {spec}: not a scheduler address ({error})") from None
+    if isinstance(error, MemoryError):
+        raise JobFailed(
+            f"cannot reach the dask scheduler at {spec}: the server there does not speak "
+            "dask's protocol"
+        ) from None
+    if error is not None:
+        raise JobFailed(f"cannot reach the dask scheduler at {spec}: {error}") from None
+    return box["client"]
 
 
 def run(work: Callable[[], object]) -> object:

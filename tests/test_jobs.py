@@ -5,6 +5,7 @@ serves the whole module; the commands are pointed at it by its address, as they 
 a cluster of several machines.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_unreachable_scheduler_is_a_runtime_error(tmp_path, capsys, monkeypatch)
     require_module("distributed", "dask.distributed connects to the scheduler")
     from pyramids import jobs
 
-    monkeypatch.setattr(jobs, "CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(jobs, "CONNECT_TIMEOUT", 1)
     path = images(tmp_path / "in", 2, 6)
     code = main(
         [
@@ -169,3 +170,51 @@ def test_local_process_cluster_runs_the_folder_job(tmp_path):
         saved = load_pyramid(out / path.stem / "pyramid.npz")
         expected = pyramids.gaussian_pyramid(read_image(path))
         assert all(np.array_equal(a, b) for a, b in zip(saved.images, expected))
+
+
+def test_a_server_that_is_not_a_scheduler_fails_within_a_bounded_time(tmp_path, capsys):
+    """A server that accepts the connection and never answers dask's handshake (one that is
+    not a dask scheduler) held the command forever: ``Client(timeout=…)`` bounds only the
+    TCP connection. It fails within CONNECT_TIMEOUT + 5 s; the bound asserted here adds
+    generous slack for a loaded machine."""
+    require_module("distributed", "dask.distributed connects to the scheduler")
+    import socket
+    import threading
+    import time
+
+    from pyramids import jobs
+
+    accepted = []
+    with socket.socket() as server, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jobs, "CONNECT_TIMEOUT", 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def accept():
+            with contextlib.suppress(OSError):
+                while True:
+                    accepted.append(server.accept()[0])  # held open, never answered
+
+        threading.Thread(target=accept, daemon=True).start()
+        paths = images(tmp_path / "in", 2, 9, shape=(8, 8))
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        start = time.monotonic()
+        code = main(
+            ["decompose", *map(str, paths), "-o", str(tmp_path / "o"), "--scheduler", address]
+        )
+        elapsed = time.monotonic() - start
+    for connection in accepted:
+        connection.close()
+    assert code == 1 and elapsed < 30
+    err = capsys.readouterr().err
+    assert "no dask handshake" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_an_address_that_does_not_parse_is_an_input_error(tmp_path, capsys):
+    require_module("distributed", "dask.distributed parses the address")
+    paths = images(tmp_path / "in", 2, 10, shape=(8, 8))
+    command = ["decompose", *map(str, paths), "-o", str(tmp_path / "o")]
+    assert main([*command, "--scheduler", "host:port"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler host:port: not a scheduler address" in err and err.count("\n") == 1
