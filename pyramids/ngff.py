@@ -27,8 +27,10 @@ wrote (its metadata says so) is replaced, by swapping it with the new one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,17 +112,31 @@ def _read_ome_zarr(path: Path) -> da.Array:
 def _tiff_block(path: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     import tifffile
 
-    with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
-        return np.asarray(zarr.open_array(store, mode="r")[rows[0] : rows[1], cols[0] : cols[1]])
+    try:
+        with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
+            block = zarr.open_array(store, mode="r")[rows[0] : rows[1], cols[0] : cols[1]]
+    except (ValueError, IndexError, KeyError) as exc:  # a corrupt tile, found when read
+        raise ValueError(f"{path}: corrupt TIFF ({' '.join(str(exc).split())})") from None
+    return np.asarray(block)
 
 
 def _read_tiff(path: Path, max_pixels: int | None) -> da.Array:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
-        tile = series.pages[0].tilelength or series.pages[0].rowsperstrip or 256
+    log = logging.getLogger("tifffile")  # it logs what it skips; the error says it once
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("no image in it")
+            series = tif.series[0]
+            axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
+            tile = series.pages[0].tilelength or series.pages[0].rowsperstrip or 256
+    except (ValueError, IndexError, KeyError, struct.error) as exc:  # TiffFileError: ValueError
+        raise ValueError(f"{path}: not a TIFF image tifffile can read ({exc})") from None
+    finally:
+        log.setLevel(level)
     if axes not in ("YX", "YXS"):
         raise ValueError(f"{path}: TIFF axes {axes!r}; only YX and YXS (samples last) are read")
     if max_pixels is not None and shape[0] * shape[1] > max_pixels:

@@ -240,3 +240,40 @@ def test_a_full_disk_fails_with_one_line_and_leaves_nothing(tmp_path, capsys, mo
     assert main(["decompose", str(source), "--kind", "gaussian", "--zarr", str(out)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_bad_tiffs_are_one_line_input_errors(tmp_path, capsys):
+    """A TIFF cut short (its tile is found corrupt only when read, on a worker), bytes that
+    are no TIFF, and a 5-D stack: each one line, exit 2, nothing written. Before, the first
+    error did not name the file and the second was an IndexError's traceback."""
+    big_modules()
+    tifffile = require_module("tifffile", "tifffile writes the test TIFFs")
+    good = tiled_tiff(tmp_path / "good.tif", np.zeros((64, 64), np.uint16), tile=32)
+    (tmp_path / "short.tif").write_bytes(good.read_bytes()[:500])
+    (tmp_path / "noise.tif").write_bytes(b"II*\x00" + b"garbage" * 10)
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 2, 2, 16, 16), np.uint8), imagej=True)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name, message in [
+        ("short.tif", "short.tif: corrupt TIFF"),
+        ("noise.tif", "noise.tif: not a TIFF image tifffile can read"),
+        ("stack.tif", "only YX and YXS"),
+    ]:
+        out = str(tmp_path / "out.zarr")
+        assert main(["decompose", str(tmp_path / name), "--zarr", out, "--kind", "gaussian"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_chunks_larger_than_any_block_dask_can_size_are_the_whole_image(tmp_path):
+    """--chunks 10**20 was a TypeError's traceback from dask (a block side past int64)."""
+    big_modules()
+    zarr = require_module("zarr", "zarr reads the store")
+    x = (np.random.default_rng(4).random((20, 30)) * 255).astype(np.uint8)
+    source = tiled_tiff(tmp_path / "s.tif", x, tile=16)
+    out = tmp_path / "o.zarr"
+    command = ["decompose", str(source), "--kind", "gaussian", "--zarr", str(out), "--levels", "1"]
+    assert main([*command, "--chunks", str(10**20)]) == 0
+    group = zarr.open_group(str(out), mode="r")
+    assert group["0"].chunks == (20, 30)
+    assert np.array_equal(group["0"][:], x)
