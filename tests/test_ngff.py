@@ -300,3 +300,29 @@ def test_chunks_larger_than_any_block_dask_can_size_are_the_whole_image(tmp_path
     group = zarr.open_group(str(out), mode="r")
     assert group["0"].chunks == (20, 30)
     assert np.array_equal(group["0"][:], x)
+
+
+def test_stores_validate_as_ngff_0_5_images(tmp_path):
+    """Both kinds, grey and colour, pass the NGFF 0.5 image model of ome-zarr-models (an
+    implementation of the specification independent of ours and of ome-zarr's reader) and
+    ome-zarr's own checks of the transforms and axes."""
+    big_modules()
+    zarr = require_module("zarr", "zarr opens the store")
+    models = require_module("ome_zarr_models.v05.image", "ome-zarr-models validates NGFF 0.5")
+    formats = require_module("ome_zarr.format", "ome-zarr checks the transforms")
+    axes_module = require_module("ome_zarr.axes", "ome-zarr checks the axes")
+    rng = np.random.default_rng(5)
+    for kind, shape in [("gaussian", (37, 29)), ("laplacian", (37, 29, 3))]:
+        source = tiled_tiff(tmp_path / f"{kind}.tif", (rng.random(shape) * 255).astype(np.uint8))
+        out = tmp_path / f"{kind}.zarr"
+        command = ["decompose", str(source), "--kind", kind, "--zarr", str(out), "--levels", "2"]
+        assert main([*command, "--chunks", "16"]) == 0
+        group = zarr.open_group(str(out), mode="r")
+        image = models.Image.from_zarr(group)  # raises on any departure from the models
+        (multiscale,) = image.ome_attributes.multiscales
+        assert [a.name for a in multiscale.axes] == ["c", "y", "x"][3 - len(shape) :]
+        assert [d.path for d in multiscale.datasets] == ["0", "1", "2"]
+        described = group.attrs["ome"]["multiscales"][0]
+        transforms = [d["coordinateTransformations"] for d in described["datasets"]]
+        formats.FormatV05().validate_coordinate_transformations(len(shape), 3, transforms)
+        axes_module.Axes(described["axes"], fmt=formats.FormatV05()).validate()
