@@ -168,6 +168,9 @@ def decompose_zarr(args: argparse.Namespace) -> None:
     source, target = Path(args.image[0]), Path(args.zarr)
     if _same_file(source, target) or source.absolute() == target.absolute():
         raise CommandError(f"output {target} is the input; choose another name")
+    inner, outer = source.resolve(), target.resolve()
+    if outer in inner.parents or (source.is_dir() and inner in outer.parents):
+        raise CommandError(f"output {target} and input {source} lie one inside the other")
     ngff._check_target(target, args.force)  # before any work
     # TIFF and OME-Zarr are read block by block: --max-pixels guards in-memory decoding only
     lazy = source.is_dir() or source.suffix.lower() in (".tif", ".tiff")

@@ -17,7 +17,8 @@ bands is within half a grey level before rounding.
 Writing is all or nothing: the store is written under a hidden name beside ``OUT.zarr``,
 levels first and the group's metadata last, and renamed into place only when complete. An
 existing path is refused unless ``force``, and even then only a store that this module
-wrote (its metadata says so) is replaced, by swapping it with the new one.
+wrote (its metadata says so) and that holds nothing else (no ``labels`` group or other file
+added since) is replaced, by swapping it with the new one.
 
 :func:`read_lazy` opens an OME-Zarr image (level 0), a TIFF (tile by tile, through
 ``tifffile``'s Zarr view) or any other image (decoded in memory) as a Dask array of shape
@@ -220,6 +221,13 @@ def _check_target(path: Path, force: bool) -> None:
     if not is_ours(path):
         raise ValueError(
             f"{path} exists and is not an OME-Zarr store written by pyramids; not replacing it"
+        )
+    # ours, but something may have been added since (a labels group, notes): keep it
+    levels = {d.get("path") for d in _multiscales(_open_group(path))[0].get("datasets", [])}
+    added = sorted(p.name for p in path.iterdir() if p.name not in {"zarr.json", *levels})
+    if added:
+        raise ValueError(
+            f"{path} holds {', '.join(added)}, which pyramids did not write; not replacing it"
         )
 
 

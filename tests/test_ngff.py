@@ -326,3 +326,25 @@ def test_stores_validate_as_ngff_0_5_images(tmp_path):
         transforms = [d["coordinateTransformations"] for d in described["datasets"]]
         formats.FormatV05().validate_coordinate_transformations(len(shape), 3, transforms)
         axes_module.Axes(described["axes"], fmt=formats.FormatV05()).validate()
+
+
+def test_force_keeps_what_was_added_to_our_store_and_stays_out_of_the_input(tmp_path, capsys):
+    """--force replaced a store of ours together with a labels group added to it since (the
+    NGFF place for segmentations), and wrote the output inside the input store."""
+    big_modules()
+    x = (np.random.default_rng(6).random((24, 20)) * 255).astype(np.uint8)
+    source = tiled_tiff(tmp_path / "s.tif", x, tile=16)
+    out = tmp_path / "out.zarr"
+    command = ["decompose", str(source), "--kind", "gaussian", "--zarr", str(out), "--levels", "1"]
+    assert main(command) == 0
+    (out / "labels").mkdir()
+    (out / "labels" / "cells.txt").write_text("someone's work")
+    capsys.readouterr()
+    assert main([*command, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "holds labels, which pyramids did not write" in err and err.count("\n") == 1
+    assert (out / "labels" / "cells.txt").read_text() == "someone's work"
+    inside = out / "inner.zarr"
+    assert main(["decompose", str(out), "--kind", "gaussian", "--zarr", str(inside)]) == 2
+    assert "one inside the other" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1", "labels", "zarr.json"]
