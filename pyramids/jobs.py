@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -88,6 +90,7 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
                 dashboard_address="127.0.0.1:0",  # None still serves HTTP on 8787
             ) as cluster,
             Client(cluster) as client,
+            _quiet_when_interrupted(),  # innermost: before they close
         ):
             yield {"scheduler": client}
         return
@@ -97,8 +100,24 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
             f"tcp://host:8786, got {spec!r}"
         )
     client = _connect(Client, spec)
-    with client:
+    with client, _quiet_when_interrupted():
         yield {"scheduler": client}
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted() -> Iterator[None]:
+    """Silence ``dask.distributed``'s, asyncio's and tornado's loggers once a client or
+    cluster closes because of Ctrl-C or SIGTERM: the workers logged the cancelled tasks
+    above the command's one line. (After Ctrl-C, asyncio still prints "Task exception was
+    never retrieved" for the client's gather tasks, not through these loggers.)"""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:  # KeyboardInterrupt, the command's SIGTERM
+        for name in ("distributed", "asyncio", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
 
 
 def _connect(client_class: type, spec: str):
@@ -185,18 +204,26 @@ def decompose_zarr(args: argparse.Namespace) -> None:
         "boundary": args.boundary,
         "levels": len(levels) - 1,
     }
-    with scheduler(args.scheduler) as options:
-        run(
-            lambda: ngff.write_multiscale(
-                target,
-                levels,
-                args.kind,
-                source_dtype=x.dtype,
-                metadata=metadata,
-                force=args.force,
-                compute=options,
+    stages = f".{target.name}.partial-*"
+    before = set(target.absolute().parent.glob(stages))
+    try:
+        with scheduler(args.scheduler) as options:
+            run(
+                lambda: ngff.write_multiscale(
+                    target,
+                    levels,
+                    args.kind,
+                    source_dtype=x.dtype,
+                    metadata=metadata,
+                    force=args.force,
+                    compute=options,
+                )
             )
-        )
+    finally:
+        # write_multiscale removes its stage at once, but a block a worker was writing
+        # then can bring it back: remove it again once the workers are gone
+        for stage in set(target.absolute().parent.glob(stages)) - before:
+            shutil.rmtree(stage, ignore_errors=True)
     shape = "×".join(str(s) for s in x.shape)
     print(f"wrote a {args.kind} pyramid of {len(levels) - 1} levels of {shape} to {target}")
 

@@ -348,3 +348,21 @@ def test_force_keeps_what_was_added_to_our_store_and_stays_out_of_the_input(tmp_
     assert main(["decompose", str(out), "--kind", "gaussian", "--zarr", str(inside)]) == 2
     assert "one inside the other" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["0", "1", "labels", "zarr.json"]
+
+
+def test_a_stage_a_late_worker_brings_back_is_removed(tmp_path, capsys, monkeypatch):
+    """A block a worker is still writing when write_multiscale removes its stage (after
+    Ctrl-C or another task's failure) recreates the stage's folders: decompose removes them
+    again once the workers are gone. Here a write that fails after leaving such a folder."""
+    ngff, _ = big_modules()
+    source = tiled_tiff(tmp_path / "s.tif", np.zeros((32, 32), np.uint8), tile=16)
+    out = tmp_path / "out.zarr"
+
+    def late_block(path, *args, **kwargs):
+        (tmp_path / ".out.zarr.partial-late" / "0" / "c").mkdir(parents=True)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ngff, "write_multiscale", late_block)
+    assert main(["decompose", str(source), "--kind", "gaussian", "--zarr", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
