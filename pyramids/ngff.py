@@ -195,8 +195,11 @@ def read_lazy(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_P
 
 
 def _quantise_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    top = float(np.iinfo(dtype).max)
-    return np.rint(np.clip(block, 0.0, 1.0) * top).astype(dtype)
+    """Floats scaled as :func:`pyramids.arrays.as_float_image` scales ``dtype``, back to it:
+    ``[0, 1]`` for unsigned types, ``[min/max, 1]`` for signed ones (negatives kept)."""
+    info = np.iinfo(dtype)
+    top = float(info.max)
+    return np.rint(np.clip(block, info.min / top, 1.0) * top).astype(dtype)
 
 
 def _stored(level: da.Array, kind: str, source_dtype: np.dtype) -> da.Array:

@@ -366,3 +366,25 @@ def test_a_stage_a_late_worker_brings_back_is_removed(tmp_path, capsys, monkeypa
     assert main(["decompose", str(source), "--kind", "gaussian", "--zarr", str(out)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_a_signed_image_keeps_its_negative_values(tmp_path):
+    """int16 levels were clipped at 0: as_float_image maps signed types to [-1, 1]."""
+    big_modules()
+    zarr = require_module("zarr", "zarr reads the store")
+    x = (np.random.default_rng(7).random((40, 36)) * 60000 - 30000).astype(np.int16)
+    source = tiled_tiff(tmp_path / "signed.tif", x, tile=16)
+    out = tmp_path / "o.zarr"
+    command = ["decompose", str(source), "--kind", "gaussian", "--zarr", str(out), "--levels", "2"]
+    assert main([*command, "--chunks", "16"]) == 0
+    group = zarr.open_group(str(out), mode="r")
+    assert np.array_equal(group["0"][:], x)
+    expected = pyramids.gaussian_pyramid(x, 2)
+    for k in (1, 2):
+        rounded = np.rint(np.clip(expected[k], -32768 / 32767, 1.0) * 32767)
+        stored = group[str(k)][:]
+        assert stored.dtype == np.int16 and stored.min() < 0
+        if exact_engine():
+            assert np.array_equal(stored, rounded.astype(np.int16))
+        else:
+            assert np.abs(stored - rounded).max() <= 1
