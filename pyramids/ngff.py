@@ -93,6 +93,8 @@ def is_ours(path: str | os.PathLike) -> bool:
 def _read_ome_zarr(path: Path) -> da.Array:
     group = _open_group(path)
     multiscale = _multiscales(group)[0]
+    if multiscale.get("type") == "laplacian":  # its level 0 is a band, not the image
+        raise ValueError(f"{path} holds a Laplacian pyramid's bands, not an image")
     try:
         names = [axis["name"] if isinstance(axis, dict) else axis for axis in multiscale["axes"]]
         level0 = multiscale["datasets"][0]["path"]

@@ -5,6 +5,7 @@ import platform
 import warnings
 
 import numpy as np
+import pytest
 from requires import require_module
 
 import pyramids
@@ -130,8 +131,9 @@ def test_laplacian_colour_store_is_float32_channels_first_and_collapses_back(tmp
     out_image = pyramids.reconstruct_laplacian(stored[:3], stored[3], boundary="symmetric")
     bound = pyramids.reconstruction_error_bound(x.shape, 3, "binomial", "symmetric", np.float32)
     assert np.abs(out_image - x).max() <= bound
-    # read back as an input: (c, y, x) becomes (y, x, c) again
-    assert ngff.read_lazy(out).shape == x.shape
+    # not an input: its level 0 is the finest band, not the image (it was read as one)
+    with pytest.raises(ValueError, match="Laplacian pyramid's bands, not an image"):
+        ngff.read_lazy(out)
 
 
 def test_existing_paths_are_refused_and_only_our_stores_replaced(tmp_path, capsys):
