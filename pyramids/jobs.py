@@ -262,6 +262,8 @@ def decompose_many(args: argparse.Namespace) -> None:
     if repeated:
         raise CommandError(f"two images would share an output folder: {', '.join(repeated)}")
     for path in sources:
+        if path.is_dir():
+            raise CommandError(f"{path} is a folder; give its images (e.g. {path}/*.png)")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
     out = Path(args.output)

@@ -237,3 +237,13 @@ def test_an_address_that_does_not_parse_is_an_input_error(tmp_path, capsys):
     assert main([*command, "--scheduler", "host:port"]) == 2
     err = capsys.readouterr().err
     assert "--scheduler host:port: not a scheduler address" in err and err.count("\n") == 1
+
+
+def test_a_folder_among_the_images_is_named_as_a_folder(tmp_path, capsys):
+    """It was reported as "no such file"."""
+    paths = images(tmp_path / "in", 1, 11, shape=(8, 8))
+    command = ["decompose", str(tmp_path / "in"), str(paths[0]), "-o", str(tmp_path / "o")]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give its images" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
