@@ -41,6 +41,8 @@ __all__ = ["JobFailed", "blend_many", "decompose_many", "decompose_zarr", "run",
 MAX_LOCAL_WORKERS = 4
 #: How long to try to reach a scheduler given by its address, in seconds.
 CONNECT_TIMEOUT = 10
+#: How much longer to wait for the handshake that follows before giving up, in seconds.
+HANDSHAKE_MARGIN = 5
 
 
 class JobFailed(OSError):
@@ -126,7 +128,7 @@ def _connect(client_class: type, spec: str):
     ``Client(timeout=…)`` bounds the TCP connection but not the handshake that follows: a
     server there that is not a dask scheduler (an HTTP server, say) can keep it waiting
     forever, or send a "message length" that asks for exabytes. So the client is made in a
-    daemon thread, abandoned after ``CONNECT_TIMEOUT`` plus a margin.
+    daemon thread, abandoned after ``CONNECT_TIMEOUT + HANDSHAKE_MARGIN`` seconds.
     """
     box: dict = {}
 
@@ -138,11 +140,11 @@ def _connect(client_class: type, spec: str):
 
     thread = threading.Thread(target=connect, name="pyramids-connect", daemon=True)
     thread.start()
-    thread.join(CONNECT_TIMEOUT + 5)
+    thread.join(CONNECT_TIMEOUT + HANDSHAKE_MARGIN)
     if thread.is_alive():
         raise JobFailed(
             f"cannot reach the dask scheduler at {spec}: no dask handshake within "
-            f"{CONNECT_TIMEOUT + 5} s (is it a dask scheduler?)"
+            f"{CONNECT_TIMEOUT + HANDSHAKE_MARGIN} s (is it a dask scheduler?)"
         )
     error = box.get("error")
     if isinstance(error, ValueError) and "client" not in box:

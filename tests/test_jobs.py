@@ -194,8 +194,8 @@ def test_local_process_cluster_runs_the_folder_job(tmp_path):
 def test_a_server_that_is_not_a_scheduler_fails_within_a_bounded_time(tmp_path, capsys):
     """A server that accepts the connection and never answers dask's handshake (one that is
     not a dask scheduler) held the command forever: ``Client(timeout=…)`` bounds only the
-    TCP connection. It fails within CONNECT_TIMEOUT + 5 s; the bound asserted here adds
-    generous slack for a loaded machine."""
+    TCP connection. It fails within CONNECT_TIMEOUT + HANDSHAKE_MARGIN seconds; the bound
+    asserted here adds generous slack for a loaded machine."""
     require_module("distributed", "dask.distributed connects to the scheduler")
     import socket
     import threading
@@ -206,6 +206,7 @@ def test_a_server_that_is_not_a_scheduler_fails_within_a_bounded_time(tmp_path, 
     accepted = []
     with socket.socket() as server, pytest.MonkeyPatch.context() as patch:
         patch.setattr(jobs, "CONNECT_TIMEOUT", 1)
+        patch.setattr(jobs, "HANDSHAKE_MARGIN", 1)
         server.bind(("127.0.0.1", 0))
         server.listen()
 
