@@ -139,7 +139,9 @@ def _source(image: ArrayLike, chunks: int | None, name: str) -> _Source:
         chunks = DEFAULT_CHUNK
     dtype = float_dtype_of(x.dtype)
     if chunks is not None:
-        x = x.rechunk((int(chunks), int(chunks), *(-1,) * (x.ndim - 2)))
+        # no wider than the image: dask cannot size a block of more than 2**63 samples
+        side = (min(int(chunks), x.shape[0]), min(int(chunks), x.shape[1]))
+        x = x.rechunk((*side, *(-1,) * (x.ndim - 2)))
     elif x.ndim == 3:
         x = x.rechunk({2: -1})
     return _Source(x, dtype, (x.chunks[0][0], x.chunks[1][0]))

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -36,8 +39,10 @@ __all__ = ["JobFailed", "blend_many", "decompose_many", "decompose_zarr", "run",
 
 #: Most worker processes of ``--scheduler processes``.
 MAX_LOCAL_WORKERS = 4
-#: How long to try to reach a scheduler given by its address.
-CONNECT_TIMEOUT = "10s"
+#: How long to try to reach a scheduler given by its address, in seconds.
+CONNECT_TIMEOUT = 10
+#: How much longer to wait for the handshake that follows before giving up, in seconds.
+HANDSHAKE_MARGIN = 5
 
 
 class JobFailed(OSError):
@@ -87,6 +92,7 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
                 dashboard_address="127.0.0.1:0",  # None still serves HTTP on 8787
             ) as cluster,
             Client(cluster) as client,
+            _quiet_when_interrupted(),  # innermost: before they close
         ):
             yield {"scheduler": client}
         return
@@ -95,12 +101,62 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
             f"--scheduler must be threads, processes or a scheduler address such as "
             f"tcp://host:8786, got {spec!r}"
         )
-    try:
-        client = Client(spec, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
-        raise JobFailed(f"cannot reach the dask scheduler at {spec}: {exc}") from None
-    with client:
+    client = _connect(Client, spec)
+    with client, _quiet_when_interrupted():
         yield {"scheduler": client}
+
+
+@contextlib.contextmanager
+def _quiet_when_interrupted() -> Iterator[None]:
+    """Silence ``dask.distributed``'s, asyncio's and tornado's loggers once a client or
+    cluster closes because of Ctrl-C or SIGTERM: the workers logged the cancelled tasks
+    above the command's one line. (After Ctrl-C, asyncio still prints "Task exception was
+    never retrieved" for the client's gather tasks, not through these loggers.)"""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:  # KeyboardInterrupt, the command's SIGTERM
+        for name in ("distributed", "asyncio", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        raise
+
+
+def _connect(client_class: type, spec: str):
+    """A ``Client`` of the scheduler at ``spec``, or :class:`JobFailed` within a bounded time.
+
+    ``Client(timeout=…)`` bounds the TCP connection but not the handshake that follows: a
+    server there that is not a dask scheduler (an HTTP server, say) can keep it waiting
+    forever, or send a "message length" that asks for exabytes. So the client is made in a
+    daemon thread, abandoned after ``CONNECT_TIMEOUT + HANDSHAKE_MARGIN`` seconds.
+    """
+    box: dict = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(spec, timeout=f"{CONNECT_TIMEOUT}s")
+        except BaseException as exc:  # reported by the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="pyramids-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT + HANDSHAKE_MARGIN)
+    if thread.is_alive():
+        raise JobFailed(
+            f"cannot reach the dask scheduler at {spec}: no dask handshake within "
+            f"{CONNECT_TIMEOUT + HANDSHAKE_MARGIN} s (is it a dask scheduler?)"
+        )
+    error = box.get("error")
+    if isinstance(error, ValueError) and "client" not in box:
+        raise ValueError(f"--scheduler {spec}: not a scheduler address ({error})") from None
+    if isinstance(error, MemoryError):
+        raise JobFailed(
+            f"cannot reach the dask scheduler at {spec}: the server there does not speak "
+            "dask's protocol"
+        ) from None
+    if error is not None:
+        raise JobFailed(f"cannot reach the dask scheduler at {spec}: {error}") from None
+    return box["client"]
 
 
 def run(work: Callable[[], object]) -> object:
@@ -133,6 +189,9 @@ def decompose_zarr(args: argparse.Namespace) -> None:
     source, target = Path(args.image[0]), Path(args.zarr)
     if _same_file(source, target) or source.absolute() == target.absolute():
         raise CommandError(f"output {target} is the input; choose another name")
+    inner, outer = source.resolve(), target.resolve()
+    if outer in inner.parents or (source.is_dir() and inner in outer.parents):
+        raise CommandError(f"output {target} and input {source} lie one inside the other")
     ngff._check_target(target, args.force)  # before any work
     # TIFF and OME-Zarr are read block by block: --max-pixels guards in-memory decoding only
     lazy = source.is_dir() or source.suffix.lower() in (".tif", ".tiff")
@@ -147,18 +206,26 @@ def decompose_zarr(args: argparse.Namespace) -> None:
         "boundary": args.boundary,
         "levels": len(levels) - 1,
     }
-    with scheduler(args.scheduler) as options:
-        run(
-            lambda: ngff.write_multiscale(
-                target,
-                levels,
-                args.kind,
-                source_dtype=x.dtype,
-                metadata=metadata,
-                force=args.force,
-                compute=options,
+    stages = f".{target.name}.partial-*"
+    before = set(target.absolute().parent.glob(stages))
+    try:
+        with scheduler(args.scheduler) as options:
+            run(
+                lambda: ngff.write_multiscale(
+                    target,
+                    levels,
+                    args.kind,
+                    source_dtype=x.dtype,
+                    metadata=metadata,
+                    force=args.force,
+                    compute=options,
+                )
             )
-        )
+    finally:
+        # write_multiscale removes its stage at once, but a block a worker was writing
+        # then can bring it back: remove it again once the workers are gone
+        for stage in set(target.absolute().parent.glob(stages)) - before:
+            shutil.rmtree(stage, ignore_errors=True)
     shape = "×".join(str(s) for s in x.shape)
     print(f"wrote a {args.kind} pyramid of {len(levels) - 1} levels of {shape} to {target}")
 
@@ -197,6 +264,8 @@ def decompose_many(args: argparse.Namespace) -> None:
     if repeated:
         raise CommandError(f"two images would share an output folder: {', '.join(repeated)}")
     for path in sources:
+        if path.is_dir():
+            raise CommandError(f"{path} is a folder; give its images (e.g. {path}/*.png)")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
     out = Path(args.output)

@@ -17,7 +17,8 @@ bands is within half a grey level before rounding.
 Writing is all or nothing: the store is written under a hidden name beside ``OUT.zarr``,
 levels first and the group's metadata last, and renamed into place only when complete. An
 existing path is refused unless ``force``, and even then only a store that this module
-wrote (its metadata says so) is replaced, by swapping it with the new one.
+wrote (its metadata says so) and that holds nothing else (no ``labels`` group or other file
+added since) is replaced, by swapping it with the new one.
 
 :func:`read_lazy` opens an OME-Zarr image (level 0), a TIFF (tile by tile, through
 ``tifffile``'s Zarr view) or any other image (decoded in memory) as a Dask array of shape
@@ -27,8 +28,10 @@ wrote (its metadata says so) is replaced, by swapping it with the new one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,6 +93,8 @@ def is_ours(path: str | os.PathLike) -> bool:
 def _read_ome_zarr(path: Path) -> da.Array:
     group = _open_group(path)
     multiscale = _multiscales(group)[0]
+    if multiscale.get("type") == "laplacian":  # its level 0 is a band, not the image
+        raise ValueError(f"{path} holds a Laplacian pyramid's bands, not an image")
     try:
         names = [axis["name"] if isinstance(axis, dict) else axis for axis in multiscale["axes"]]
         level0 = multiscale["datasets"][0]["path"]
@@ -110,17 +115,31 @@ def _read_ome_zarr(path: Path) -> da.Array:
 def _tiff_block(path: str, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     import tifffile
 
-    with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
-        return np.asarray(zarr.open_array(store, mode="r")[rows[0] : rows[1], cols[0] : cols[1]])
+    try:
+        with tifffile.imread(path, aszarr=True, series=0, level=0) as store:
+            block = zarr.open_array(store, mode="r")[rows[0] : rows[1], cols[0] : cols[1]]
+    except (ValueError, IndexError, KeyError) as exc:  # a corrupt tile, found when read
+        raise ValueError(f"{path}: corrupt TIFF ({' '.join(str(exc).split())})") from None
+    return np.asarray(block)
 
 
 def _read_tiff(path: Path, max_pixels: int | None) -> da.Array:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
-        tile = series.pages[0].tilelength or series.pages[0].rowsperstrip or 256
+    log = logging.getLogger("tifffile")  # it logs what it skips; the error says it once
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("no image in it")
+            series = tif.series[0]
+            axes, shape, dtype = series.axes, tuple(series.shape), series.dtype
+            tile = series.pages[0].tilelength or series.pages[0].rowsperstrip or 256
+    except (ValueError, IndexError, KeyError, struct.error) as exc:  # TiffFileError: ValueError
+        raise ValueError(f"{path}: not a TIFF image tifffile can read ({exc})") from None
+    finally:
+        log.setLevel(level)
     if axes not in ("YX", "YXS"):
         raise ValueError(f"{path}: TIFF axes {axes!r}; only YX and YXS (samples last) are read")
     if max_pixels is not None and shape[0] * shape[1] > max_pixels:
@@ -178,8 +197,11 @@ def read_lazy(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_P
 
 
 def _quantise_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    top = float(np.iinfo(dtype).max)
-    return np.rint(np.clip(block, 0.0, 1.0) * top).astype(dtype)
+    """Floats scaled as :func:`pyramids.arrays.as_float_image` scales ``dtype``, back to it:
+    ``[0, 1]`` for unsigned types, ``[min/max, 1]`` for signed ones (negatives kept)."""
+    info = np.iinfo(dtype)
+    top = float(info.max)
+    return np.rint(np.clip(block, info.min / top, 1.0) * top).astype(dtype)
 
 
 def _stored(level: da.Array, kind: str, source_dtype: np.dtype) -> da.Array:
@@ -204,6 +226,13 @@ def _check_target(path: Path, force: bool) -> None:
     if not is_ours(path):
         raise ValueError(
             f"{path} exists and is not an OME-Zarr store written by pyramids; not replacing it"
+        )
+    # ours, but something may have been added since (a labels group, notes): keep it
+    levels = {d.get("path") for d in _multiscales(_open_group(path))[0].get("datasets", [])}
+    added = sorted(p.name for p in path.iterdir() if p.name not in {"zarr.json", *levels})
+    if added:
+        raise ValueError(
+            f"{path} holds {', '.join(added)}, which pyramids did not write; not replacing it"
         )
 
 
