@@ -100,7 +100,7 @@ def test_evaluate_reads_a_float64_checkpoint_as_its_float32_twin(tmp_path, capsy
     assert got["accuracy"] == twin["accuracy"]
     # the mean loss: -log p moves by at most TWIN_ATOL / p for p ≥ the smallest p[label]
     floor = probs[np.arange(len(labels)), labels].min()
-    assert got["loss"] == pytest.approx(twin["loss"], abs=TWIN_ATOL / floor)
+    assert got["loss"] == pytest.approx(twin["loss"], abs=float(TWIN_ATOL / floor))
 
 
 @pytest.mark.parametrize("variant", ["relu", "classic"])
