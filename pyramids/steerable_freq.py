@@ -49,7 +49,7 @@ import scipy.fft
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from .arrays import as_float_image
+from .arrays import all_finite, as_float_image
 from .parallel import resolve_threads
 from .pyramid import OrientedPyramid, PyramidFileError, meta_value
 from .steerable_filters import steering_weights
@@ -147,6 +147,20 @@ def _frequencies(n: int) -> np.ndarray:
 def _crop_indices(n: int, m: int) -> np.ndarray:
     """Positions, in a side of ``n`` (unshifted order), of the ``m`` central frequencies."""
     return _frequencies(m) % n
+
+
+def _runs(indices: np.ndarray) -> list[tuple[slice, slice]]:
+    """``indices`` as runs of consecutive integers: ``(destination, source)`` slice pairs.
+
+    A crop of a spectrum takes two runs per side (the non-negative and the negative
+    frequencies), so it is four block copies instead of a fancy-indexed gather.
+    """
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts, ends = np.r_[0, breaks], np.r_[breaks, len(indices)]
+    return [
+        (slice(int(a), int(b)), slice(int(indices[a]), int(indices[a]) + int(b - a)))
+        for a, b in zip(starts, ends)
+    ]
 
 
 def _raised_cosine(log_rho: np.ndarray, top: float, twidth: float) -> tuple[np.ndarray, ...]:
@@ -293,8 +307,10 @@ class FrequencySteerableModel:
                 ],
             }
             if self.complex:  # the one-sided bands need whole spectra
-                cast["bands"] = [np.stack(level).astype(dtype) for level in self.band_masks]
-                cast["lowpass0"] = self.lowpass0.astype(dtype)
+                # c·B·A in the complex dtype: one product per band, none for c
+                cast["phased_bands"] = [
+                    (c * np.stack(level)).astype(complex_dtype) for level in self.band_masks
+                ]
                 cast["lowpass"] = [m.astype(dtype) for m in self.lowpass]
             self._cast[dtype] = cast
         return self._cast[dtype]
@@ -320,6 +336,27 @@ class FrequencySteerableModel:
     def _half_crop(self, level: int) -> tuple[np.ndarray, np.ndarray]:
         """The crop from level ``level`` to the next on the half spectra of real FFTs."""
         return self.crops[level][0], np.arange(self.level_shapes[level + 1][1] // 2 + 1)
+
+    def _crop_times(
+        self, spectrum: np.ndarray, level: int, low: np.ndarray, lead: int, half: bool
+    ) -> np.ndarray:
+        """``spectrum`` cropped to level ``level + 1`` and multiplied by ``low`` (its mask).
+
+        The same as ``spectrum[ix_(crop)] * low`` in one pass per block, without the
+        gather's temporary. ``half``: the half spectra of real FFTs.
+        """
+        rows, cols = self._half_crop(level) if half else self.crops[level]
+        keep, tail = (slice(None),) * lead, (None,) * (spectrum.ndim - lead - 2)
+        shape = (*spectrum.shape[:lead], len(rows), len(cols), *spectrum.shape[lead + 2 :])
+        out = np.empty(shape, np.result_type(spectrum, low))
+        for into_r, from_r in _runs(rows):
+            for into_c, from_c in _runs(cols):
+                np.multiply(
+                    spectrum[(*keep, from_r, from_c)],
+                    low[into_r, into_c][(*(None,) * lead, ..., *tail)],
+                    out=out[(*keep, into_r, into_c)],
+                )
+        return out
 
     def analyse(
         self, image: ArrayLike, *, stacked: bool = False, threads: int | None = None
@@ -406,7 +443,6 @@ class FrequencySteerableModel:
 
         fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}  # behind the stack's K axis
-        keep = (slice(None),) * lead
 
         def real(spectrum: np.ndarray, level: int, options=fft) -> np.ndarray:
             return scipy.fft.irfft2(spectrum, s=self.level_shapes[level], **options)
@@ -414,43 +450,52 @@ class FrequencySteerableModel:
         half = scipy.fft.rfft2(x, **fft)
         highpass = real(half * fit(masks["half_highpass0"]), 0)
         if self.complex:
-            current = self._whole_spectrum(half, lead) * fit(masks["lowpass0"])
+            current = self._whole_spectrum(half, lead, fit(masks["half_lowpass0"]))
         else:
             current = half * fit(masks["half_lowpass0"])
-        c = self.phase_factor
         bands = []
         for level in range(self.levels):
             if self.complex:
-                phased = c * current  # once per level rather than once per band
-                row = scipy.fft.ifft2(
-                    phased[None] * fit_stack(masks["bands"][level]), overwrite_x=True, **band_fft
-                )
-                crop, low = self.crops[level], masks["lowpass"][level]
+                phased = fit_stack(masks["phased_bands"][level])
+                row = np.multiply(current[None], phased)
+                # in place: the products become the bands, no second K-band buffer
+                row = scipy.fft.ifft2(row, overwrite_x=True, **band_fft)
+                low = masks["lowpass"][level]
             else:
                 row = real(current[None] * fit_stack(masks["half_phased_bands"][level]), level,
                            band_fft)  # fmt: skip
-                crop, low = self._half_crop(level), masks["half_lowpass"][level]
+                low = masks["half_lowpass"][level]
             bands.append(row if stacked else list(row))
-            current = current[(*keep, *np.ix_(*crop))] * fit(low)
+            current = self._crop_times(current, level, low, lead, not self.complex)
         if self.complex:
             residual = scipy.fft.ifft2(current, **fft).real
         else:
             residual = real(current, self.levels)
         return highpass, bands, residual
 
-    def _whole_spectrum(self, half: np.ndarray, lead: int) -> np.ndarray:
+    def _whole_spectrum(
+        self, half: np.ndarray, lead: int, mask: np.ndarray | None = None
+    ) -> np.ndarray:
         """The whole DFT of a real image from its real FFT: ``X[−k] = conj X[k]``.
 
-        Cheaper than a complex FFT of the image (a gather instead of a transform).
+        Cheaper than a complex FFT of the image (copies instead of a transform). With
+        ``mask`` (on the half spectrum, even in ``k`` like the radial masks), the whole DFT
+        times that mask, in the same passes.
         """
         h, w = self.shape
         whole = np.empty((*half.shape[:lead], h, w, *half.shape[lead + 2 :]), half.dtype)
         keep = (slice(None),) * lead
-        whole[(*keep, slice(None), slice(0, w // 2 + 1))] = half
-        rows = (-np.arange(h)) % h  # −k_y
-        cols = w - np.arange(w // 2 + 1, w)  # −k_x of the columns the real FFT leaves out
-        mirrored = np.take(np.take(half, rows, axis=lead), cols, axis=lead + 1)
-        whole[(*keep, slice(None), slice(w // 2 + 1, None))] = np.conj(mirrored)
+        left = whole[(*keep, slice(None), slice(0, w // 2 + 1))]
+        if mask is None:
+            left[...] = half
+        else:
+            np.multiply(half, mask, out=left)
+        # column w − j holds conj of column j, row −k_y mod h: rows 0, h−1 … 1 of the left part
+        right, source = slice(w // 2 + 1, None), slice(w - w // 2 - 1, 0, -1)
+        np.conjugate(left[(*keep, slice(0, 1), source)], out=whole[(*keep, slice(0, 1), right)])
+        np.conjugate(
+            left[(*keep, slice(h - 1, 0, -1), source)], out=whole[(*keep, slice(1, None), right)]
+        )
         return whole
 
     def synthesise(
@@ -528,10 +573,20 @@ class FrequencySteerableModel:
         self, image: ArrayLike, *, threads: int | None = None
     ) -> FrequencySteerablePyramid:
         """The pyramid of ``image`` (see :meth:`analyse`), holding this model for reuse."""
-        highpass, bands, residual = self.analyse(image, threads=threads)
-        pyramid = FrequencySteerablePyramid(
-            highpass, bands, residual, complex=self.complex, twidth=self.twidth
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is answered below
+            highpass, rows, residual = self.analyse(image, stacked=True, threads=threads)
+        # the constructor's checks, less those the analysis guarantees (dtypes, shapes): only
+        # finiteness, which an extreme image's FFT can lose to overflow, checked per level on
+        # the stacked bands' real view (a dot product each: docs/design.md §9)
+        for name, array in [("highpass", highpass), ("residual", residual)] + [
+            (f"bands[{level}]", row) for level, row in enumerate(rows)
+        ]:
+            if not all_finite(_real_view(array)):
+                raise ValueError(f"{name} contains NaN or infinite values (an overflow)")
+        pyramid = FrequencySteerablePyramid.__new__(FrequencySteerablePyramid)
+        pyramid.complex, pyramid.twidth = self.complex, self.twidth
+        pyramid.highpass, pyramid.residual = highpass, residual
+        pyramid.bands = [list(row) for row in rows]
         pyramid._model = self
         return pyramid
 
@@ -561,6 +616,13 @@ class FrequencySteerableModel:
             where, gain = where[crop], gain[crop] * self.lowpass[level]
         blocks.append(_selection(where, gain, n0))
         return sp.vstack(blocks, format="csr")
+
+
+def _real_view(array: np.ndarray) -> np.ndarray:
+    """A contiguous complex array's values as real ones (twice as many), without a copy."""
+    if np.iscomplexobj(array) and array.flags.c_contiguous:
+        return array.view(array.real.dtype)
+    return array
 
 
 def _selection(where: np.ndarray, values: np.ndarray, n0: int) -> sp.csr_array:
