@@ -242,6 +242,7 @@ class FrequencySteerableModel:
         self.phase_factor = (-1j) ** (self.orientations - 1)
         self._build()
         self._cast: dict[np.dtype, dict[str, object]] = {}
+        self._blocks: dict[tuple[int, bool], list[tuple[tuple[slice, ...], ...]]] = {}
 
     def _build(self) -> None:
         h, w = self.shape
@@ -276,7 +277,10 @@ class FrequencySteerableModel:
             rows, cols = rows[crop[0]], cols[crop[1]]
 
     def _masks(self, dtype: np.dtype) -> dict[str, object]:
-        """The masks in ``dtype`` (float32 masks keep a float32 image's FFTs in complex64).
+        """The masks for images of ``dtype``, in its complex dtype (complex64 for float32).
+
+        Every mask multiplies a spectrum, and numpy's complex × complex product is faster
+        than a complex × real one (which casts the real operand on the fly).
 
         ``half_*`` are the masks on the half spectrum of a real FFT (columns ``0 … w//2`` of
         each level): where a side is even, its last column there is ``+w/2`` where the full
@@ -287,31 +291,26 @@ class FrequencySteerableModel:
         if dtype not in self._cast:
             complex_dtype = np.result_type(dtype, np.complex64)
 
-            def half(mask: np.ndarray, as_dtype=dtype) -> np.ndarray:
-                return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], dtype=as_dtype)
+            def half(mask: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], complex_dtype)
 
             c = self.phase_factor
             # each level's K oriented masks stacked, shape (K, h_ℓ, w_ℓ): one batched FFT
-            # call per level instead of K
+            # call per level instead of K; c·B·A (analysis) and its conjugate (synthesis,
+            # B·A being real): one product per band, none for c
+            phased = [np.stack([half(c * m) for m in level]) for level in self.real_band_masks]
             cast = {
                 "half_highpass0": half(self.highpass0),
                 "half_lowpass0": half(self.lowpass0),
                 "half_lowpass": [half(m) for m in self.lowpass],
-                "half_bands": [
-                    np.stack([half(m) for m in level]) for level in self.real_band_masks
-                ],
-                # c·B·A for the real analysis: one product per band instead of two
-                "half_phased_bands": [
-                    np.stack([half(c * m, complex_dtype) for m in level])
-                    for level in self.real_band_masks
-                ],
+                "half_phased_bands": phased,
+                "half_conj_phased_bands": [np.conj(level) for level in phased],
             }
             if self.complex:  # the one-sided bands need whole spectra
-                # c·B·A in the complex dtype: one product per band, none for c
                 cast["phased_bands"] = [
                     (c * np.stack(level)).astype(complex_dtype) for level in self.band_masks
                 ]
-                cast["lowpass"] = [m.astype(dtype) for m in self.lowpass]
+                cast["lowpass"] = [m.astype(complex_dtype) for m in self.lowpass]
             self._cast[dtype] = cast
         return self._cast[dtype]
 
@@ -337,6 +336,21 @@ class FrequencySteerableModel:
         """The crop from level ``level`` to the next on the half spectra of real FFTs."""
         return self.crops[level][0], np.arange(self.level_shapes[level + 1][1] // 2 + 1)
 
+    def _crop_blocks(self, level: int, half: bool) -> list[tuple[tuple[slice, ...], ...]]:
+        """The crop from level ``level`` to the next as ``(into, from)`` pairs of 2-D slices.
+
+        ``half``: on the half spectra of real FFTs. Worked out once per model.
+        """
+        key = (level, half)
+        if key not in self._blocks:
+            rows, cols = self._half_crop(level) if half else self.crops[level]
+            self._blocks[key] = [
+                ((into_r, into_c), (from_r, from_c))
+                for into_r, from_r in _runs(rows)
+                for into_c, from_c in _runs(cols)
+            ]
+        return self._blocks[key]
+
     def _crop_times(
         self, spectrum: np.ndarray, level: int, low: np.ndarray, lead: int, half: bool
     ) -> np.ndarray:
@@ -345,17 +359,17 @@ class FrequencySteerableModel:
         The same as ``spectrum[ix_(crop)] * low`` in one pass per block, without the
         gather's temporary. ``half``: the half spectra of real FFTs.
         """
-        rows, cols = self._half_crop(level) if half else self.crops[level]
+        rows, cols = self.level_shapes[level + 1]
+        cols = cols // 2 + 1 if half else cols
         keep, tail = (slice(None),) * lead, (None,) * (spectrum.ndim - lead - 2)
-        shape = (*spectrum.shape[:lead], len(rows), len(cols), *spectrum.shape[lead + 2 :])
+        shape = (*spectrum.shape[:lead], rows, cols, *spectrum.shape[lead + 2 :])
         out = np.empty(shape, np.result_type(spectrum, low))
-        for into_r, from_r in _runs(rows):
-            for into_c, from_c in _runs(cols):
-                np.multiply(
-                    spectrum[(*keep, from_r, from_c)],
-                    low[into_r, into_c][(*(None,) * lead, ..., *tail)],
-                    out=out[(*keep, into_r, into_c)],
-                )
+        for into, source in self._crop_blocks(level, half):
+            np.multiply(
+                spectrum[(*keep, *source)],
+                low[into][(*(None,) * lead, ..., *tail)],
+                out=out[(*keep, *into)],
+            )
         return out
 
     def analyse(
@@ -552,17 +566,16 @@ class FrequencySteerableModel:
         fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}
         keep = (slice(None),) * lead
-        conj_c = np.conj(self.phase_factor)
         current = scipy.fft.rfft2(residual, **fft)
         for level in reversed(range(self.levels)):
             row = bands[level]
             stack = row.real if isinstance(row, np.ndarray) else np.stack([b.real for b in row])
             spectra = scipy.fft.rfft2(stack, overwrite_x=True, **band_fft)
-            spectra *= masks["half_bands"][level][(slice(None), *head, ..., *tail)]
+            spectra *= masks["half_conj_phased_bands"][level][(slice(None), *head, ..., *tail)]
             up = spectra.sum(axis=0)
-            up *= conj_c
-            crop = (*keep, *np.ix_(*self._half_crop(level)))
-            up[crop] += current * masks["half_lowpass"][level][(*head, ..., *tail)]
+            low = masks["half_lowpass"][level]
+            for into, source in self._crop_blocks(level, True):  # the crop's adjoint
+                up[(*keep, *source)] += current[(*keep, *into)] * low[into][(*head, ..., *tail)]
             current = up
         spectrum = scipy.fft.rfft2(highpass, **fft) * masks["half_highpass0"][(*head, ..., *tail)]
         spectrum += current * masks["half_lowpass0"][(*head, ..., *tail)]
