@@ -586,16 +586,24 @@ class FrequencySteerableModel:
         self, image: ArrayLike, *, threads: int | None = None
     ) -> FrequencySteerablePyramid:
         """The pyramid of ``image`` (see :meth:`analyse`), holding this model for reuse."""
+        x = self._check_image(image)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is answered below
-            highpass, rows, residual = self.analyse(image, stacked=True, threads=threads)
-        # the constructor's checks, less those the analysis guarantees (dtypes, shapes): only
-        # finiteness, which an extreme image's FFT can lose to overflow, checked per level on
-        # the stacked bands' real view (a dot product each: docs/design.md §9)
-        for name, array in [("highpass", highpass), ("residual", residual)] + [
-            (f"bands[{level}]", row) for level, row in enumerate(rows)
-        ]:
-            if not all_finite(_real_view(array)):
-                raise ValueError(f"{name} contains NaN or infinite values (an overflow)")
+            highpass, rows, residual = self._analyse(x, 0, True, resolve_threads(threads))
+        # The constructor's checks, less those the analysis guarantees (dtypes, shapes): only
+        # finiteness, which a finite image can lose to overflow. Every value an FFT computes
+        # is a sum of at most N inputs' magnitudes, so the forward transform's values are at
+        # most N·m (m = max |x|), the (ortho) spectrum's N·m/√N, masks at most 2 keep that,
+        # and the inverse transforms' sums of N of them stay below 2·N^1.5·m; with a factor
+        # 2 for rounding, an image under that bound cannot overflow, and only above it are
+        # the coefficients tested (a dot product per level: docs/design.md §9).
+        n = self.shape[0] * self.shape[1]
+        limit = float(np.finfo(x.dtype).max) / (4.0 * n**1.5)
+        if not (x.size and float(np.abs(x).max()) < limit):
+            for name, array in [("highpass", highpass), ("residual", residual)] + [
+                (f"bands[{level}]", row) for level, row in enumerate(rows)
+            ]:
+                if not all_finite(_real_view(array)):
+                    raise ValueError(f"{name} contains NaN or infinite values (an overflow)")
         pyramid = FrequencySteerablePyramid.__new__(FrequencySteerablePyramid)
         pyramid.complex, pyramid.twidth = self.complex, self.twidth
         pyramid.highpass, pyramid.residual = highpass, residual
