@@ -49,7 +49,7 @@ import scipy.fft
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
-from .arrays import as_float_image
+from .arrays import all_finite, as_float_image
 from .parallel import resolve_threads
 from .pyramid import OrientedPyramid, PyramidFileError, meta_value
 from .steerable_filters import steering_weights
@@ -149,6 +149,20 @@ def _crop_indices(n: int, m: int) -> np.ndarray:
     return _frequencies(m) % n
 
 
+def _runs(indices: np.ndarray) -> list[tuple[slice, slice]]:
+    """``indices`` as runs of consecutive integers: ``(destination, source)`` slice pairs.
+
+    A crop of a spectrum takes two runs per side (the non-negative and the negative
+    frequencies), so it is four block copies instead of a fancy-indexed gather.
+    """
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts, ends = np.r_[0, breaks], np.r_[breaks, len(indices)]
+    return [
+        (slice(int(a), int(b)), slice(int(indices[a]), int(indices[a]) + int(b - a)))
+        for a, b in zip(starts, ends)
+    ]
+
+
 def _raised_cosine(log_rho: np.ndarray, top: float, twidth: float) -> tuple[np.ndarray, ...]:
     """``(high, low)`` on a transition ``[top − twidth, top]`` in ``log2 ρ`` (module docstring)."""
     s = np.clip((log_rho - (top - twidth)) / twidth, 0.0, 1.0)
@@ -228,6 +242,7 @@ class FrequencySteerableModel:
         self.phase_factor = (-1j) ** (self.orientations - 1)
         self._build()
         self._cast: dict[np.dtype, dict[str, object]] = {}
+        self._blocks: dict[tuple[int, bool], list[tuple[tuple[slice, ...], ...]]] = {}
 
     def _build(self) -> None:
         h, w = self.shape
@@ -262,7 +277,10 @@ class FrequencySteerableModel:
             rows, cols = rows[crop[0]], cols[crop[1]]
 
     def _masks(self, dtype: np.dtype) -> dict[str, object]:
-        """The masks in ``dtype`` (float32 masks keep a float32 image's FFTs in complex64).
+        """The masks for images of ``dtype``, in its complex dtype (complex64 for float32).
+
+        Every mask multiplies a spectrum, and numpy's complex × complex product is faster
+        than a complex × real one (which casts the real operand on the fly).
 
         ``half_*`` are the masks on the half spectrum of a real FFT (columns ``0 … w//2`` of
         each level): where a side is even, its last column there is ``+w/2`` where the full
@@ -273,29 +291,26 @@ class FrequencySteerableModel:
         if dtype not in self._cast:
             complex_dtype = np.result_type(dtype, np.complex64)
 
-            def half(mask: np.ndarray, as_dtype=dtype) -> np.ndarray:
-                return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], dtype=as_dtype)
+            def half(mask: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(mask[:, : mask.shape[1] // 2 + 1], complex_dtype)
 
             c = self.phase_factor
             # each level's K oriented masks stacked, shape (K, h_ℓ, w_ℓ): one batched FFT
-            # call per level instead of K
+            # call per level instead of K; c·B·A (analysis) and its conjugate (synthesis,
+            # B·A being real): one product per band, none for c
+            phased = [np.stack([half(c * m) for m in level]) for level in self.real_band_masks]
             cast = {
                 "half_highpass0": half(self.highpass0),
                 "half_lowpass0": half(self.lowpass0),
                 "half_lowpass": [half(m) for m in self.lowpass],
-                "half_bands": [
-                    np.stack([half(m) for m in level]) for level in self.real_band_masks
-                ],
-                # c·B·A for the real analysis: one product per band instead of two
-                "half_phased_bands": [
-                    np.stack([half(c * m, complex_dtype) for m in level])
-                    for level in self.real_band_masks
-                ],
+                "half_phased_bands": phased,
+                "half_conj_phased_bands": [np.conj(level) for level in phased],
             }
             if self.complex:  # the one-sided bands need whole spectra
-                cast["bands"] = [np.stack(level).astype(dtype) for level in self.band_masks]
-                cast["lowpass0"] = self.lowpass0.astype(dtype)
-                cast["lowpass"] = [m.astype(dtype) for m in self.lowpass]
+                cast["phased_bands"] = [
+                    (c * np.stack(level)).astype(complex_dtype) for level in self.band_masks
+                ]
+                cast["lowpass"] = [m.astype(complex_dtype) for m in self.lowpass]
             self._cast[dtype] = cast
         return self._cast[dtype]
 
@@ -320,6 +335,42 @@ class FrequencySteerableModel:
     def _half_crop(self, level: int) -> tuple[np.ndarray, np.ndarray]:
         """The crop from level ``level`` to the next on the half spectra of real FFTs."""
         return self.crops[level][0], np.arange(self.level_shapes[level + 1][1] // 2 + 1)
+
+    def _crop_blocks(self, level: int, half: bool) -> list[tuple[tuple[slice, ...], ...]]:
+        """The crop from level ``level`` to the next as ``(into, from)`` pairs of 2-D slices.
+
+        ``half``: on the half spectra of real FFTs. Worked out once per model.
+        """
+        key = (level, half)
+        if key not in self._blocks:
+            rows, cols = self._half_crop(level) if half else self.crops[level]
+            self._blocks[key] = [
+                ((into_r, into_c), (from_r, from_c))
+                for into_r, from_r in _runs(rows)
+                for into_c, from_c in _runs(cols)
+            ]
+        return self._blocks[key]
+
+    def _crop_times(
+        self, spectrum: np.ndarray, level: int, low: np.ndarray, lead: int, half: bool
+    ) -> np.ndarray:
+        """``spectrum`` cropped to level ``level + 1`` and multiplied by ``low`` (its mask).
+
+        The same as ``spectrum[ix_(crop)] * low`` in one pass per block, without the
+        gather's temporary. ``half``: the half spectra of real FFTs.
+        """
+        rows, cols = self.level_shapes[level + 1]
+        cols = cols // 2 + 1 if half else cols
+        keep, tail = (slice(None),) * lead, (None,) * (spectrum.ndim - lead - 2)
+        shape = (*spectrum.shape[:lead], rows, cols, *spectrum.shape[lead + 2 :])
+        out = np.empty(shape, np.result_type(spectrum, low))
+        for into, source in self._crop_blocks(level, half):
+            np.multiply(
+                spectrum[(*keep, *source)],
+                low[into][(*(None,) * lead, ..., *tail)],
+                out=out[(*keep, *into)],
+            )
+        return out
 
     def analyse(
         self, image: ArrayLike, *, stacked: bool = False, threads: int | None = None
@@ -406,7 +457,6 @@ class FrequencySteerableModel:
 
         fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}  # behind the stack's K axis
-        keep = (slice(None),) * lead
 
         def real(spectrum: np.ndarray, level: int, options=fft) -> np.ndarray:
             return scipy.fft.irfft2(spectrum, s=self.level_shapes[level], **options)
@@ -414,43 +464,52 @@ class FrequencySteerableModel:
         half = scipy.fft.rfft2(x, **fft)
         highpass = real(half * fit(masks["half_highpass0"]), 0)
         if self.complex:
-            current = self._whole_spectrum(half, lead) * fit(masks["lowpass0"])
+            current = self._whole_spectrum(half, lead, fit(masks["half_lowpass0"]))
         else:
             current = half * fit(masks["half_lowpass0"])
-        c = self.phase_factor
         bands = []
         for level in range(self.levels):
             if self.complex:
-                phased = c * current  # once per level rather than once per band
-                row = scipy.fft.ifft2(
-                    phased[None] * fit_stack(masks["bands"][level]), overwrite_x=True, **band_fft
-                )
-                crop, low = self.crops[level], masks["lowpass"][level]
+                phased = fit_stack(masks["phased_bands"][level])
+                row = np.multiply(current[None], phased)
+                # in place: the products become the bands, no second K-band buffer
+                row = scipy.fft.ifft2(row, overwrite_x=True, **band_fft)
+                low = masks["lowpass"][level]
             else:
                 row = real(current[None] * fit_stack(masks["half_phased_bands"][level]), level,
                            band_fft)  # fmt: skip
-                crop, low = self._half_crop(level), masks["half_lowpass"][level]
+                low = masks["half_lowpass"][level]
             bands.append(row if stacked else list(row))
-            current = current[(*keep, *np.ix_(*crop))] * fit(low)
+            current = self._crop_times(current, level, low, lead, not self.complex)
         if self.complex:
             residual = scipy.fft.ifft2(current, **fft).real
         else:
             residual = real(current, self.levels)
         return highpass, bands, residual
 
-    def _whole_spectrum(self, half: np.ndarray, lead: int) -> np.ndarray:
+    def _whole_spectrum(
+        self, half: np.ndarray, lead: int, mask: np.ndarray | None = None
+    ) -> np.ndarray:
         """The whole DFT of a real image from its real FFT: ``X[−k] = conj X[k]``.
 
-        Cheaper than a complex FFT of the image (a gather instead of a transform).
+        Cheaper than a complex FFT of the image (copies instead of a transform). With
+        ``mask`` (on the half spectrum, even in ``k`` like the radial masks), the whole DFT
+        times that mask, in the same passes.
         """
         h, w = self.shape
         whole = np.empty((*half.shape[:lead], h, w, *half.shape[lead + 2 :]), half.dtype)
         keep = (slice(None),) * lead
-        whole[(*keep, slice(None), slice(0, w // 2 + 1))] = half
-        rows = (-np.arange(h)) % h  # −k_y
-        cols = w - np.arange(w // 2 + 1, w)  # −k_x of the columns the real FFT leaves out
-        mirrored = np.take(np.take(half, rows, axis=lead), cols, axis=lead + 1)
-        whole[(*keep, slice(None), slice(w // 2 + 1, None))] = np.conj(mirrored)
+        left = whole[(*keep, slice(None), slice(0, w // 2 + 1))]
+        if mask is None:
+            left[...] = half
+        else:
+            np.multiply(half, mask, out=left)
+        # column w − j holds conj of column j, row −k_y mod h: rows 0, h−1 … 1 of the left part
+        right, source = slice(w // 2 + 1, None), slice(w - w // 2 - 1, 0, -1)
+        np.conjugate(left[(*keep, slice(0, 1), source)], out=whole[(*keep, slice(0, 1), right)])
+        np.conjugate(
+            left[(*keep, slice(h - 1, 0, -1), source)], out=whole[(*keep, slice(1, None), right)]
+        )
         return whole
 
     def synthesise(
@@ -507,17 +566,16 @@ class FrequencySteerableModel:
         fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}
         keep = (slice(None),) * lead
-        conj_c = np.conj(self.phase_factor)
         current = scipy.fft.rfft2(residual, **fft)
         for level in reversed(range(self.levels)):
             row = bands[level]
             stack = row.real if isinstance(row, np.ndarray) else np.stack([b.real for b in row])
             spectra = scipy.fft.rfft2(stack, overwrite_x=True, **band_fft)
-            spectra *= masks["half_bands"][level][(slice(None), *head, ..., *tail)]
+            spectra *= masks["half_conj_phased_bands"][level][(slice(None), *head, ..., *tail)]
             up = spectra.sum(axis=0)
-            up *= conj_c
-            crop = (*keep, *np.ix_(*self._half_crop(level)))
-            up[crop] += current * masks["half_lowpass"][level][(*head, ..., *tail)]
+            low = masks["half_lowpass"][level]
+            for into, source in self._crop_blocks(level, True):  # the crop's adjoint
+                up[(*keep, *source)] += current[(*keep, *into)] * low[into][(*head, ..., *tail)]
             current = up
         spectrum = scipy.fft.rfft2(highpass, **fft) * masks["half_highpass0"][(*head, ..., *tail)]
         spectrum += current * masks["half_lowpass0"][(*head, ..., *tail)]
@@ -528,10 +586,28 @@ class FrequencySteerableModel:
         self, image: ArrayLike, *, threads: int | None = None
     ) -> FrequencySteerablePyramid:
         """The pyramid of ``image`` (see :meth:`analyse`), holding this model for reuse."""
-        highpass, bands, residual = self.analyse(image, threads=threads)
-        pyramid = FrequencySteerablePyramid(
-            highpass, bands, residual, complex=self.complex, twidth=self.twidth
-        )
+        x = self._check_image(image)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is answered below
+            highpass, rows, residual = self._analyse(x, 0, True, resolve_threads(threads))
+        # The constructor's checks, less those the analysis guarantees (dtypes, shapes): only
+        # finiteness, which a finite image can lose to overflow. Every value an FFT computes
+        # is a sum of at most N inputs' magnitudes, so the forward transform's values are at
+        # most N·m (m = max |x|), the (ortho) spectrum's N·m/√N, masks at most 2 keep that,
+        # and the inverse transforms' sums of N of them stay below 2·N^1.5·m; with a factor
+        # 2 for rounding, an image under that bound cannot overflow, and only above it are
+        # the coefficients tested (a dot product per level: docs/design.md §9).
+        n = self.shape[0] * self.shape[1]
+        limit = float(np.finfo(x.dtype).max) / (4.0 * n**1.5)
+        if not (x.size and float(np.abs(x).max()) < limit):
+            for name, array in [("highpass", highpass), ("residual", residual)] + [
+                (f"bands[{level}]", row) for level, row in enumerate(rows)
+            ]:
+                if not all_finite(_real_view(array)):
+                    raise ValueError(f"{name} contains NaN or infinite values (an overflow)")
+        pyramid = FrequencySteerablePyramid.__new__(FrequencySteerablePyramid)
+        pyramid.complex, pyramid.twidth = self.complex, self.twidth
+        pyramid.highpass, pyramid.residual = highpass, residual
+        pyramid.bands = [list(row) for row in rows]
         pyramid._model = self
         return pyramid
 
@@ -561,6 +637,13 @@ class FrequencySteerableModel:
             where, gain = where[crop], gain[crop] * self.lowpass[level]
         blocks.append(_selection(where, gain, n0))
         return sp.vstack(blocks, format="csr")
+
+
+def _real_view(array: np.ndarray) -> np.ndarray:
+    """A contiguous complex array's values as real ones (twice as many), without a copy."""
+    if np.iscomplexobj(array) and array.flags.c_contiguous:
+        return array.view(array.real.dtype)
+    return array
 
 
 def _selection(where: np.ndarray, values: np.ndarray, n0: int) -> sp.csr_array:

@@ -372,6 +372,15 @@ def test_bad_coefficients_and_requests_are_clear_errors():
         steerable_pyramid_freq(np.zeros((16, 16), complex))
 
 
+@pytest.mark.parametrize("complex_", [False, True])
+def test_an_overflowing_analysis_is_a_clear_error(complex_):
+    # finite float32 pixels near its largest value: the unitary FFT's sums (up to √N times
+    # a pixel before the scaling) overflow, so the coefficients would not be finite
+    x = np.full((32, 32), np.finfo(np.float32).max / 2, np.float32)
+    with pytest.raises(ValueError, match="contains NaN or infinite values"):
+        FrequencySteerableModel(x.shape, 2, 4, complex=complex_).decompose(x)
+
+
 def test_a_file_with_a_bad_complex_flag_is_refused():
     arrays = steerable_pyramid_freq(image((16, 16)), 1, 2).to_arrays()
     arrays["meta"] = np.array(str(arrays["meta"]).replace('"complex": false', '"complex": 0'))
