@@ -300,6 +300,16 @@ class Pyramid(abc.ABC):
         return path
 
 
+def level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
+    """Shapes ``(h_ℓ, w_ℓ)`` of levels ``0 … levels`` of an oriented pyramid (the last is the
+    residual's): each side halves, rounding up, ``ceil(n / 2)``."""
+    shapes = [shape]
+    for _ in range(levels):
+        h, w = shapes[-1]
+        shapes.append(((h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
 class OrientedPyramid(Pyramid):
     """A pyramid of a high-pass, oriented bands per level and a low-pass residual.
 

@@ -76,7 +76,7 @@ from .engine import ENGINES as _ENGINES
 from .engine import Separable, get_engine, mix
 from .operators import check_boundary, correlation_matrix, correlation_matrix_2d, per_channel
 from .parallel import blas_limited, resolve_threads
-from .pyramid import OrientedPyramid, meta_value
+from .pyramid import OrientedPyramid, level_shapes, meta_value
 from .steerable_filters import SteerableFilterSet, get_filter_set, steering_weights
 
 __all__ = [
@@ -98,15 +98,6 @@ DEFAULT_RANK_TOL = 1e-8
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
-    """Shapes ``(h_ℓ, w_ℓ)`` of levels ``0 … levels`` (the last is the residual's)."""
-    shapes = [shape]
-    for _ in range(levels):
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
 
 
 def max_steerable_levels(
@@ -379,7 +370,7 @@ def analysis_matrix(
     h, w, c = shape_hwc(shape)
     levels = _check_levels(levels, (h, w), fs)
     kwargs = {"filters": fs, "boundary": boundary, "dtype": dtype}
-    shapes = _level_shapes((h, w), levels)
+    shapes = level_shapes((h, w), levels)
     blocks = [stage_matrix((h, w), "highpass0", **kwargs)]
     path = stage_matrix((h, w), "lowpass0", **kwargs)  # image → current level's input
     for shape_l in shapes[:-1]:
@@ -547,7 +538,7 @@ class SteerablePyramid(OrientedPyramid):
         dtype = hp.dtype
         if len(bands) < 1:
             raise ValueError("bands must hold at least one level")
-        shapes = _level_shapes(hp.shape[:2], len(bands))
+        shapes = level_shapes(hp.shape[:2], len(bands))
         tail = hp.shape[2:]
         checked = []
         for level, level_bands in enumerate(bands):

@@ -51,7 +51,7 @@ from numpy.typing import ArrayLike
 
 from .arrays import all_finite, as_float_image
 from .parallel import resolve_threads
-from .pyramid import OrientedPyramid, PyramidFileError, meta_value
+from .pyramid import OrientedPyramid, PyramidFileError, level_shapes, meta_value
 from .steerable_filters import steering_weights
 
 __all__ = [
@@ -125,15 +125,6 @@ def _check_levels(levels: object, shape: tuple[int, int]) -> int:
             f"levels must be in 0 … {most} for an image of shape {shape}, got {value}"
         )
     return value
-
-
-def _level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
-    """Shapes of levels ``0 … levels`` (the last is the residual's): sides ``ceil(n / 2)``."""
-    shapes = [shape]
-    for _ in range(levels):
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-    return shapes
 
 
 # --------------------------------------------------------------------------- the masks
@@ -237,7 +228,7 @@ class FrequencySteerableModel:
         self.orientations = _check_orientations(orientations, self.complex)
         self.twidth = _check_twidth(twidth)
         self.levels = _check_levels(levels, self.shape)
-        self.level_shapes = _level_shapes(self.shape, self.levels)
+        self.level_shapes = level_shapes(self.shape, self.levels)
         #: ``c = (−i)^n``, the phase that makes the real pyramid's bands real
         self.phase_factor = (-1j) ** (self.orientations - 1)
         self._build()
@@ -730,7 +721,7 @@ class FrequencySteerablePyramid(OrientedPyramid):
         dtype = hp.dtype
         band_dtype = np.result_type(dtype, np.complex64) if self.complex else dtype
         levels = _check_levels(len(bands), hp.shape[:2])
-        shapes = _level_shapes(hp.shape[:2], levels)
+        shapes = level_shapes(hp.shape[:2], levels)
         orientations = len(bands[0]) if levels else None
         tail = hp.shape[2:]
         checked = []

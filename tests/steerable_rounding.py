@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
+from pyramids.pyramid import level_shapes
 from pyramids.steerable import (
     DEFAULT_RANK_TOL,
-    _level_shapes,
     _mirrors,
     _monomial_matrix,
     _stage_operator,
@@ -189,7 +189,7 @@ def engine_difference_bound(fs, x, levels, boundary, coefficients=None, mode=Non
     u = np.finfo(np.float64).eps / 2
     h, w = x.shape[:2]
     channels = x.shape[2] if x.ndim == 3 else 1
-    shapes = _level_shapes((h, w), levels)
+    shapes = level_shapes((h, w), levels)
 
     def flat(array):
         return np.abs(np.asarray(array, dtype=np.float64)).reshape(-1, channels)
