@@ -9,10 +9,12 @@ workers, ``torch.set_num_threads``). Ratios are peer / ours (above 1: we are fas
 maximum reconstruction error is printed beside each time.
 
 Cases (the issue's): real, 4 orientations, 5 levels at 512² and 2048²; complex,
-4 orientations, all levels, 480×640. ``frames``: a stack of complex frames decomposed and
-reconstructed in one call (:meth:`~pyramids.FrequencySteerableModel.analyse_frames`)
-against a loop over the frames, per frame, and plenoptic's batch where it is importable:
-64 frames of 128×128 and 16 of 480×640.
+4 orientations, all levels, 480×640. Beside ours, a row "FFTs only" times nothing but the
+transforms our build computes (a floor for it, docs/design.md §6). ``frames``: a stack of
+complex frames decomposed and reconstructed in one call
+(:meth:`~pyramids.FrequencySteerableModel.analyse_frames`) against a loop over the frames,
+per frame, and plenoptic's batch where it is importable: 64 frames of 128×128 and 16 of
+480×640.
 
     pip install pyrtools                       # optional peer (the test extra has it)
     pip install plenoptic==2.1.1               # optional peer, needs torch; never a dependency
@@ -58,6 +60,41 @@ def ours(x: np.ndarray, levels: int | None, complex_: bool, threads: int) -> Met
     )
 
 
+def transforms_only(x: np.ndarray, levels: int | None, complex_: bool, threads: int) -> Method:
+    """Only the FFTs that our build computes, on spectra of the same shapes and dtypes.
+
+    A floor for the build: the image's real FFT, the high-pass residual's inverse, each
+    level's inverse transforms (complex bands: one complex transform per band) and the
+    low-pass residual's. No masks, crops or copies. Its reconstruction is neither timed nor
+    checked.
+    """
+    import scipy.fft
+
+    model = FrequencySteerableModel(x.shape, levels, 4, complex=complex_)
+    shapes = model.level_shapes
+    half = scipy.fft.rfft2(x, norm="ortho")
+    kind = np.complex64 if x.dtype == np.float32 else np.complex128
+    spectra = [np.ones((4, h, w if complex_ else w // 2 + 1), kind) for h, w in shapes[:-1]]
+    h, w = shapes[-1]
+    low = np.ones((h, w if complex_ else w // 2 + 1), kind)
+    fft = {"axes": (-2, -1), "norm": "ortho", "workers": threads}
+
+    def build():
+        scipy.fft.rfft2(x, **fft)
+        scipy.fft.irfft2(half, s=x.shape, **fft)
+        for (h, w), stack in zip(shapes, spectra):
+            if complex_:
+                scipy.fft.ifft2(stack, **fft)
+            else:
+                scipy.fft.irfft2(stack, s=(h, w), **fft)
+        if complex_:
+            scipy.fft.ifft2(low, **fft)
+        else:
+            scipy.fft.irfft2(low, s=shapes[-1], **fft)
+
+    return build, lambda: x
+
+
 def pyrtools_method(x: np.ndarray, levels: int | None, complex_: bool) -> Method | None:
     try:
         import pyrtools as pt
@@ -98,6 +135,7 @@ def plenoptic_method(
     return build, reconstruct
 
 
+FLOOR = "ours, FFTs only (floor)"
 FRAME_STACKS = (((128, 128), 64), ((480, 640), 16))  # (shape, frames)
 
 
@@ -163,7 +201,10 @@ def run_frame_stack(shape: tuple[int, int], count: int, threads: int, repeats: i
 def run(name: str, threads: int, repeats: int) -> None:
     shape, levels, complex_ = CASES[name]
     x = sample_image(shape)
-    table: dict[str, Method] = {"ours": ours(x, levels, complex_, threads)}
+    table: dict[str, Method] = {
+        "ours": ours(x, levels, complex_, threads),
+        FLOOR: transforms_only(x, levels, complex_, threads),
+    }
     for label, method in (
         ("pyrtools", pyrtools_method(x, levels, complex_)),
         ("plenoptic", plenoptic_method(x, levels, complex_, threads)),
@@ -173,15 +214,19 @@ def run(name: str, threads: int, repeats: int) -> None:
         else:
             table[label] = method
     builds = interleaved_medians({k: v[0] for k, v in table.items()}, repeats)
-    recons = interleaved_medians({k: v[1] for k, v in table.items()}, repeats)
+    recons = interleaved_medians({k: v[1] for k, v in table.items() if k != FLOOR}, repeats)
     what = "complex" if complex_ else "real"
     print(f"\n### {shape[0]}×{shape[1]} float32, {what}, 4 orientations, levels {levels or 'all'}")
     print(f"{threads} threads, median of {repeats}\n")
     print("| method | build (ms) | ratio | reconstruct (ms) | ratio | max error |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, (_, reconstruct) in table.items():
+        b = builds[label]
+        if label == FLOOR:  # no reconstruction to time or check
+            print(f"| {label} | {1e3 * b:.1f} | {b / builds['ours']:.2f} | – | – | – |")
+            continue
+        r = recons[label]
         error = float(np.abs(np.asarray(reconstruct(), dtype=np.float64) - x).max())
-        b, r = builds[label], recons[label]
         print(
             f"| {label} | {1e3 * b:.1f} | {b / builds['ours']:.2f} | {1e3 * r:.1f} | "
             f"{r / recons['ours']:.2f} | {error:.1e} |"

@@ -70,6 +70,17 @@ MAX_ORIENTATIONS = 16
 # --------------------------------------------------------------------------- validation
 
 
+# Below this many values in one call, a second FFT worker costs more than it saves: pocketfft
+# hands lines to its thread pool per call, about 0.1 ms on this package's 2-core test machine,
+# more than a whole 120×160 transform of four bands takes on one (docs/design.md §6).
+_ONE_WORKER_BELOW = 1 << 17
+
+
+def _split(array: np.ndarray, workers: int) -> int:
+    """The FFT workers for a transform of ``array``: one for small arrays, else ``workers``."""
+    return workers if array.size >= _ONE_WORKER_BELOW else 1
+
+
 def max_frequency_levels(shape: Sequence[int]) -> int:
     """Largest number of levels for an image of ``shape``: ``floor(log2(min(h, w))) − 2``.
 
@@ -446,13 +457,15 @@ class FrequencySteerableModel:
         def fit_stack(stack: np.ndarray) -> np.ndarray:  # (K, h, w) → (K, [1,] h, w[, 1])
             return stack[(slice(None), *head, ..., *tail)]
 
-        fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
+        fft = {"axes": (lead, lead + 1), "norm": "ortho"}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}  # behind the stack's K axis
 
         def real(spectrum: np.ndarray, level: int, options=fft) -> np.ndarray:
-            return scipy.fft.irfft2(spectrum, s=self.level_shapes[level], **options)
+            return scipy.fft.irfft2(
+                spectrum, s=self.level_shapes[level], workers=_split(spectrum, workers), **options
+            )
 
-        half = scipy.fft.rfft2(x, **fft)
+        half = scipy.fft.rfft2(x, workers=_split(x, workers), **fft)
         highpass = real(half * fit(masks["half_highpass0"]), 0)
         if self.complex:
             current = self._whole_spectrum(half, lead, fit(masks["half_lowpass0"]))
@@ -464,7 +477,9 @@ class FrequencySteerableModel:
                 phased = fit_stack(masks["phased_bands"][level])
                 row = np.multiply(current[None], phased)
                 # in place: the products become the bands, no second K-band buffer
-                row = scipy.fft.ifft2(row, overwrite_x=True, **band_fft)
+                row = scipy.fft.ifft2(
+                    row, overwrite_x=True, workers=_split(row, workers), **band_fft
+                )
                 low = masks["lowpass"][level]
             else:
                 row = real(current[None] * fit_stack(masks["half_phased_bands"][level]), level,
@@ -473,7 +488,7 @@ class FrequencySteerableModel:
             bands.append(row if stacked else list(row))
             current = self._crop_times(current, level, low, lead, not self.complex)
         if self.complex:
-            residual = scipy.fft.ifft2(current, **fft).real
+            residual = scipy.fft.ifft2(current, workers=_split(current, workers), **fft).real
         else:
             residual = real(current, self.levels)
         return highpass, bands, residual
@@ -554,23 +569,26 @@ class FrequencySteerableModel:
         masks = self._masks(dtype)
         tail = (None,) * (highpass.ndim - lead - 2)
         head = (None,) * lead
-        fft = {"axes": (lead, lead + 1), "norm": "ortho", "workers": workers}
+        fft = {"axes": (lead, lead + 1), "norm": "ortho"}
         band_fft = {**fft, "axes": (lead + 1, lead + 2)}
         keep = (slice(None),) * lead
-        current = scipy.fft.rfft2(residual, **fft)
+        current = scipy.fft.rfft2(residual, workers=_split(residual, workers), **fft)
         for level in reversed(range(self.levels)):
             row = bands[level]
             stack = row.real if isinstance(row, np.ndarray) else np.stack([b.real for b in row])
-            spectra = scipy.fft.rfft2(stack, overwrite_x=True, **band_fft)
+            spectra = scipy.fft.rfft2(
+                stack, overwrite_x=True, workers=_split(stack, workers), **band_fft
+            )
             spectra *= masks["half_conj_phased_bands"][level][(slice(None), *head, ..., *tail)]
             up = spectra.sum(axis=0)
             low = masks["half_lowpass"][level]
             for into, source in self._crop_blocks(level, True):  # the crop's adjoint
                 up[(*keep, *source)] += current[(*keep, *into)] * low[into][(*head, ..., *tail)]
             current = up
-        spectrum = scipy.fft.rfft2(highpass, **fft) * masks["half_highpass0"][(*head, ..., *tail)]
+        spectrum = scipy.fft.rfft2(highpass, workers=_split(highpass, workers), **fft)
+        spectrum *= masks["half_highpass0"][(*head, ..., *tail)]
         spectrum += current * masks["half_lowpass0"][(*head, ..., *tail)]
-        image = scipy.fft.irfft2(spectrum, s=self.shape, **fft)
+        image = scipy.fft.irfft2(spectrum, s=self.shape, workers=_split(spectrum, workers), **fft)
         return image.astype(dtype, copy=False)
 
     def decompose(
