@@ -328,6 +328,7 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
         first = next(frames)
         shape = first.shape
         frames = itertools.chain([first], frames)
+        reader = None
     band = args.band or SAMPLE_VIDEO_BAND
     check_band(band, fps)
     options = {"levels": args.levels, "order": args.order, "threads": args.threads}
@@ -371,6 +372,9 @@ def _cmd_magnify(args: argparse.Namespace) -> None:
             f"wrote {output}: {count} frames, {args.method} ×{args.alpha:g} in "
             f"{band[0]:g}–{band[1]:g} Hz ({count / seconds:.1f} frames/s end to end)"
         )
+        shortfall = reader.shortfall() if reader is not None else None
+        if shortfall:
+            print(f"pyramids magnify: warning: {shortfall}", file=sys.stderr)
         if args.slice is not None:
             # time runs left to right, two pixels per frame
             before = np.repeat(np.stack([c[0] for c in columns], axis=1), 2, axis=1)

@@ -120,6 +120,11 @@ class VideoReader:
         ``(h, w)`` or ``(h, w, 3)`` of every frame.
     frame_count : int or None
         The number of frames if known without decoding (a folder), else ``None``.
+    announced_frames : int or None
+        For a video file, the frames its header's duration and rate announce (rounded),
+        else ``None``; see :attr:`frames_read` and :meth:`shortfall`.
+    frames_read : int
+        How many frames :meth:`frames` has yielded so far.
 
     Raises
     ------
@@ -139,6 +144,8 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, *, fps: float | None = None):
         self.path = Path(path)
+        self.frames_read = 0
+        self.announced_frames: int | None = None
         if fps is not None and not (np.isfinite(fps) and fps > 0):
             raise VideoFileError(f"fps must be a positive number, got {fps!r}")
         if self.path.is_dir():
@@ -176,6 +183,27 @@ class VideoReader:
             raise VideoFileError(f"{self.path}: the video does not say its frame rate; give --fps")
         self.fps = float(fps or video_fps)
         self.frame_count = None
+        duration = meta.get("duration")
+        if video_fps > 0 and isinstance(duration, (int, float)) and np.isfinite(duration):
+            self.announced_frames = round(float(duration) * video_fps) if duration > 0 else None
+            self._header = (float(duration), video_fps)
+
+    def shortfall(self) -> str | None:
+        """After reading every frame: why fewer came than the header announces, or None.
+
+        ffmpeg decodes a cut-off file up to where it ends and says nothing to its caller, so
+        this compares the frames read with :attr:`announced_frames`. A container's duration
+        can be a little longer than its video (an audio track that runs on, a last frame's
+        display time), so only a shortfall of more than 2 frames and 2% counts.
+        """
+        announced = self.announced_frames
+        if announced is None or self.frames_read >= announced - max(2, 0.02 * announced):
+            return None
+        return (
+            f"{self.path}: decoded {self.frames_read} frames where its header announces "
+            f"{announced} ({self._header[0]:g} s at {self._header[1]:g} frames/s); "
+            "the file may be truncated"
+        )
 
     def _decode(self) -> Iterator:
         """imageio-ffmpeg's generator (metadata, then raw frames), errors made one line.
@@ -227,12 +255,14 @@ class VideoReader:
                     raise VideoFileError(
                         f"{png}: frame of shape {frame.shape}, but the first is {self.shape}"
                     )
+                self.frames_read += 1
                 yield frame
             return
         frames = self._decode()
         try:
             next(frames)  # the metadata
             for raw in frames:
+                self.frames_read += 1
                 yield np.frombuffer(raw, dtype=np.uint8).reshape(self.shape)
         finally:
             frames.close()

@@ -566,3 +566,32 @@ def test_cli_bad_fps_for_the_sample_is_refused(tmp_path, capsys, fps):
     assert code == 2
     assert "fps must be a positive number" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_video_is_magnified_with_a_warning(tmp_path, capsys):
+    """ffmpeg decodes a cut-off file up to its end without an error; the command still
+    writes what was decoded, and says on stderr that frames are missing. An intact video
+    of the same kind gets no warning."""
+    require_module("imageio_ffmpeg", "video files are read and written through imageio-ffmpeg")
+    rng = np.random.default_rng(3)
+    frames = [rng.random((32, 48, 3)) for _ in range(60)]
+    whole = tmp_path / "whole.mkv"
+    write_video(whole, iter(frames), 10.0)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+
+    reader = VideoReader(cut)
+    read = sum(1 for _ in reader.frames())
+    assert reader.announced_frames == 60 and 0 < read < 50
+    assert "truncated" in reader.shortfall()
+    intact = VideoReader(whole)
+    assert sum(1 for _ in intact.frames()) == 60 and intact.shortfall() is None
+
+    for source, warned in ((cut, True), (whole, False)):
+        out = tmp_path / f"out-{source.stem}"
+        code = main(["magnify", str(source), "--band", "1", "2", "--alpha", "2", "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 0
+        assert len(list(out.glob("*.png"))) == (read if warned else 60)
+        assert ("may be truncated" in err) == warned, err
