@@ -27,6 +27,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .kernels import (
+    bias_relu_pool2_backward,
+    bias_relu_pool2_forward,
     col2im_grid,
     max_pool2_backward,
     max_pool2_forward,
@@ -35,7 +37,7 @@ from .kernels import (
 )
 from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, ReLU, Rng, Shape, _check_input
 
-__all__ = ["FastConv2D", "FastMaxPool2D", "FastReLU"]
+__all__ = ["ConvReLUPool", "FastConv2D", "FastMaxPool2D", "FastReLU"]
 
 
 # --------------------------------------------------------------------------- convolution
@@ -92,14 +94,20 @@ class FastConv2D(Conv2D):
         """As :meth:`Conv2D.forward`; the cached columns are on the grid for stride 1."""
         if self.stride != (1, 1):
             return super().forward(params, x, training=training, rng=rng)
+        grid, cache, (ho, wo) = self._grid_product(params, x)
+        out = np.add(_grid_view(grid, (ho, wo), cache[1][3]), params["bias"][:, None, None])
+        return out, cache
+
+    def _grid_product(self, params: Params, x: np.ndarray) -> tuple[np.ndarray, Any, Shape]:
+        """The bias-free output ``(N, O, L)`` on the padded-width grid (stride 1), the
+        cache for :meth:`backward` and the output's ``(Ho, Wo)``."""
         xp, ho, wo = self._padded(x)
         wp = xp.shape[3]
         cols = _grid_cols(xp, self.kernel_size, (ho - 1) * wp + wo)
         grid = np.matmul(params["weight"].reshape(self.out_channels, -1), cols)  # (N, O, L)
-        out = np.add(_grid_view(grid, (ho, wo), wp), params["bias"][:, None, None])
         # The columns are kept for backward: gathering them again there was measured
         # slower than reading them back, with two threads running chunks side by side.
-        return out, (cols, xp.shape, x.shape)
+        return grid, (cols, xp.shape, x.shape), (ho, wo)
 
     def backward(
         self, params: Params, cache: Any, dout: np.ndarray, *, need_dx: bool = True
@@ -107,19 +115,29 @@ class FastConv2D(Conv2D):
         """As :meth:`Conv2D.backward`, on the grid for stride 1."""
         if self.stride != (1, 1):
             return super().backward(params, cache, dout, need_dx=need_dx)
-        cols, padded_shape, in_shape = cache
-        weight = params["weight"]
+        cols, padded_shape, _ = cache
         n, o, ho, wo = dout.shape
         # The output error on the same grid as the columns, zero in the junk columns so
-        # that they add nothing: dW = Σ_n δ_n · cols_nᵀ, one product per image summed in
-        # image order. (cols_n · δ_nᵀ, the transposed product, is the faster of the two
-        # for OpenBLAS with LeNet's shapes.)
+        # that they add nothing.
         wp, length = padded_shape[3], cols.shape[2]
         err = np.zeros((n, o, ho, wp), dtype=dout.dtype)
         err[..., :wo] = dout
         err = err.reshape(n, o, ho * wp)[..., :length]
+        return self._grid_backward(params, cache, err, dout.sum(axis=(0, 2, 3)), need_dx)
+
+    def _grid_backward(
+        self, params: Params, cache: Any, err: np.ndarray, dbias: np.ndarray, need_dx: bool
+    ) -> Backward:
+        """:meth:`backward` from the output error ``err (N, O, L)`` on the grid (zero in
+        the junk columns) and the bias gradient ``dbias``."""
+        cols, padded_shape, in_shape = cache
+        weight = params["weight"]
+        o, wp = weight.shape[0], padded_shape[3]
+        # dW = Σ_n δ_n · cols_nᵀ, one product per image summed in image order. (cols_n ·
+        # δ_nᵀ, the transposed product, is the faster of the two for OpenBLAS with LeNet's
+        # shapes.)
         dw = np.matmul(cols, err.transpose(0, 2, 1)).sum(axis=0).T
-        grads = {"weight": dw.reshape(weight.shape), "bias": dout.sum(axis=(0, 2, 3))}
+        grads = {"weight": dw.reshape(weight.shape), "bias": dbias}
         if not need_dx:
             return None, grads
         # The window gradients Wᵀ δ_n on the grid, one product per image, then summed
@@ -212,3 +230,75 @@ class FastReLU(ReLU):
         _check_dout(dout, cache.shape, "ReLU")
         dout = np.ascontiguousarray(dout)
         return relu_backward(dout.reshape(-1), cache.reshape(-1)).reshape(dout.shape), {}
+
+
+# --------------------------------------------------------------------------- fused stage
+
+
+class _StageCache(NamedTuple):
+    """What :class:`ConvReLUPool` keeps for backward."""
+
+    conv: Any  # FastConv2D's cache: the grid columns, the padded and the input shapes
+    where: np.ndarray  # (N, O, Ho/2, Wo/2) uint8, the winning tap of each window
+    out: np.ndarray  # the pooled output, positive exactly where the ReLU let the tap through
+
+
+class ConvReLUPool:
+    """A :class:`FastConv2D` (stride 1), a :class:`FastReLU` and a 2×2
+    :class:`FastMaxPool2D` run as one stage (docs/design.md §5.10).
+
+    The convolution's product on the grid is unchanged; its bias, the ReLU and the pooling
+    are one compiled pass (:func:`~convnet.kernels.bias_relu_pool2_forward`) that writes
+    only the pooled maps, and backward routes each window's gradient straight onto the
+    convolution's grid (:func:`~convnet.kernels.bias_relu_pool2_backward`). The output,
+    the weight gradient and the input gradient equal those of the three layers run one
+    after the other bit for bit; the bias gradient is the same sum in another order (equal
+    up to rounding). :class:`~convnet.model.Sequential` runs every such triple of its
+    layers this way; the parameters stay the convolution's.
+
+    Parameters
+    ----------
+    conv, relu, pool : the three layers, for which :meth:`joins` holds
+    """
+
+    def __init__(self, conv: FastConv2D, relu: FastReLU, pool: FastMaxPool2D) -> None:
+        if not self.joins(conv, relu, pool):
+            raise ValueError(
+                "ConvReLUPool needs FastConv2D (stride 1), FastReLU, FastMaxPool2D(2)"
+            )
+        self.conv = conv
+
+    @staticmethod
+    def joins(conv: object, relu: object, pool: object) -> bool:
+        """Whether three layers make such a stage: exactly these classes (a subclass may
+        change what a layer does), the convolution with stride 1, the pooling 2×2 tiles."""
+        return (
+            type(conv) is FastConv2D
+            and conv.stride == (1, 1)
+            and type(relu) is FastReLU
+            and type(pool) is FastMaxPool2D
+            and pool.kernel_size == pool.stride == (2, 2)
+        )
+
+    def forward(self, params: Params, x: np.ndarray) -> Forward | None:
+        """The pooled maps and the cache, or None where the convolution's output has an
+        odd side (the layers then run one by one)."""
+        _check_input(x, 4, "Conv2D")
+        _, ho, wo = self.conv.output_shape(x.shape[1:])
+        if ho % 2 or wo % 2:
+            return None
+        grid, cache, _ = self.conv._grid_product(params, x)
+        wp = cache[1][3]
+        out, where = bias_relu_pool2_forward(grid, params["bias"], wp, ho, wo)
+        return out, _StageCache(cache, where, out)
+
+    def backward(
+        self, params: Params, cache: _StageCache, dout: np.ndarray, *, need_dx: bool = True
+    ) -> Backward:
+        """The convolution's input gradient (None unless ``need_dx``) and its gradients."""
+        _check_dout(dout, cache.where.shape, "MaxPool2D")
+        cols, padded_shape, _ = cache.conv
+        err, dbias = bias_relu_pool2_backward(
+            np.ascontiguousarray(dout), cache.where, cache.out, padded_shape[3], cols.shape[2]
+        )
+        return self.conv._grid_backward(params, cache.conv, err, dbias, need_dx)

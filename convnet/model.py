@@ -44,7 +44,7 @@ from numpy.typing import DTypeLike
 from pyramids.parallel import resolve_threads, run_parts
 
 from .data import MNIST_MEAN, MNIST_STD
-from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
+from .fast_layers import ConvReLUPool, FastConv2D, FastMaxPool2D, FastReLU
 from .layers import Flatten, Layer, Linear, Pad2D, Params, ScaledTanh, Subsample2D
 
 __all__ = [
@@ -144,6 +144,75 @@ def backward_pass(
         dout, grads[name] = layer.backward(params[name], caches[i], dout, need_dx=wanted)
         if wanted and dout is None:
             raise RuntimeError(f"layer {name!r} returned no input gradient")
+    return (dout if need_dx else None), grads
+
+
+#: A stage of a network: layers ``start … stop - 1``, run one by one, or as one fused
+#: stage when ``fused`` is not None.
+Stage = tuple[int, int, ConvReLUPool | None]
+
+
+def _plan(layers: NamedLayers) -> list[Stage]:
+    """The stages :class:`Sequential` runs ``layers`` in: every convolution, ReLU and 2×2
+    max pooling that :meth:`ConvReLUPool.joins` as one fused stage, each other layer alone."""
+    stages: list[Stage] = []
+    i = 0
+    while i < len(layers):
+        triple = [layer for _, layer in layers[i : i + 3]]
+        if len(triple) == 3 and ConvReLUPool.joins(*triple):
+            stages.append((i, i + 3, ConvReLUPool(*triple)))
+            i += 3
+        else:
+            stages.append((i, i + 1, None))
+            i += 1
+    return stages
+
+
+def _staged_forward(
+    layers: NamedLayers,
+    stages: list[Stage],
+    params: Mapping[str, Params],
+    x: np.ndarray,
+    *,
+    training: bool,
+    rngs: Mapping[str, np.random.Generator],
+) -> tuple[np.ndarray, list[Any]]:
+    """:func:`forward_pass` by stages: one cache per stage, a list of the layers' caches
+    where the stage ran layer by layer (a fused stage whose input does not fit it does)."""
+    caches: list[Any] = []
+    for start, stop, fused in stages:
+        if fused is not None:
+            result = fused.forward(params[layers[start][0]], x)
+            if result is not None:
+                x, cache = result
+                caches.append(cache)
+                continue
+        x, group = forward_pass(layers[start:stop], params, x, training=training, rngs=rngs)
+        caches.append(group)
+    return x, caches
+
+
+def _staged_backward(
+    layers: NamedLayers,
+    stages: list[Stage],
+    params: Mapping[str, Params],
+    caches: list[Any],
+    dout: np.ndarray,
+    *,
+    need_dx: bool,
+) -> tuple[np.ndarray | None, dict[str, Params]]:
+    """:func:`backward_pass` for the caches of :func:`_staged_forward`."""
+    grads: dict[str, Params] = {}
+    for (start, stop, fused), cache in zip(reversed(stages), reversed(caches), strict=True):
+        wanted = need_dx or start > 0
+        if isinstance(cache, list):
+            dout, part = backward_pass(layers[start:stop], params, cache, dout, need_dx=wanted)
+            grads.update(part)
+        else:
+            names = [name for name, _ in layers[start:stop]]
+            for name in reversed(names[1:]):
+                grads[name] = {}
+            dout, grads[names[0]] = fused.backward(params[names[0]], cache, dout, need_dx=wanted)
     return (dout if need_dx else None), grads
 
 
@@ -251,6 +320,7 @@ class Sequential:
             if any(name == other for other, _ in self.layers):
                 raise ValueError(f"layer names must be unique, {name!r} repeats")
             self.layers.append((name, layer))
+        self._stages = _plan(self.layers)
         rng = np.random.default_rng(rng)
         self.params: dict[str, Params] = {
             name: layer.init_params(rng) for name, layer in self.layers
@@ -293,8 +363,13 @@ class Sequential:
         results: list[Any] = [None] * len(chunks)
 
         def run(i: int) -> None:
-            results[i] = forward_pass(
-                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            results[i] = _staged_forward(
+                self.layers,
+                self._stages,
+                self.params,
+                chunks[i],
+                training=self.training,
+                rngs=rngs[i],
             )
 
         self._map(run, len(chunks), threads)
@@ -351,8 +426,8 @@ class Sequential:
         results: list[Any] = [None] * len(caches)
 
         def run(i: int) -> None:
-            results[i] = backward_pass(
-                self.layers, self.params, caches[i], douts[i], need_dx=input_grad
+            results[i] = _staged_backward(
+                self.layers, self._stages, self.params, caches[i], douts[i], need_dx=input_grad
             )
 
         self._map(run, len(caches), threads)
@@ -418,11 +493,18 @@ class Sequential:
         results: list[Any] = [None] * len(chunks)
 
         def run(i: int) -> None:
-            out, caches = forward_pass(
-                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            out, caches = _staged_forward(
+                self.layers,
+                self._stages,
+                self.params,
+                chunks[i],
+                training=self.training,
+                rngs=rngs[i],
             )
             value, dout = loss(out, slice(*spans_or_whole[i]))
-            _, grads = backward_pass(self.layers, self.params, caches, dout, need_dx=False)
+            _, grads = _staged_backward(
+                self.layers, self._stages, self.params, caches, dout, need_dx=False
+            )
             results[i] = (out, caches, float(value), grads)
 
         self._map(run, len(chunks), threads)
