@@ -37,14 +37,44 @@ from .kernels import (
 )
 from .layers import Backward, Conv2D, Forward, MaxPool2D, Params, ReLU, Rng, Shape, _check_input
 
-__all__ = ["ConvReLUPool", "FastConv2D", "FastMaxPool2D", "FastReLU"]
+__all__ = ["ConvReLUPool", "FastConv2D", "FastMaxPool2D", "FastReLU", "Workspace"]
+
+
+# --------------------------------------------------------------------------- workspaces
+
+
+class Workspace:
+    """Arrays kept from one pass to the next, by key, so that a pass writes into memory it
+    has used before (docs/design.md §5.10).
+
+    A fresh array of a few hundred kilobytes or more is mapped from the operating system
+    and faulted in page by page as it is first written, and handed back when freed; on
+    this machine (a virtual one) a page fault cost about 3 µs, and a training step of
+    LeNet-5 at batch 256 took thousands of them. :class:`~convnet.model.Sequential` keeps
+    one workspace per chunk of a batch (for what a chunk's caches hold until its backward
+    pass) and one per thread (for what a pass uses and drops).
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[Any, np.ndarray] = {}
+
+    def get(self, key: Any, shape: Shape, dtype: np.dtype) -> np.ndarray:
+        """The array kept under ``key``, replaced by a new (uninitialised) one unless it has
+        ``shape`` and ``dtype``."""
+        array = self._arrays.get(key)
+        if array is None or array.shape != shape or array.dtype != dtype:
+            array = self._arrays[key] = np.empty(shape, dtype)
+        return array
 
 
 # --------------------------------------------------------------------------- convolution
 
 
-def _grid_cols(xp: np.ndarray, kernel: tuple[int, int], length: int) -> np.ndarray:
-    """im2col for stride 1 on the padded width grid: ``(N, C·kh·kw, L)``, a fresh array.
+def _grid_cols(
+    xp: np.ndarray, kernel: tuple[int, int], length: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """im2col for stride 1 on the padded width grid: ``(N, C·kh·kw, L)``, a fresh array
+    (or ``out``, filled).
 
     Output pixel ``(y, x)`` of a ``(Hp, Wp)`` padded image reads tap ``(i, j)`` at the flat
     index ``(y + i)·Wp + x + j = p + i·Wp + j`` with ``p = y·Wp + x``. Computing the output
@@ -64,7 +94,10 @@ def _grid_cols(xp: np.ndarray, kernel: tuple[int, int], length: int) -> np.ndarr
     view = as_strided(
         xp, shape=(n, c, kh, kw, length), strides=(s0, s1, wp * s3, s3, s3), writeable=False
     )
-    return view.reshape(n, c * kh * kw, length)
+    if out is None:
+        return view.reshape(n, c * kh * kw, length)
+    np.copyto(out.reshape(n, c, kh, kw, length), view)
+    return out
 
 
 def _grid_view(grid: np.ndarray, shape: tuple[int, int], wp: int) -> np.ndarray:
@@ -98,13 +131,51 @@ class FastConv2D(Conv2D):
         out = np.add(_grid_view(grid, (ho, wo), cache[1][3]), params["bias"][:, None, None])
         return out, cache
 
-    def _grid_product(self, params: Params, x: np.ndarray) -> tuple[np.ndarray, Any, Shape]:
+    def _grid_product(
+        self,
+        params: Params,
+        x: np.ndarray,
+        keep: Workspace | None = None,
+        scratch: Workspace | None = None,
+        key: Any = None,
+    ) -> tuple[np.ndarray, Any, Shape]:
         """The bias-free output ``(N, O, L)`` on the padded-width grid (stride 1), the
-        cache for :meth:`backward` and the output's ``(Ho, Wo)``."""
-        xp, ho, wo = self._padded(x)
-        wp = xp.shape[3]
-        cols = _grid_cols(xp, self.kernel_size, (ho - 1) * wp + wo)
-        grid = np.matmul(params["weight"].reshape(self.out_channels, -1), cols)  # (N, O, L)
+        cache for :meth:`backward` and the output's ``(Ho, Wo)``; the columns in ``keep``,
+        the padded input and the grid in ``scratch`` where given, under keys ``(key, …)``."""
+        if scratch is None:
+            xp, ho, wo = self._padded(x)
+        else:
+            _check_input(x, 4, "Conv2D")
+            if x.dtype != self.dtype:
+                raise TypeError(
+                    f"Conv2D: input dtype {x.dtype} differs from the layer's {self.dtype}"
+                )
+            _, ho, wo = self.output_shape(x.shape[1:])
+            (ph, pw), (n, c, h, w) = self.padding, x.shape
+            if ph or pw:
+                xp = scratch.get((key, "padded"), (n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+                xp.fill(0)
+                xp[:, :, ph : ph + h, pw : pw + w] = x
+            else:
+                xp = np.ascontiguousarray(x)
+        n, wp = len(x), xp.shape[3]
+        length = (ho - 1) * wp + wo
+        k = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        cols = _grid_cols(
+            xp,
+            self.kernel_size,
+            length,
+            None if keep is None else keep.get((key, "cols"), (n, k, length), x.dtype),
+        )
+        weight = params["weight"].reshape(self.out_channels, -1)
+        if scratch is None:
+            grid = np.matmul(weight, cols)  # (N, O, L)
+        else:
+            grid = np.matmul(
+                weight,
+                cols,
+                out=scratch.get((key, "grid"), (n, self.out_channels, length), x.dtype),
+            )
         # The columns are kept for backward: gathering them again there was measured
         # slower than reading them back, with two threads running chunks side by side.
         return grid, (cols, xp.shape, x.shape), (ho, wo)
@@ -126,23 +197,37 @@ class FastConv2D(Conv2D):
         return self._grid_backward(params, cache, err, dout.sum(axis=(0, 2, 3)), need_dx)
 
     def _grid_backward(
-        self, params: Params, cache: Any, err: np.ndarray, dbias: np.ndarray, need_dx: bool
+        self,
+        params: Params,
+        cache: Any,
+        err: np.ndarray,
+        dbias: np.ndarray,
+        need_dx: bool,
+        scratch: Workspace | None = None,
+        key: Any = None,
     ) -> Backward:
         """:meth:`backward` from the output error ``err (N, O, L)`` on the grid (zero in
-        the junk columns) and the bias gradient ``dbias``."""
+        the junk columns) and the bias gradient ``dbias``; the products' results in
+        ``scratch`` where given."""
         cols, padded_shape, in_shape = cache
         weight = params["weight"]
         o, wp = weight.shape[0], padded_shape[3]
+        n, k, _ = cols.shape
+
+        def buffer(name: str, shape: Shape) -> np.ndarray | None:
+            return None if scratch is None else scratch.get((key, name), shape, err.dtype)
+
         # dW = Σ_n δ_n · cols_nᵀ, one product per image summed in image order. (cols_n ·
         # δ_nᵀ, the transposed product, is the faster of the two for OpenBLAS with LeNet's
         # shapes.)
-        dw = np.matmul(cols, err.transpose(0, 2, 1)).sum(axis=0).T
+        per_image = np.matmul(cols, err.transpose(0, 2, 1), out=buffer("dw", (n, k, o)))
+        dw = per_image.sum(axis=0).T
         grads = {"weight": dw.reshape(weight.shape), "bias": dbias}
         if not need_dx:
             return None, grads
         # The window gradients Wᵀ δ_n on the grid, one product per image, then summed
         # back onto the padded images tap by tap in one compiled pass (col2im).
-        dcols = np.matmul(weight.reshape(o, -1).T, err)
+        dcols = np.matmul(weight.reshape(o, -1).T, err, out=buffer("dcols", (n, k, err.shape[2])))
         _, c, kh, kw = weight.shape
         dxp = col2im_grid(dcols, c, kh, kw, padded_shape[2], wp)
         (ph, pw), (_, _, h, w) = self.padding, in_shape
@@ -280,25 +365,57 @@ class ConvReLUPool:
             and pool.kernel_size == pool.stride == (2, 2)
         )
 
-    def forward(self, params: Params, x: np.ndarray) -> Forward | None:
+    def forward(
+        self,
+        params: Params,
+        x: np.ndarray,
+        *,
+        keep: Workspace | None = None,
+        scratch: Workspace | None = None,
+    ) -> Forward | None:
         """The pooled maps and the cache, or None where the convolution's output has an
-        odd side (the layers then run one by one)."""
+        odd side (the layers then run one by one).
+
+        What the cache holds (the columns, the pooled maps and winning taps) is written in
+        ``keep``, the padded input and the grid in ``scratch``, where given (fresh arrays
+        otherwise): the cache is then valid until the next pass that uses ``keep``.
+        """
         _check_input(x, 4, "Conv2D")
         _, ho, wo = self.conv.output_shape(x.shape[1:])
         if ho % 2 or wo % 2:
             return None
-        grid, cache, _ = self.conv._grid_product(params, x)
-        wp = cache[1][3]
-        out, where = bias_relu_pool2_forward(grid, params["bias"], wp, ho, wo)
+        grid, cache, _ = self.conv._grid_product(params, x, keep, scratch, self)
+        shape = (len(x), self.conv.out_channels, ho // 2, wo // 2)
+        if keep is None:
+            out, where = np.empty(shape, x.dtype), np.empty(shape, np.uint8)
+        else:
+            out, where = (
+                keep.get((self, "out"), shape, x.dtype),
+                keep.get((self, "where"), shape, np.uint8),
+            )
+        bias_relu_pool2_forward(grid, params["bias"], cache[1][3], ho, wo, out, where)
         return out, _StageCache(cache, where, out)
 
     def backward(
-        self, params: Params, cache: _StageCache, dout: np.ndarray, *, need_dx: bool = True
+        self,
+        params: Params,
+        cache: _StageCache,
+        dout: np.ndarray,
+        *,
+        need_dx: bool = True,
+        scratch: Workspace | None = None,
     ) -> Backward:
-        """The convolution's input gradient (None unless ``need_dx``) and its gradients."""
+        """The convolution's input gradient (None unless ``need_dx``) and its gradients;
+        the intermediate arrays in ``scratch`` where given."""
         _check_dout(dout, cache.where.shape, "MaxPool2D")
         cols, padded_shape, _ = cache.conv
-        err, dbias = bias_relu_pool2_backward(
-            np.ascontiguousarray(dout), cache.where, cache.out, padded_shape[3], cols.shape[2]
+        shape = (len(cols), self.conv.out_channels, cols.shape[2])
+        err = (
+            np.empty(shape, dout.dtype)
+            if scratch is None
+            else scratch.get((self, "err"), shape, dout.dtype)
         )
-        return self.conv._grid_backward(params, cache.conv, err, dbias, need_dx)
+        dbias = bias_relu_pool2_backward(
+            np.ascontiguousarray(dout), cache.where, cache.out, padded_shape[3], err
+        )
+        return self.conv._grid_backward(params, cache.conv, err, dbias, need_dx, scratch, self)

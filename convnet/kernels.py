@@ -149,8 +149,14 @@ def relu_backward(dout: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 @_jit
 def bias_relu_pool2_forward(
-    grid: np.ndarray, bias: np.ndarray, wp: int, ho: int, wo: int
-) -> tuple[np.ndarray, np.ndarray]:
+    grid: np.ndarray,
+    bias: np.ndarray,
+    wp: int,
+    ho: int,
+    wo: int,
+    out: np.ndarray,
+    where: np.ndarray,
+) -> None:
     """A convolution's bias, a ReLU and a 2×2 max pooling in one pass over its grid.
 
     ``grid (N, O, L)`` is the bias-free output of :class:`~convnet.fast_layers.FastConv2D`
@@ -161,12 +167,11 @@ def bias_relu_pool2_forward(
     three layers run one after the other, bit for bit, without writing the full-size
     convolution and ReLU outputs.
 
-    Returns the pooled ``(N, O, ho/2, wo/2)`` and the winning taps (uint8, ``2·r + q``).
+    Writes the pooled maps into ``out (N, O, ho/2, wo/2)`` and the winning taps (``2·r +
+    q``) into ``where``, uint8 of the same shape.
     """
     n, o, _ = grid.shape
     hq, wq = ho // 2, wo // 2
-    out = np.empty((n, o, hq, wq), grid.dtype)
-    where = np.empty((n, o, hq, wq), np.uint8)
     zero = grid.dtype.type(0)
     for b in range(n):
         for ch in range(o):
@@ -201,32 +206,31 @@ def bias_relu_pool2_forward(
                     k = np.uint8(3) if wins else k
                     out_row[q] = best
                     where_row[q] = k
-    return out, where
 
 
 @_jit
 def bias_relu_pool2_backward(
-    dout: np.ndarray, where: np.ndarray, out: np.ndarray, wp: int, length: int
-) -> tuple[np.ndarray, np.ndarray]:
+    dout: np.ndarray, where: np.ndarray, out: np.ndarray, wp: int, err: np.ndarray
+) -> np.ndarray:
     """Back through :func:`bias_relu_pool2_forward`: the output error on the grid and the
     bias gradient.
 
     Each window's ``dout`` goes to its winning tap if the pooled output ``out`` (the ReLU's
     output at that tap) is positive, as :func:`max_pool2_backward` then
     :func:`relu_backward` route it; every other grid value, the junk columns ``x ≥ wo``
-    included, is 0. Returns ``err (N, O, length)`` and the bias gradient ``(O,)``, the sum
-    of each channel's error: over each row, then the rows of an image, then the images in
-    order (a fixed order, not numpy's, so equal to the reference layers' sum up to
-    rounding).
+    included, is 0; all of ``err (N, O, L)`` is written. Returns the bias gradient
+    ``(O,)``, the sum of each channel's error: over each row, then the rows of an image,
+    then the images in order (a fixed order, not numpy's, so equal to the reference
+    layers' sum up to rounding).
     """
     n, o, hq, wq = dout.shape
-    err = np.zeros((n, o, length), dout.dtype)
     dbias = np.empty(o, dout.dtype)
     zero = dout.dtype.type(0)
     for ch in range(o):
         total = zero
         for b in range(n):
             d_plane, where_plane, out_plane, e = dout[b, ch], where[b, ch], out[b, ch], err[b, ch]
+            e[:] = zero
             image = zero
             for y in range(hq):
                 d_row, where_row, out_row = d_plane[y], where_plane[y], out_plane[y]
@@ -240,4 +244,4 @@ def bias_relu_pool2_backward(
                 image += row
             total += image
         dbias[ch] = total
-    return err, dbias
+    return dbias

@@ -35,6 +35,7 @@ the layer's generator state after a step is the same whatever the thread count.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -44,7 +45,7 @@ from numpy.typing import DTypeLike
 from pyramids.parallel import resolve_threads, run_parts
 
 from .data import MNIST_MEAN, MNIST_STD
-from .fast_layers import ConvReLUPool, FastConv2D, FastMaxPool2D, FastReLU
+from .fast_layers import ConvReLUPool, FastConv2D, FastMaxPool2D, FastReLU, Workspace
 from .layers import Flatten, Layer, Linear, Pad2D, Params, ScaledTanh, Subsample2D
 
 __all__ = [
@@ -176,13 +177,16 @@ def _staged_forward(
     *,
     training: bool,
     rngs: Mapping[str, np.random.Generator],
+    keep: Workspace | None = None,
+    scratch: Workspace | None = None,
 ) -> tuple[np.ndarray, list[Any]]:
     """:func:`forward_pass` by stages: one cache per stage, a list of the layers' caches
-    where the stage ran layer by layer (a fused stage whose input does not fit it does)."""
+    where the stage ran layer by layer (a fused stage whose input does not fit it does).
+    The fused stages write their caches in ``keep``, their temporaries in ``scratch``."""
     caches: list[Any] = []
     for start, stop, fused in stages:
         if fused is not None:
-            result = fused.forward(params[layers[start][0]], x)
+            result = fused.forward(params[layers[start][0]], x, keep=keep, scratch=scratch)
             if result is not None:
                 x, cache = result
                 caches.append(cache)
@@ -200,8 +204,10 @@ def _staged_backward(
     dout: np.ndarray,
     *,
     need_dx: bool,
+    scratch: Workspace | None = None,
 ) -> tuple[np.ndarray | None, dict[str, Params]]:
-    """:func:`backward_pass` for the caches of :func:`_staged_forward`."""
+    """:func:`backward_pass` for the caches of :func:`_staged_forward` (the fused stages'
+    temporaries in ``scratch``)."""
     grads: dict[str, Params] = {}
     for (start, stop, fused), cache in zip(reversed(stages), reversed(caches), strict=True):
         wanted = need_dx or start > 0
@@ -212,7 +218,9 @@ def _staged_backward(
             names = [name for name, _ in layers[start:stop]]
             for name in reversed(names[1:]):
                 grads[name] = {}
-            dout, grads[names[0]] = fused.backward(params[names[0]], cache, dout, need_dx=wanted)
+            dout, grads[names[0]] = fused.backward(
+                params[names[0]], cache, dout, need_dx=wanted, scratch=scratch
+            )
     return (dout if need_dx else None), grads
 
 
@@ -339,6 +347,11 @@ class Sequential:
         self._spans: list[tuple[int, int]] | None = None
         self._caches: list[list[Any]] | None = None
         self._chunk_results: list[Any] = []
+        # The fused stages' arrays (docs/design.md §5.10): what chunk i's caches hold in
+        # _keep[i], valid until the next pass; what a pass drops in a workspace of the
+        # thread that runs it.
+        self._keep: list[Workspace] = []
+        self._scratch: dict[int, Workspace] = {}
 
     # ------------------------------------------------------------------ passes
 
@@ -361,6 +374,7 @@ class Sequential:
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
         results: list[Any] = [None] * len(chunks)
+        keep = self._workspaces(len(chunks))
 
         def run(i: int) -> None:
             results[i] = _staged_forward(
@@ -370,6 +384,8 @@ class Sequential:
                 chunks[i],
                 training=self.training,
                 rngs=rngs[i],
+                keep=keep[i],
+                scratch=self._thread_scratch(),
             )
 
         self._map(run, len(chunks), threads)
@@ -427,7 +443,13 @@ class Sequential:
 
         def run(i: int) -> None:
             results[i] = _staged_backward(
-                self.layers, self._stages, self.params, caches[i], douts[i], need_dx=input_grad
+                self.layers,
+                self._stages,
+                self.params,
+                caches[i],
+                douts[i],
+                need_dx=input_grad,
+                scratch=self._thread_scratch(),
             )
 
         self._map(run, len(caches), threads)
@@ -491,8 +513,10 @@ class Sequential:
             chunks = [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
         results: list[Any] = [None] * len(chunks)
+        keep = self._workspaces(len(chunks))
 
         def run(i: int) -> None:
+            scratch = self._thread_scratch()
             out, caches = _staged_forward(
                 self.layers,
                 self._stages,
@@ -500,10 +524,18 @@ class Sequential:
                 chunks[i],
                 training=self.training,
                 rngs=rngs[i],
+                keep=keep[i],
+                scratch=scratch,
             )
             value, dout = loss(out, slice(*spans_or_whole[i]))
             _, grads = _staged_backward(
-                self.layers, self._stages, self.params, caches, dout, need_dx=False
+                self.layers,
+                self._stages,
+                self.params,
+                caches,
+                dout,
+                need_dx=False,
+                scratch=scratch,
             )
             results[i] = (out, caches, float(value), grads)
 
@@ -517,6 +549,20 @@ class Sequential:
             total += value
         outs = [out for out, _, _, _ in results]
         return total, (outs[0] if len(outs) == 1 else np.concatenate(outs))
+
+    def _workspaces(self, count: int) -> list[Workspace]:
+        """The workspaces of the first ``count`` chunks (made as needed)."""
+        while len(self._keep) < count:
+            self._keep.append(Workspace())
+        return self._keep[:count]
+
+    def _thread_scratch(self) -> Workspace:
+        """The calling thread's scratch workspace for this model."""
+        ident = threading.get_ident()
+        scratch = self._scratch.get(ident)
+        if scratch is None:
+            scratch = self._scratch.setdefault(ident, Workspace())
+        return scratch
 
     def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
         """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""

@@ -86,13 +86,16 @@ def test_fused_kernels_follow_relu_and_pooling_on_special_values(dtype):
     grid = np.full((n, o, ho * wp), 7.0, dtype)  # junk columns: larger than every map value
     grid.reshape(n, o, ho, wp)[..., :wo] = maps
     grid = np.ascontiguousarray(grid[..., :length])
-    out, where = bias_relu_pool2_forward(grid, bias, wp, ho, wo)
+    out = np.empty((n, o, ho // 2, wo // 2), dtype)
+    where = np.empty(out.shape, np.uint8)
+    bias_relu_pool2_forward(grid, bias, wp, ho, wo, out, where)
     relu, pool = FastReLU(), FastMaxPool2D(2)
     r, rc = relu.forward({}, maps + bias[:, None, None])
     ref_out, pc = pool.forward({}, r)
     np.testing.assert_array_equal(out, ref_out)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    err, dbias = bias_relu_pool2_backward(dout, where, out, wp, length)
+    err = np.full((n, o, length), np.nan, dtype)  # every value must be written
+    dbias = bias_relu_pool2_backward(dout, where, out, wp, err)
     ref_d, _ = relu.backward({}, rc, pool.backward({}, pc, dout)[0])
     full = np.zeros((n, o, ho * wp), dtype)
     full[..., :length] = err
@@ -127,9 +130,9 @@ def test_sequential_fuses_conv_relu_pool_and_matches_the_layers(monkeypatch):
     calls = []
     forward = ConvReLUPool.forward
 
-    def counting(self, params, x):
+    def counting(self, params, x, **workspaces):
         calls.append(len(x))
-        return forward(self, params, x)
+        return forward(self, params, x, **workspaces)
 
     monkeypatch.setattr(ConvReLUPool, "forward", counting)
     rng = np.random.default_rng(5)
@@ -168,7 +171,9 @@ def test_lenet5_relu_trains_on_fused_stages_and_classic_does_not(monkeypatch):
     calls = []
     forward = ConvReLUPool.forward
     monkeypatch.setattr(
-        ConvReLUPool, "forward", lambda self, p, x: calls.append(1) or forward(self, p, x)
+        ConvReLUPool,
+        "forward",
+        lambda self, p, x, **ws: calls.append(1) or forward(self, p, x, **ws),
     )
     x = np.zeros((2, 1, 28, 28), np.float32)
     lenet5(seed=0).forward(x)
