@@ -392,7 +392,7 @@ class Sequential:
         self._spans = spans
         self._caches = [caches for _, caches in results]
         outs = [out for out, _ in results]
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return self._fresh(outs)
 
     __call__ = forward
 
@@ -548,7 +548,15 @@ class Sequential:
         for _, _, value, _ in results:
             total += value
         outs = [out for out, _, _, _ in results]
-        return total, (outs[0] if len(outs) == 1 else np.concatenate(outs))
+        return total, self._fresh(outs)
+
+    def _fresh(self, outs: list[np.ndarray]) -> np.ndarray:
+        """The chunks' outputs as one array of the caller's own: a single chunk's output is
+        copied where it may lie in a workspace (the next pass would overwrite it)."""
+        if len(outs) > 1:
+            return np.concatenate(outs)
+        fused = any(fused is not None for _, _, fused in self._stages)
+        return outs[0].copy() if fused else outs[0]
 
     def _workspaces(self, count: int) -> list[Workspace]:
         """The workspaces of the first ``count`` chunks (made as needed)."""

@@ -187,3 +187,38 @@ def test_stage_refuses_layers_it_does_not_fuse():
         ConvReLUPool(FastConv2D(1, 2, 3, stride=2), FastReLU(), FastMaxPool2D(2))
     assert not ConvReLUPool.joins(FastConv2D(1, 2, 3), FastReLU(), FastMaxPool2D(3))
     assert not ConvReLUPool.joins(FastConv2D(1, 2, 3), _PlainReLU(), FastMaxPool2D(2))
+
+
+def test_workspaces_are_reused_without_changing_results():
+    """The fused stages write into arrays kept on the model between passes: batches of
+    other sizes in between, a second model sharing the layer objects, and a caller keeping
+    an earlier output change nothing; backward uses the last forward's caches."""
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((7, 2, 12, 12)), rng.standard_normal((4, 2, 12, 12))
+
+    def fresh(data):
+        net = _small_net()
+        out = net.forward(data)
+        return out, net.backward(np.ones_like(out)), net.grads()
+
+    (ref_x, ref_dx, ref_gx), (ref_y, ref_dy, ref_gy) = fresh(x), fresh(y)
+    net = _small_net()
+    first = net.forward(x)
+    other = Sequential(list(net.layers), rng=0, chunk_size=3)  # the same layer objects
+    other.forward(y)
+    np.testing.assert_array_equal(net.forward(y), ref_y)
+    np.testing.assert_array_equal(net.backward(np.ones_like(ref_y)), ref_dy)
+    for name, g in ref_gy.items():
+        np.testing.assert_array_equal(net.grads()[name], g, err_msg=name)
+    np.testing.assert_array_equal(first, ref_x)  # not overwritten by the later passes
+    np.testing.assert_array_equal(net.forward(x), ref_x)
+    np.testing.assert_array_equal(net.backward(np.ones_like(ref_x)), ref_dx)
+    for name, g in ref_gx.items():
+        np.testing.assert_array_equal(net.grads()[name], g, err_msg=name)
+    # a network that ends on a fused stage hands out its own output array, chunked or not
+    for chunk_size in (None, 3):
+        stage_only = Sequential(list(net.layers)[:3], rng=0, chunk_size=chunk_size)
+        out_x = stage_only.forward(x[:2])
+        kept = out_x.copy()
+        stage_only.forward(y[:2])
+        np.testing.assert_array_equal(out_x, kept)
