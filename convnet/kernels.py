@@ -26,6 +26,7 @@ __all__ = [
     "max_pool2_forward",
     "relu_backward",
     "relu_forward",
+    "sgd_update",
 ]
 
 
@@ -245,3 +246,36 @@ def bias_relu_pool2_backward(
             total += image
         dbias[ch] = total
     return dbias
+
+
+@_jit
+def sgd_update(
+    p: np.ndarray,
+    g: np.ndarray,
+    v: np.ndarray,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    use_decay: bool,
+    use_momentum: bool,
+    nesterov: bool,
+) -> None:
+    """One step of :class:`~convnet.optim.SGD` on flat arrays, in one pass, in place.
+
+    Element by element the same operations in the same order as the optimiser's numpy
+    passes (``g + wd·p``, ``v·m + g``, ``g + m·v``, ``p - lr·g``), each rounded to the
+    arrays' dtype (the scalars are passed as that dtype; numba neither fuses a multiply and
+    an add nor reorders them without fast-math), so the result is the same bit for bit.
+    The decay is added only when ``use_decay``, the velocity ``v`` read and written only
+    when ``use_momentum``.
+    """
+    for i in range(p.size):
+        step = g[i]
+        if use_decay:
+            step = step + weight_decay * p[i]
+        if use_momentum:
+            velocity = v[i] * momentum
+            velocity = velocity + step
+            v[i] = velocity
+            step = step + momentum * velocity if nesterov else velocity
+        p[i] = p[i] - lr * step
