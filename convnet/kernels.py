@@ -21,7 +21,9 @@ import numpy as np
 __all__ = [
     "bias_relu_pool2_backward",
     "bias_relu_pool2_forward",
+    "col2im_dense",
     "col2im_grid",
+    "im2col_dense",
     "max_pool2_backward",
     "max_pool2_forward",
     "relu_backward",
@@ -279,3 +281,45 @@ def sgd_update(
             v[i] = velocity
             step = step + momentum * velocity if nesterov else velocity
         p[i] = p[i] - lr * step
+
+
+@_jit
+def im2col_dense(xp: np.ndarray, kh: int, kw: int, ho: int, wo: int, out: np.ndarray) -> None:
+    """im2col for stride 1 without junk columns: ``out[n, (c, i, j), y·wo + x] = xp[n, c,
+    y + i, x + j]`` for a padded batch ``xp (N, C, Hp, Wp)``, written into ``out (N,
+    C·kh·kw, ho·wo)`` one output row (``wo`` values) at a time."""
+    n, c, _, _ = xp.shape
+    for b in range(n):
+        for ch in range(c):
+            plane = xp[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    row = out[b, (ch * kh + i) * kw + j]
+                    for y in range(ho):
+                        src = plane[y + i, j : j + wo]
+                        dst = row[y * wo : y * wo + wo]
+                        for x in range(wo):
+                            dst[x] = src[x]
+
+
+@_jit
+def col2im_dense(
+    dcols: np.ndarray, channels: int, kh: int, kw: int, hp: int, wp: int, ho: int, wo: int
+) -> np.ndarray:
+    """The adjoint of :func:`im2col_dense`: window gradients ``(N, C·kh·kw, ho·wo)`` summed
+    onto zero ``(N, C, Hp, Wp)`` images, for each image and channel tap by tap in ``(i, j)``
+    order (the order of :func:`col2im_grid`)."""
+    n = dcols.shape[0]
+    dx = np.zeros((n, channels, hp, wp), dcols.dtype)
+    for b in range(n):
+        for ch in range(channels):
+            plane = dx[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    src = dcols[b, (ch * kh + i) * kw + j]
+                    for y in range(ho):
+                        s = src[y * wo : y * wo + wo]
+                        d = plane[y + i, j : j + wo]
+                        for x in range(wo):
+                            d[x] += s[x]
+    return dx
