@@ -606,7 +606,9 @@ class Sequential:
             for i in range(start, stop):
                 task(i)
 
-        run_parts(part, count, threads)
+        # The calling thread runs the first part itself: one hand-off fewer per pass (the
+        # chunks never split their work again, see pyramids.parallel.run_parts).
+        run_parts(part, count, threads, in_caller=True)
 
     # ------------------------------------------------------------------ modes
 
