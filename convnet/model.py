@@ -186,7 +186,9 @@ def _staged_forward(
     caches: list[Any] = []
     for start, stop, fused in stages:
         if fused is not None:
-            result = fused.forward(params[layers[start][0]], x, keep=keep, scratch=scratch)
+            result = fused.forward(
+                params[layers[start][0]], x, training=training, keep=keep, scratch=scratch
+            )
             if result is not None:
                 x, cache = result
                 caches.append(cache)

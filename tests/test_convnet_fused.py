@@ -293,3 +293,23 @@ def test_dense_columns_and_their_adjoint():
             ref[:, :, i : i + ho, j : j + wo] += taps[:, :, i, j]
     np.testing.assert_array_equal(dx, ref)
     assert _row_stride(28, 28, 32) == 32 and _row_stride(10, 10, 14) == 10
+
+
+def test_backward_after_an_evaluation_pass_gathers_the_columns_again():
+    """Out of training the fused stages keep no columns (inference reuses one buffer per
+    thread); a backward pass after such a forward pass (a saliency map) gathers them again
+    and gives what it gives after a training pass, bit for bit, on any thread count."""
+    x, labels = np.random.default_rng(10).standard_normal((70, 1, 28, 28)), np.arange(70) % 10
+    results = []
+    for mode, threads in (("train", 1), ("eval", 1), ("eval", 2), ("eval", 3)):
+        net = lenet5(np.float64, seed=4, threads=threads)
+        net.train(mode == "train")
+        logits = net.forward(x)
+        _, d = cross_entropy(logits, labels)
+        results.append((logits, net.backward(d), net.grads()))
+    logits, dx, grads = results[0]
+    for other_logits, other_dx, other_grads in results[1:]:
+        np.testing.assert_array_equal(other_logits, logits)
+        np.testing.assert_array_equal(other_dx, dx)
+        for name, g in grads.items():
+            np.testing.assert_array_equal(other_grads[name], g, err_msg=name)
