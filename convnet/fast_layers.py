@@ -59,14 +59,22 @@ class Workspace:
 
     def __init__(self) -> None:
         self._arrays: dict[Any, np.ndarray] = {}
+        self._owners: dict[Any, object] = {}
 
-    def get(self, key: Any, shape: Shape, dtype: np.dtype) -> np.ndarray:
+    def get(self, key: Any, shape: Shape, dtype: np.dtype, owner: object = None) -> np.ndarray:
         """The array kept under ``key``, replaced by a new (uninitialised) one unless it has
-        ``shape`` and ``dtype``."""
+        ``shape`` and ``dtype``; whoever asks is to write it, and ``owner`` (an object, or
+        None) is recorded as the writer of what it now holds."""
         array = self._arrays.get(key)
         if array is None or array.shape != shape or array.dtype != dtype:
             array = self._arrays[key] = np.empty(shape, dtype)
+        self._owners[key] = owner
         return array
+
+    def holds(self, key: Any, owner: object) -> bool:
+        """Whether the array under ``key`` still holds what ``owner`` wrote (nobody asked
+        for it since)."""
+        return owner is not None and self._owners.get(key) is owner
 
 
 # --------------------------------------------------------------------------- convolution
@@ -121,10 +129,15 @@ def _grid_view(grid: np.ndarray, shape: tuple[int, int], wp: int) -> np.ndarray:
     return as_strided(grid, shape=(*grid.shape[:2], *shape), strides=(g0, g1, wp * g2, g2))
 
 
-class _Again(NamedTuple):
-    """In a cache instead of the columns: gather them again from ``x`` when needed."""
+class _Scratched(NamedTuple):
+    """In a cache instead of the columns: they were written in a thread's scratch
+    workspace, which may have been reused since; if so, they are gathered again from
+    ``x``."""
 
     x: np.ndarray
+    cols: np.ndarray
+    owner: object  # unique to the pass that wrote them
+    workspace: Workspace
 
 
 class FastConv2D(Conv2D):
@@ -164,14 +177,17 @@ class FastConv2D(Conv2D):
         """The bias-free output ``(N, O, L)`` on the padded-width grid (stride 1), the
         cache for :meth:`backward` and the output's ``(Ho, Wo)``; the columns in ``keep``,
         the padded input and the grid in ``scratch`` where given, under keys ``(key, …)``."""
-        # Out of training (keep_columns False) the columns go to the thread's scratch, not
-        # the chunk's workspace, and a backward pass, if one comes, gathers them again:
-        # inference then reuses one hot buffer for every chunk (measured 8.3 → 6.5 ms per
-        # 256 images on one thread). In training they are kept: gathering them again was
-        # slower than reading them back.
-        recompute = not keep_columns and keep is not None and scratch is not None
+        # Unless keep_columns, the columns go to the thread's scratch, not the chunk's
+        # workspace: one buffer, reused by every chunk the thread runs while it is still
+        # in the core's caches (inference: 8.3 → 6.5 ms per 256 images on one thread). A
+        # backward pass reads them back if that thread has not reused the buffer since
+        # (a training step's chunk, forward then backward on one thread), and gathers them
+        # again otherwise. Kept (a forward pass in training, whose backward comes after
+        # every chunk's forward pass), they are read back: gathering them again was slower.
+        in_scratch = not keep_columns and keep is not None and scratch is not None
+        owner = object() if in_scratch else None
         cols, padded_shape, (ho, wo), stride = self._columns(
-            x, scratch, key, scratch if recompute else keep
+            x, scratch, key, scratch if in_scratch else keep, owner
         )
         n, length = len(x), cols.shape[2]
         weight = params["weight"].reshape(self.out_channels, -1)
@@ -183,14 +199,19 @@ class FastConv2D(Conv2D):
                 cols,
                 out=scratch.get((key, "grid"), (n, self.out_channels, length), x.dtype),
             )
-        kept = _Again(x) if recompute else cols
+        kept = _Scratched(x, cols, owner, scratch) if in_scratch else cols
         return grid, (kept, padded_shape, x.shape, stride), (ho, wo)
 
     def _columns(
-        self, x: np.ndarray, scratch: Workspace | None, key: Any, store: Workspace | None
+        self,
+        x: np.ndarray,
+        scratch: Workspace | None,
+        key: Any,
+        store: Workspace | None,
+        owner: object = None,
     ) -> tuple[np.ndarray, Shape, tuple[int, int], int]:
-        """The columns of ``x`` (in ``store`` where given), the padded shape, ``(Ho, Wo)``
-        and the row stride."""
+        """The columns of ``x`` (in ``store`` where given, written by ``owner``), the padded
+        shape, ``(Ho, Wo)`` and the row stride."""
         if scratch is None:
             xp, ho, wo = self._padded(x)
         else:
@@ -216,13 +237,13 @@ class FastConv2D(Conv2D):
                 xp,
                 self.kernel_size,
                 length,
-                None if store is None else store.get((key, "cols"), shape, x.dtype),
+                None if store is None else store.get((key, "cols"), shape, x.dtype, owner),
             )
         else:
             cols = (
                 np.empty(shape, x.dtype)
                 if store is None
-                else store.get((key, "cols"), shape, x.dtype)
+                else store.get((key, "cols"), shape, x.dtype, owner)
             )
             im2col_dense(xp, kh, kw, ho, wo, cols)
         return cols, xp.shape, (ho, wo), stride
@@ -256,8 +277,11 @@ class FastConv2D(Conv2D):
         the junk columns) and the bias gradient ``dbias``; the products' results in
         ``scratch`` where given."""
         cols, padded_shape, in_shape, stride = cache
-        if isinstance(cols, _Again):
-            cols = self._columns(cols.x, scratch, key, scratch)[0]
+        if isinstance(cols, _Scratched):
+            if cols.workspace is scratch and scratch.holds((key, "cols"), cols.owner):
+                cols = cols.cols
+            else:
+                cols = self._columns(cols.x, scratch, key, scratch)[0]
         weight = params["weight"]
         o, (hp, wp) = weight.shape[0], padded_shape[2:]
         n, k, _ = cols.shape
@@ -421,23 +445,24 @@ class ConvReLUPool:
         params: Params,
         x: np.ndarray,
         *,
-        training: bool = True,
+        keep_columns: bool = True,
         keep: Workspace | None = None,
         scratch: Workspace | None = None,
     ) -> Forward | None:
         """The pooled maps and the cache, or None where the convolution's output has an
         odd side (the layers then run one by one).
 
-        What the cache holds (the pooled maps and winning taps, and in training the
-        columns) is written in ``keep``, the padded input and the grid (and out of
-        training the columns) in ``scratch``, where given (fresh arrays otherwise): the
-        cache is then valid until the next pass that uses ``keep``.
+        What the cache holds (the pooled maps and winning taps, and the columns if
+        ``keep_columns``) is written in ``keep``, the padded input and the grid (and the
+        columns unless ``keep_columns``) in ``scratch``, where given (fresh arrays
+        otherwise): the cache is then valid until the next pass that uses ``keep``
+        (columns in ``scratch`` are gathered again if that was reused meanwhile).
         """
         _check_input(x, 4, "Conv2D")
         _, ho, wo = self.conv.output_shape(x.shape[1:])
         if ho % 2 or wo % 2:
             return None
-        grid, cache, _ = self.conv._grid_product(params, x, keep, scratch, self, training)
+        grid, cache, _ = self.conv._grid_product(params, x, keep, scratch, self, keep_columns)
         shape = (len(x), self.conv.out_channels, ho // 2, wo // 2)
         if keep is None:
             out, where = np.empty(shape, x.dtype), np.empty(shape, np.uint8)

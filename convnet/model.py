@@ -179,15 +179,21 @@ def _staged_forward(
     rngs: Mapping[str, np.random.Generator],
     keep: Workspace | None = None,
     scratch: Workspace | None = None,
+    keep_columns: bool = True,
 ) -> tuple[np.ndarray, list[Any]]:
     """:func:`forward_pass` by stages: one cache per stage, a list of the layers' caches
     where the stage ran layer by layer (a fused stage whose input does not fit it does).
-    The fused stages write their caches in ``keep``, their temporaries in ``scratch``."""
+    The fused stages write their caches in ``keep``, their temporaries in ``scratch``
+    (their columns too, unless ``keep_columns``: :meth:`ConvReLUPool.forward`)."""
     caches: list[Any] = []
     for start, stop, fused in stages:
         if fused is not None:
             result = fused.forward(
-                params[layers[start][0]], x, training=training, keep=keep, scratch=scratch
+                params[layers[start][0]],
+                x,
+                keep_columns=keep_columns,
+                keep=keep,
+                scratch=scratch,
             )
             if result is not None:
                 x, cache = result
@@ -388,6 +394,7 @@ class Sequential:
                 rngs=rngs[i],
                 keep=keep[i],
                 scratch=self._thread_scratch(),
+                keep_columns=self.training,
             )
 
         self._map(run, len(chunks), threads)
@@ -528,6 +535,7 @@ class Sequential:
                 rngs=rngs[i],
                 keep=keep[i],
                 scratch=scratch,
+                keep_columns=False,  # backward follows on this thread: see ConvReLUPool
             )
             value, dout = loss(out, slice(*spans_or_whole[i]))
             _, grads = _staged_backward(
