@@ -359,7 +359,7 @@ class Sequential:
         # _keep[i], valid until the next pass; what a pass drops in a workspace of the
         # thread that runs it.
         self._keep: list[Workspace] = []
-        self._scratch: dict[int, Workspace] = {}
+        self._local = threading.local()  # .scratch: the thread's Workspace
 
     # ------------------------------------------------------------------ passes
 
@@ -576,10 +576,9 @@ class Sequential:
 
     def _thread_scratch(self) -> Workspace:
         """The calling thread's scratch workspace for this model."""
-        ident = threading.get_ident()
-        scratch = self._scratch.get(ident)
+        scratch = getattr(self._local, "scratch", None)
         if scratch is None:
-            scratch = self._scratch.setdefault(ident, Workspace())
+            scratch = self._local.scratch = Workspace()
         return scratch
 
     def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
