@@ -31,6 +31,13 @@ as ``layer.rng``. In training, a whole batch draws from it directly; chunks each
 a generator of their own, seeded by one draw from the layer's generator per chunk, made in
 chunk order before the chunks run. So the masks do not depend on thread timing either, and
 the layer's generator state after a step is the same whatever the thread count.
+
+The model runs every convolution → ReLU → 2×2 max pooling of its layers as one fused
+stage (:class:`~convnet.fast_layers.ConvReLUPool`, docs/design.md §5.10), which writes
+into arrays the model keeps from one pass to the next (a workspace per chunk and one per
+thread) rather than into fresh ones. So one model runs one pass at a time: callers that
+share a model between threads hold a lock around its passes (as ``convnet serve`` does),
+which the caches of the last pass already required.
 """
 
 from __future__ import annotations
