@@ -13,7 +13,7 @@ both and compares logits and gradients. Our network runs batches larger than
 
 ``--proxy`` adds a steadier figure for a shared, loaded machine: both sides on one thread,
 each timed by the CPU time of the process (``time.process_time``) over one step, the
-minimum of ``5·R`` interleaved repeats. Another process on the same cores slows both
+minimum of ``10·R`` interleaved repeats. Another process on the same cores slows both
 sides' wall clock by amounts that vary from repeat to repeat; the minimum CPU time is
 the repeat that ran least disturbed. It is a proxy: the issue's figure is the wall clock
 on ``--threads 2`` of a quiet machine.
@@ -215,7 +215,7 @@ def main() -> None:
                 line += f"{ref:>15,.0f}{mine / ref:>8.2f}"
             print(line, flush=True)
     if args.proxy and have_torch:
-        proxy_table(5 * args.repeats)
+        proxy_table(10 * args.repeats)
 
 
 if __name__ == "__main__":
