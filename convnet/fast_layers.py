@@ -8,7 +8,9 @@ shapes allow it, and defer to the reference maths elsewhere:
   contiguous copies instead of many short window rows), takes its weight gradient on the
   same grid, and its input gradient as the product ``Wᵀ δ`` on the grid summed back onto
   the image by a compiled col2im (:func:`convnet.kernels.col2im_grid`), each tap one
-  contiguous run;
+  contiguous run; where the grid's junk columns would lengthen the products by more than
+  a quarter (:data:`DENSE_ABOVE`), it gathers dense columns instead (a compiled im2col,
+  :func:`convnet.kernels.im2col_dense`, and its col2im);
 - a ReLU is one compiled pass each way, and keeps its output (not a mask) for backward;
 - a 2×2 max pooling whose windows tile the input runs as one compiled pass that keeps
   the winning tap of each window (:func:`convnet.kernels.max_pool2_forward`), and routes
@@ -17,6 +19,11 @@ shapes allow it, and defer to the reference maths elsewhere:
 Their outputs and gradients are tested against the reference layers (equal up to the
 order of the sums for the convolution, bit for bit for the pooling). :func:`convnet.lenet5`
 is built from them.
+
+:class:`ConvReLUPool` runs a convolution, a ReLU and a 2×2 max pooling as one stage (its
+bias, the ReLU and the pooling one compiled pass each way), writing into the
+:class:`Workspace` arrays a :class:`~convnet.model.Sequential` keeps between passes;
+``Sequential`` runs every such triple of its layers this way (docs/design.md §5.10).
 """
 
 from __future__ import annotations
