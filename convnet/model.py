@@ -31,10 +31,18 @@ as ``layer.rng``. In training, a whole batch draws from it directly; chunks each
 a generator of their own, seeded by one draw from the layer's generator per chunk, made in
 chunk order before the chunks run. So the masks do not depend on thread timing either, and
 the layer's generator state after a step is the same whatever the thread count.
+
+The model runs every convolution → ReLU → 2×2 max pooling of its layers as one fused
+stage (:class:`~convnet.fast_layers.ConvReLUPool`, docs/design.md §5.10), which writes
+into arrays the model keeps from one pass to the next (a workspace per chunk and one per
+thread) rather than into fresh ones. So one model runs one pass at a time: callers that
+share a model between threads hold a lock around its passes (as ``convnet serve`` does),
+which the caches of the last pass already required.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -44,7 +52,7 @@ from numpy.typing import DTypeLike
 from pyramids.parallel import resolve_threads, run_parts
 
 from .data import MNIST_MEAN, MNIST_STD
-from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
+from .fast_layers import ConvReLUPool, FastConv2D, FastMaxPool2D, FastReLU, Workspace
 from .layers import Flatten, Layer, Linear, Pad2D, Params, ScaledTanh, Subsample2D
 
 __all__ = [
@@ -144,6 +152,90 @@ def backward_pass(
         dout, grads[name] = layer.backward(params[name], caches[i], dout, need_dx=wanted)
         if wanted and dout is None:
             raise RuntimeError(f"layer {name!r} returned no input gradient")
+    return (dout if need_dx else None), grads
+
+
+#: A stage of a network: layers ``start … stop - 1``, run one by one, or as one fused
+#: stage when ``fused`` is not None.
+Stage = tuple[int, int, ConvReLUPool | None]
+
+
+def _plan(layers: NamedLayers) -> list[Stage]:
+    """The stages :class:`Sequential` runs ``layers`` in: every convolution, ReLU and 2×2
+    max pooling that :meth:`ConvReLUPool.joins` as one fused stage, each other layer alone."""
+    stages: list[Stage] = []
+    i = 0
+    while i < len(layers):
+        triple = [layer for _, layer in layers[i : i + 3]]
+        if len(triple) == 3 and ConvReLUPool.joins(*triple):
+            stages.append((i, i + 3, ConvReLUPool(*triple)))
+            i += 3
+        else:
+            stages.append((i, i + 1, None))
+            i += 1
+    return stages
+
+
+def _staged_forward(
+    layers: NamedLayers,
+    stages: list[Stage],
+    params: Mapping[str, Params],
+    x: np.ndarray,
+    *,
+    training: bool,
+    rngs: Mapping[str, np.random.Generator],
+    keep: Workspace | None = None,
+    scratch: Workspace | None = None,
+    keep_columns: bool = True,
+) -> tuple[np.ndarray, list[Any]]:
+    """:func:`forward_pass` by stages: one cache per stage, a list of the layers' caches
+    where the stage ran layer by layer (a fused stage whose input does not fit it does).
+    The fused stages write their caches in ``keep``, their temporaries in ``scratch``
+    (their columns too, unless ``keep_columns``: :meth:`ConvReLUPool.forward`)."""
+    caches: list[Any] = []
+    for start, stop, fused in stages:
+        if fused is not None:
+            result = fused.forward(
+                params[layers[start][0]],
+                x,
+                keep_columns=keep_columns,
+                keep=keep,
+                scratch=scratch,
+            )
+            if result is not None:
+                x, cache = result
+                caches.append(cache)
+                continue
+        x, group = forward_pass(layers[start:stop], params, x, training=training, rngs=rngs)
+        caches.append(group)
+    return x, caches
+
+
+def _staged_backward(
+    layers: NamedLayers,
+    stages: list[Stage],
+    params: Mapping[str, Params],
+    caches: list[Any],
+    dout: np.ndarray,
+    *,
+    need_dx: bool,
+    scratch: Workspace | None = None,
+) -> tuple[np.ndarray | None, dict[str, Params]]:
+    """:func:`backward_pass` for the caches of :func:`_staged_forward` (the fused stages'
+    temporaries in ``scratch``)."""
+    grads: dict[str, Params] = {}
+    for (start, stop, fused), cache in zip(reversed(stages), reversed(caches), strict=True):
+        wanted = need_dx or start > 0
+        if isinstance(cache, list):
+            dout, part = backward_pass(layers[start:stop], params, cache, dout, need_dx=wanted)
+            grads.update(part)
+        else:
+            names = [name for name, _ in layers[start:stop]]
+            for name in reversed(names[1:]):
+                grads[name] = {}
+            dout, grads[names[0]] = fused.backward(
+                params[names[0]], cache, dout, need_dx=wanted, scratch=scratch
+            )
     return (dout if need_dx else None), grads
 
 
@@ -251,6 +343,7 @@ class Sequential:
             if any(name == other for other, _ in self.layers):
                 raise ValueError(f"layer names must be unique, {name!r} repeats")
             self.layers.append((name, layer))
+        self._stages = _plan(self.layers)
         rng = np.random.default_rng(rng)
         self.params: dict[str, Params] = {
             name: layer.init_params(rng) for name, layer in self.layers
@@ -269,6 +362,11 @@ class Sequential:
         self._spans: list[tuple[int, int]] | None = None
         self._caches: list[list[Any]] | None = None
         self._chunk_results: list[Any] = []
+        # The fused stages' arrays (docs/design.md §5.10): what chunk i's caches hold in
+        # _keep[i], valid until the next pass; what a pass drops in a workspace of the
+        # thread that runs it.
+        self._keep: list[Workspace] = []
+        self._local = threading.local()  # .scratch: the thread's Workspace
 
     # ------------------------------------------------------------------ passes
 
@@ -291,17 +389,26 @@ class Sequential:
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
         results: list[Any] = [None] * len(chunks)
+        keep = self._workspaces(len(chunks))
 
         def run(i: int) -> None:
-            results[i] = forward_pass(
-                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            results[i] = _staged_forward(
+                self.layers,
+                self._stages,
+                self.params,
+                chunks[i],
+                training=self.training,
+                rngs=rngs[i],
+                keep=keep[i],
+                scratch=self._thread_scratch(),
+                keep_columns=self.training,
             )
 
         self._map(run, len(chunks), threads)
         self._spans = spans
         self._caches = [caches for _, caches in results]
         outs = [out for out, _ in results]
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return self._fresh(outs)
 
     __call__ = forward
 
@@ -351,8 +458,14 @@ class Sequential:
         results: list[Any] = [None] * len(caches)
 
         def run(i: int) -> None:
-            results[i] = backward_pass(
-                self.layers, self.params, caches[i], douts[i], need_dx=input_grad
+            results[i] = _staged_backward(
+                self.layers,
+                self._stages,
+                self.params,
+                caches[i],
+                douts[i],
+                need_dx=input_grad,
+                scratch=self._thread_scratch(),
             )
 
         self._map(run, len(caches), threads)
@@ -416,13 +529,31 @@ class Sequential:
             chunks = [x[start:stop] for start, stop in spans]
         rngs = self._chunk_generators(len(chunks))
         results: list[Any] = [None] * len(chunks)
+        keep = self._workspaces(len(chunks))
 
         def run(i: int) -> None:
-            out, caches = forward_pass(
-                self.layers, self.params, chunks[i], training=self.training, rngs=rngs[i]
+            scratch = self._thread_scratch()
+            out, caches = _staged_forward(
+                self.layers,
+                self._stages,
+                self.params,
+                chunks[i],
+                training=self.training,
+                rngs=rngs[i],
+                keep=keep[i],
+                scratch=scratch,
+                keep_columns=False,  # backward follows on this thread: see ConvReLUPool
             )
             value, dout = loss(out, slice(*spans_or_whole[i]))
-            _, grads = backward_pass(self.layers, self.params, caches, dout, need_dx=False)
+            _, grads = _staged_backward(
+                self.layers,
+                self._stages,
+                self.params,
+                caches,
+                dout,
+                need_dx=False,
+                scratch=scratch,
+            )
             results[i] = (out, caches, float(value), grads)
 
         self._map(run, len(chunks), threads)
@@ -434,7 +565,28 @@ class Sequential:
         for _, _, value, _ in results:
             total += value
         outs = [out for out, _, _, _ in results]
-        return total, (outs[0] if len(outs) == 1 else np.concatenate(outs))
+        return total, self._fresh(outs)
+
+    def _fresh(self, outs: list[np.ndarray]) -> np.ndarray:
+        """The chunks' outputs as one array of the caller's own: a single chunk's output is
+        copied where it may lie in a workspace (the next pass would overwrite it)."""
+        if len(outs) > 1:
+            return np.concatenate(outs)
+        fused = any(fused is not None for _, _, fused in self._stages)
+        return outs[0].copy() if fused else outs[0]
+
+    def _workspaces(self, count: int) -> list[Workspace]:
+        """The workspaces of the first ``count`` chunks (made as needed)."""
+        while len(self._keep) < count:
+            self._keep.append(Workspace())
+        return self._keep[:count]
+
+    def _thread_scratch(self) -> Workspace:
+        """The calling thread's scratch workspace for this model."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = Workspace()
+        return scratch
 
     def _chunk_spans(self, x: np.ndarray) -> list[tuple[int, int]] | None:
         """The chunks ``[(start, stop), …]`` of a batch, or None to run it whole."""
@@ -470,7 +622,9 @@ class Sequential:
             for i in range(start, stop):
                 task(i)
 
-        run_parts(part, count, threads)
+        # The calling thread runs the first part itself: one hand-off fewer per pass (the
+        # chunks never split their work again, see pyramids.parallel.run_parts).
+        run_parts(part, count, threads, in_caller=True)
 
     # ------------------------------------------------------------------ modes
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels import sgd_update
+
 __all__ = ["SGD", "Adam", "CosineLR", "Optimizer", "StepLR"]
 
 
@@ -157,14 +159,39 @@ class SGD(Optimizer):
         self.velocity = {k: np.zeros_like(p) for k, p in self.params.items()}
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        """Apply one update from ``grads`` (same names and shapes as the parameters)."""
+        """Apply one update from ``grads`` (same names and shapes as the parameters).
+
+        A contiguous parameter with a gradient of its dtype and shape is updated in one
+        compiled pass (:func:`convnet.kernels.sgd_update`, the same arithmetic bit for bit,
+        docs/design.md §5.10); any other by the numpy passes below.
+        """
         self._check(grads)
         for name, p in self.params.items():
             g = grads[name]
+            v = self.velocity[name]
+            if (
+                isinstance(g, np.ndarray)
+                and g.dtype == p.dtype
+                and g.shape == p.shape
+                and p.flags.c_contiguous
+                and v.flags.c_contiguous
+            ):
+                t = p.dtype.type
+                sgd_update(
+                    p.reshape(-1),
+                    np.ascontiguousarray(g).reshape(-1),
+                    v.reshape(-1),
+                    t(self.lr),
+                    t(self.momentum),
+                    t(self.weight_decay),
+                    bool(self.weight_decay),
+                    bool(self.momentum),
+                    self.nesterov,
+                )
+                continue
             if self.weight_decay:
                 g = g + p.dtype.type(self.weight_decay) * p
             if self.momentum:
-                v = self.velocity[name]
                 v *= p.dtype.type(self.momentum)
                 v += g
                 g = g + p.dtype.type(self.momentum) * v if self.nesterov else v

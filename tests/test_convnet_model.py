@@ -545,9 +545,9 @@ def test_default_threads_come_from_pyramids_parallel_not_from_blas(monkeypatch):
 
     used = []
 
-    def recording(task, n_items, threads):
+    def recording(task, n_items, threads, **options):
         used.append(threads)
-        return parallel.run_parts(task, n_items, threads)
+        return parallel.run_parts(task, n_items, threads, **options)
 
     monkeypatch.setattr(convnet.model, "run_parts", recording)
     x, labels = _batch(64, np.float32)
