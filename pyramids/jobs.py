@@ -62,6 +62,9 @@ def _dask():
 def scheduler(spec: str = "threads") -> Iterator[dict]:
     """Keyword arguments for ``dask.compute`` that run the tasks where ``spec`` says.
 
+    The client is handed out in those arguments only; it never becomes dask's default
+    scheduler, so nothing outside the ``with`` block is routed to it.
+
     Parameters
     ----------
     spec : str
@@ -91,7 +94,7 @@ def scheduler(spec: str = "threads") -> Iterator[dict]:
                 host="127.0.0.1",
                 dashboard_address="127.0.0.1:0",  # None still serves HTTP on 8787
             ) as cluster,
-            Client(cluster) as client,
+            Client(cluster, set_as_default=False) as client,
             _quiet_when_interrupted(),  # innermost: before they close
         ):
             yield {"scheduler": client}
@@ -134,7 +137,9 @@ def _connect(client_class: type, spec: str):
 
     def connect() -> None:
         try:
-            box["client"] = client_class(spec, timeout=f"{CONNECT_TIMEOUT}s")
+            # not the default scheduler: a Client sets that in its constructor, before its
+            # handshake, so one abandoned below would send every later compute() to itself
+            box["client"] = client_class(spec, timeout=f"{CONNECT_TIMEOUT}s", set_as_default=False)
         except BaseException as exc:  # reported by the caller
             box["error"] = exc
 

@@ -229,6 +229,12 @@ def test_a_server_that_is_not_a_scheduler_fails_within_a_bounded_time(tmp_path, 
     err = capsys.readouterr().err
     assert "no dask handshake" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    # The client abandoned in its handshake must not have made itself dask's default
+    # scheduler: every later compute() in this process (other tests) would go to it, and
+    # wait forever on a server that never answers.
+    import dask
+
+    assert dask.config.get("scheduler", None) != "dask.distributed"
 
 
 def test_an_address_that_does_not_parse_is_an_input_error(tmp_path, capsys):
