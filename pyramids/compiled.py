@@ -407,6 +407,196 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
 
 
 @_jit
+def _sweep(target, first, rows, picks, starts, weights, lo, hi, count, zero):
+    """``target[k] (+)= Σ_{lo ≤ tap < hi} weights[tap] · rows[picks[tap], starts[tap - lo] + k]``
+    for ``k < count``, as :func:`_add_rows` makes it (the products added one after the
+    other, from zero with ``first``), but up to five taps per sweep over the row: a 5-tap
+    kernel's pass is then one sweep, each value loaded and stored once."""
+    tap = lo
+    while tap < hi:
+        n = min(hi - tap, 5)
+        a = starts[tap - lo]
+        r0, d0 = rows[picks[tap], a : a + count], weights[tap]
+        r1, r2, r3, r4 = r0, r0, r0, r0
+        d1, d2, d3, d4 = d0, d0, d0, d0
+        if n >= 2:
+            a = starts[tap + 1 - lo]
+            r1, d1 = rows[picks[tap + 1], a : a + count], weights[tap + 1]
+        if n >= 3:
+            a = starts[tap + 2 - lo]
+            r2, d2 = rows[picks[tap + 2], a : a + count], weights[tap + 2]
+        if n >= 4:
+            a = starts[tap + 3 - lo]
+            r3, d3 = rows[picks[tap + 3], a : a + count], weights[tap + 3]
+        if n == 5:
+            a = starts[tap + 4 - lo]
+            r4, d4 = rows[picks[tap + 4], a : a + count], weights[tap + 4]
+        if first:  # 0 + d0·r0, written d0·r0 + 0: the same value, signed zeros included
+            if n == 5:
+                for k in range(count):
+                    target[k] = (
+                        (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k] + d3 * r3[k] + d4 * r4[k]
+                    )
+            elif n == 4:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k] + d3 * r3[k]
+            elif n == 3:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k]
+            elif n == 2:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k]
+            else:
+                for k in range(count):
+                    target[k] = d0 * r0[k] + zero
+        elif n == 5:
+            for k in range(count):
+                target[k] = (
+                    target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k] + d3 * r3[k] + d4 * r4[k]
+                )
+        elif n == 4:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k] + d3 * r3[k]
+        elif n == 3:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k]
+        elif n == 2:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k]
+        else:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k]
+        tap += n
+        first = False
+    if first:  # no taps
+        for k in range(count):
+            target[k] = zero
+
+
+@_jit
+def _split_pixels(z, even, odd, pixels, c):
+    """Pixels ``2b`` of ``z`` (``c`` values each) to ``even[b]``, pixels ``2b + 1`` to
+    ``odd[b]``, for ``pixels`` pixels of ``z``."""
+    pairs = pixels // 2
+    if c == 1:
+        for b in range(pairs):
+            even[b] = z[2 * b]
+            odd[b] = z[2 * b + 1]
+    elif c == 3:
+        for b in range(pairs):
+            for ch in range(3):
+                even[3 * b + ch] = z[6 * b + ch]
+                odd[3 * b + ch] = z[6 * b + 3 + ch]
+    else:
+        for b in range(pairs):
+            for ch in range(c):
+                even[c * b + ch] = z[2 * c * b + ch]
+                odd[c * b + ch] = z[2 * c * b + c + ch]
+    if pixels % 2:
+        for ch in range(c):
+            even[c * pairs + ch] = z[2 * c * pairs + ch]
+
+
+@_jit
+def reduce_rows(x, channels, out, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx,
+                f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """Rows ``row0 … row1 - 1`` of ``Y = U X Vᵀ`` into ``out``, for one term whose width
+    factor's interior reads every second pixel (a reduction ``G``: band period 1, step 2,
+    a nonempty interior); the same sums as :func:`apply_rows` makes, in the same order.
+
+    Per output row: the height pass ``z`` as one sweep of up to five input rows, ``z``
+    split into its even and odd pixels, then the interior of the width pass as one sweep
+    of up to five shifted reads of those, the border columns entry by entry.
+    """
+    c = channels
+    n_in = x.shape[1]
+    w = n_in // c
+    m_w = out.shape[1] // c
+    zero = np.zeros(1, x.dtype)[0]
+    q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
+    n_taps = f_v_len[0, 0]
+    z2 = np.empty((1, n_in), x.dtype)
+    z = z2[0]
+    phases = np.empty((2, ((w + 1) // 2) * c), x.dtype)
+    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
+    tap_rows = np.zeros(max(n_taps, 1), np.int64)
+    tap_starts = np.zeros(max(n_taps, 1), np.int64)
+    for tap in range(n_taps):  # tap o reads phase o % 2 from pixel q + o // 2
+        o = f_v_off[0, 0, tap]
+        tap_rows[tap] = o % 2
+        tap_starts[tap] = (q0 + o // 2) * c
+    weights = f_v_wt[0, 0]
+    count = (q1 - q0) * c
+    v_ptr, v_idx, v_val = f_v_ptr[0], f_v_idx, f_v_val
+    d0, d1, d2, d3, d4 = weights[0], weights[0], weights[0], weights[0], weights[0]
+    if n_taps == 5:
+        d0, d1, d2, d3, d4 = weights[0], weights[1], weights[2], weights[3], weights[4]
+    even, odd = phases[0], phases[1]
+    for i in range(row0, row1):
+        lo, hi = f_u_ptr[0, i], f_u_ptr[0, i + 1]
+        if hi - lo == 5:  # the interior of a 5-tap kernel: one sweep, written out
+            r0, r1, r2 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]], x[f_u_idx[lo + 2]]
+            r3, r4 = x[f_u_idx[lo + 3]], x[f_u_idx[lo + 4]]
+            u0, u1, u2, u3, u4 = (
+                f_u_val[lo],
+                f_u_val[lo + 1],
+                f_u_val[lo + 2],
+                f_u_val[lo + 3],
+                f_u_val[lo + 4],
+            )
+            for k in range(n_in):
+                z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
+        else:
+            _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+        if c == 1:
+            for b in range(w // 2):
+                even[b] = z[2 * b]
+                odd[b] = z[2 * b + 1]
+            if w % 2:
+                even[w // 2] = z[w - 1]
+        elif c == 3:
+            for b in range(w // 2):
+                even[3 * b] = z[6 * b]
+                even[3 * b + 1] = z[6 * b + 1]
+                even[3 * b + 2] = z[6 * b + 2]
+                odd[3 * b] = z[6 * b + 3]
+                odd[3 * b + 1] = z[6 * b + 4]
+                odd[3 * b + 2] = z[6 * b + 5]
+            if w % 2:
+                even[3 * (w // 2) : 3 * (w // 2) + 3] = z[3 * w - 3 : 3 * w]
+        else:
+            _split_pixels(z, even, odd, w, c)
+        row = out[i]
+        if n_taps == 5:
+            target = row[q0 * c : q1 * c]
+            p0 = phases[tap_rows[0], tap_starts[0] : tap_starts[0] + count]
+            p1 = phases[tap_rows[1], tap_starts[1] : tap_starts[1] + count]
+            p2 = phases[tap_rows[2], tap_starts[2] : tap_starts[2] + count]
+            p3 = phases[tap_rows[3], tap_starts[3] : tap_starts[3] + count]
+            p4 = phases[tap_rows[4], tap_starts[4] : tap_starts[4] + count]
+            for k in range(count):
+                target[k] = (d0 * p0[k] + zero) + d1 * p1[k] + d2 * p2[k] + d3 * p3[k] + d4 * p4[k]
+        else:
+            _sweep(row[q0 * c : q1 * c], True, phases, tap_rows, tap_starts, weights, 0, n_taps,
+                   count, zero)  # fmt: skip
+        _entries(row, z, v_ptr, v_idx, v_val, 0, q0, c, zero)  # the border columns
+        _entries(row, z, v_ptr, v_idx, v_val, q1, m_w, c, zero)
+
+
+@_jit
+def _entries(row, z, ptr, idx, val, j0, j1, c, zero):
+    """``row[j·c + ch] = Σ val[jj] · z[idx[jj]·c + ch]`` over the entries of rows
+    ``j0 … j1 - 1`` of a CSR matrix, in their order, from zero."""
+    for j in range(j0, j1):
+        e0, e1 = ptr[j], ptr[j + 1]
+        for ch in range(c):
+            total = zero
+            for jj in range(e0, e1):
+                total += val[jj] * z[idx[jj] * c + ch]
+            row[j * c + ch] = total
+
+
+@_jit
 def _interleave(target, given, mode, acc, period, count, c):
     """Pixel ``q`` of phase ``p`` (``acc[p, q·c + ch]``) to pixel ``period·q + p`` of
     ``target``; mode 0 writes it, 1 ``given - it``, 2 ``given + it``."""

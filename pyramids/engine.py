@@ -616,24 +616,30 @@ class CompiledEngine:
 
     name = "compiled"
     _apply_rows = None
+    _reduce_rows = None
 
     def _kernel(self):
         """:func:`pyramids.compiled.apply_rows`, imported on first use (numba with it)."""
         if self._apply_rows is None:
-            from .compiled import apply_rows
+            from .compiled import apply_rows, reduce_rows
 
-            self._apply_rows = apply_rows
+            self._apply_rows, self._reduce_rows = apply_rows, reduce_rows
         return self._apply_rows
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
-        """The factors packed for the kernel in ``dtype``, made once and kept on ``op``."""
+        """The factors packed for the kernel in ``dtype``, and whether
+        :func:`pyramids.compiled.reduce_rows` applies them (one term whose width factor
+        reads every second pixel in its interior: a reduction); made once, kept on ``op``."""
         key = ("compiled", dtype.str)
         packed = op.prepared.get(key)
         if packed is None:
             from .compiled import factors
 
-            packed = op.prepared[key] = factors(list(op.rows), list(op.cols), dtype)
+            packed = factors(list(op.rows), list(op.cols), dtype)
+            period, step, q0, q1 = (int(v) for v in packed.v_band[0])
+            reduces = op.terms == 1 and period == 1 and step == 2 and q1 > q0
+            packed = op.prepared[key] = (packed, reduces)
         return packed
 
     def apply(
@@ -651,7 +657,7 @@ class CompiledEngine:
             raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
         apply_rows = self._kernel()
-        packed = self._prepare(op, x.dtype)
+        packed, reduces = self._prepare(op, x.dtype)
         (h, w), (m_h, m_w) = op._shapes
         c = x.shape[2] if x.ndim == 3 else 1
         image = x.reshape(h, w * c)
@@ -673,13 +679,19 @@ class CompiledEngine:
         target = result.reshape(m_h, m_w * c)
         base = target if base is None else base
 
-        if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
-            apply_rows(image, c, target, base, mode, 0, m_h, *packed)  # no thread, no BLAS
+        if reduces and mode == 0:  # a reduction, no combine: its own kernel
+            reduce_rows = self._reduce_rows
+
+            def task(a: int, b: int) -> None:
+                reduce_rows(image, c, target, a, b, *packed)
         else:
 
             def task(a: int, b: int) -> None:
                 apply_rows(image, c, target, base, mode, a, b, *packed)
 
+        if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
+            task(0, m_h)  # no thread, no BLAS
+        else:
             run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
         if combine is not None and not fused:
             return _finish(result, out, combine)

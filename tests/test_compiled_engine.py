@@ -257,3 +257,48 @@ def test_kernels_compile_without_a_cache_where_none_is_writable(monkeypatch):
         return 2 * a
 
     assert compiled._jit(twice)(21) == 42
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("channels", [(), (1,), (2,), (3,), (4,)], ids=str)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_the_reduction_kernel_equals_the_matrix_engine(boundary, kernel, channels, dtype):
+    """``compiled.reduce_rows``, the kernel of every reduction (one term, every second
+    pixel), makes the matrix engine's sums in its order: for every kernel (3, 5 and 7
+    taps, written-out and general sweeps), boundary, channel count, sizes from 1 pixel
+    and odd sides, on any row range, NaN and infinities included (they propagate through
+    the same operations, so their positions agree; a NaN's sign bit is the hardware's
+    choice, not compared)."""
+    from pyramids import compiled
+
+    rng = np.random.default_rng(len(BOUNDARIES) * 7 + len(channels))
+    sizes = [(1, 1), (1, 2), (2, 1), (3, 5), (6, 9), (17, 16), (40, 51), (64, 3), (9, 70)]
+    for (h, w), special in [(size, special) for size in sizes for special in (False, True)]:
+        x = rng.standard_normal((h, w, *channels)).astype(dtype)
+        if special:  # NaN, +inf, -inf at three pixels (fewer in a smaller image)
+            at = rng.permutation(x.size)[:3]
+            x.reshape(-1)[at] = np.array([np.nan, np.inf, -np.inf])[: at.size]
+        op = operators.reduce_operator(x.shape, kernel, boundary)
+        packed, reduces = get_engine("compiled")._prepare(op, np.dtype(dtype))
+        with np.errstate(invalid="ignore"):
+            reference = apply(op, x, engine="matrix")
+        nothing = np.zeros(reference.shape)
+        reference[np.isnan(reference)] = np.nan  # one NaN, its sign bit cleared
+        _assert_same(_plain_nan(apply(op, x, engine="compiled")), reference, nothing)
+        if not reduces:  # too small for an interior: the general kernel made it
+            assert min(h, w) < 8
+            continue
+        c = channels[0] if channels else 1
+        m_h = reference.shape[0]
+        target = np.full((m_h, reference[0].size), 7, dtype)
+        image = np.ascontiguousarray(x).reshape(h, -1)
+        for a, b in ((0, m_h // 3), (m_h // 3, m_h)):  # any row range, in two calls
+            compiled.reduce_rows(image, c, target, a, b, *packed)
+        _assert_same(_plain_nan(target.reshape(reference.shape)), reference, nothing)
+
+
+def _plain_nan(y: np.ndarray) -> np.ndarray:
+    """``y`` with every NaN replaced by ``np.nan`` (sign bit cleared)."""
+    y[np.isnan(y)] = np.nan
+    return y
