@@ -656,11 +656,8 @@ class CompiledEngine:
         if out is not None and not out.flags.writeable:
             raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
-        apply_rows = self._kernel()
-        packed, reduces = self._prepare(op, x.dtype)
-        (h, w), (m_h, m_w) = op._shapes
         c = x.shape[2] if x.ndim == 3 else 1
-        image = x.reshape(h, w * c)
+        image = x.reshape(op._shapes[0][0], -1)
         if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
             image = np.array(image)  # one compiled variant: C-contiguous, writeable, aligned
         mode, base = 0, None
@@ -670,21 +667,78 @@ class CompiledEngine:
             fused = base.dtype == x.dtype
         if fused:
             mode = 1 if combine[0] is np.subtract else 2
-            base = base.reshape(m_h, m_w * c)
-            if not (base.flags.c_contiguous and base.flags.writeable):
-                base = np.array(base)
         result = out if out is not None and (fused or combine is None) else None
         if result is None:
             result = np.empty(shape, x.dtype)
-        target = result.reshape(m_h, m_w * c)
-        base = target if base is None else base
+        self._rows(op, image, c, result, mode, base, threads)
+        if combine is not None and not fused:
+            return _finish(result, out, combine)
+        return result
 
+    def run(
+        self,
+        op: Separable,
+        x: np.ndarray,
+        combine: Combine | None,
+        threads: int,
+        copy: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """:meth:`apply` without its checks, for the passes of a build (docs/design.md §9).
+
+        ``x`` (float32 or float64, of ``op``'s input shape) and the base of
+        ``combine`` (``np.subtract`` or ``np.add``; of the output's shape and ``x``'s dtype)
+        are arrays the build itself has checked or made; ``threads`` is resolved. Returns
+        a new array. With ``copy`` (a C-contiguous array of ``x``'s shape and dtype, no
+        ``combine``), ``x`` is also copied into it, by the reduction kernel as it reads
+        the rows where ``op`` is a reduction.
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        image = x.reshape(op._shapes[0][0], -1)
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)
+        result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
+        if combine is None:
+            self._rows(op, image, c, result, 0, None, threads, copy)
+        else:
+            self._rows(op, image, c, result, 1 if combine[0] is np.subtract else 2, combine[1],
+                       threads)  # fmt: skip
+        return result
+
+    def _rows(
+        self,
+        op: Separable,
+        image: np.ndarray,
+        c: int,
+        result: np.ndarray,
+        mode: int,
+        base: np.ndarray | None,
+        threads: int,
+        copy: np.ndarray | None = None,
+    ) -> None:
+        """``result`` (C-contiguous) ``= Y``, ``base - Y`` (mode 1) or ``base + Y`` (2) of
+        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``; and
+        ``copy[...] = image`` with ``copy`` (mode 0), in the kernel where it reduces."""
+        apply_rows = self._apply_rows or self._kernel()
+        packed, reduces = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
+            op, image.dtype
+        )
+        m_h = op._shapes[1][0]
+        target = result.reshape(m_h, -1)
+        if base is None:
+            base = target
+        else:
+            base = base.reshape(m_h, -1)
+            if not (base.flags.c_contiguous and base.flags.writeable):
+                base = np.array(base)
         if reduces and mode == 0:  # a reduction, no combine: its own kernel
             reduce_rows = self._reduce_rows
+            kept = _NO_ROWS[image.dtype.str] if copy is None else copy.reshape(image.shape)
 
             def task(a: int, b: int) -> None:
-                reduce_rows(image, c, target, a, b, *packed)
+                reduce_rows(image, c, target, kept, a, b, *packed)
         else:
+            if copy is not None:
+                copy.reshape(image.shape)[...] = image
 
             def task(a: int, b: int) -> None:
                 apply_rows(image, c, target, base, mode, a, b, *packed)
@@ -693,10 +747,10 @@ class CompiledEngine:
             task(0, m_h)  # no thread, no BLAS
         else:
             run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
-        if combine is not None and not fused:
-            return _finish(result, out, combine)
-        return result
 
+
+#: ``copy`` for :func:`pyramids.compiled.reduce_rows` that copies nothing (no rows).
+_NO_ROWS = {np.dtype(t).str: np.empty((0, 1), t) for t in (np.float32, np.float64)}
 
 #: The engines by name: ``'compiled'`` (numba, the default where it imports),
 #: ``'separable'`` (tiled BLAS products, the fallback) and ``'matrix'`` (the reference).

@@ -103,6 +103,7 @@ def gaussian_pyramid(
     boundary: Boundary = "reflect",
     *,
     threads: int | None = None,
+    copy: bool = True,
 ) -> GaussianPyramid:
     """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (docs/design.md §2).
 
@@ -122,13 +123,19 @@ def gaussian_pyramid(
     threads : int, optional
         Threads to split the work over; default :func:`pyramids.parallel.default_threads`
         (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
+    copy : bool
+        Whether level 0 is a new array (default). With ``copy=False``, a float32 or float64
+        ndarray that needs no conversion is not copied: level 0 is then a read-only view
+        of ``image`` (it changes when ``image`` does), as OpenCV's ``buildPyramid`` and
+        scikit-image's ``pyramid_gaussian`` return the input itself. Copying costs about
+        as much as the reductions of a large image (docs/design.md §9).
 
     Returns
     -------
     GaussianPyramid
         A sequence of ``levels + 1`` images (``len``, indexing and iteration as for a list),
-        the first a copy of the (converted) input; level ``k`` has shape
-        ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
+        the first a copy of the (converted) input (or, with ``copy=False``, the input);
+        level ``k`` has shape ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
 
     Raises
     ------
@@ -145,11 +152,14 @@ def gaussian_pyramid(
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
-    # Level 0 must not alias the caller's array; a converted image (uint8, float16, a
-    # byte-swapped one) is a new array already, so only an unconverted one is copied.
-    if not isinstance(image, np.ndarray) or np.may_share_memory(x, image):
-        x = x.copy()
-    pyramid = _gaussian_levels(x, levels, weights, boundary, threads)
+    # Level 0 must not alias the caller's array unless copy=False; a converted image
+    # (uint8, float16, a byte-swapped one) is a new array already, so only an unconverted
+    # one is copied (by the first reduction, as it reads the rows, where it can).
+    aliases = not isinstance(image, np.ndarray) or np.may_share_memory(x, image)
+    if aliases and not copy:
+        x = x.view()
+        x.flags.writeable = False
+    pyramid = _gaussian_levels(x, levels, weights, boundary, threads, copy=aliases and copy)
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 
@@ -187,9 +197,13 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
 
 
 def _passes(ops: list) -> tuple:
-    """``(engine, deferred, context)`` for a build of the operators ``ops``.
+    """``(apply, deferred, context)`` for a build of the operators ``ops``.
 
-    The engine is :func:`pyramids.engine.get_engine`'s, looked up once for the build. The
+    ``apply(op, x, combine, threads, copy=None)`` applies an operator with the engine of
+    :func:`pyramids.engine.get_engine`, looked up once for the build (and copies ``x``
+    into ``copy`` when given): the compiled engine's ``run``, which skips the checks of
+    its ``apply`` (the build made or checked every array it passes) and copies as it
+    reduces, else the engine's ``apply``. The
     finite check is ``deferred`` (made on the result, after the passes) with the compiled
     engine where every operator spreads NaN and infinity (:func:`_spreads`); numpy's
     engines check first, as they would warn of the invalid values on their threads. The
@@ -200,24 +214,43 @@ def _passes(ops: list) -> tuple:
     engine = get_engine()
     deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
     context = blas_limited() if engine.name == "separable" else nullcontext()
-    return engine, deferred, context
+    if engine.name == "compiled":
+        return engine.run, deferred, context
+
+    def apply(op, x: np.ndarray, combine, threads: int, copy=None) -> np.ndarray:
+        if copy is not None:
+            copy[...] = x
+        return engine.apply(op, x, combine=combine, threads=threads)
+
+    return apply, deferred, context
 
 
 def _gaussian_levels(
-    x: np.ndarray, levels: int, weights, boundary: Boundary, threads: int, name: str = "image"
+    x: np.ndarray,
+    levels: int,
+    weights,
+    boundary: Boundary,
+    threads: int,
+    name: str = "image",
+    *,
+    copy: bool = False,
 ) -> list[np.ndarray]:
-    """``[x, G x, G G x, …]`` of a converted image ``x`` (not copied), and the check that
+    """``[x, G x, G G x, …]`` of a converted image ``x`` (copied with ``copy``: by the
+    compiled engine's first reduction as it reads the rows), and the check that
     ``x`` is finite: where every reduction spreads non-finite values (:func:`_spreads`),
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    engine, deferred, limit = _passes(ops)
+    apply, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
-    pyramid = [x]
+    pyramid = [np.empty(x.shape, x.dtype) if copy and ops else x.copy() if copy else x]
     with limit:
-        for op in ops:
-            pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
+        for k, op in enumerate(ops):
+            if k == 0 and copy:  # the first pass copies x too (as it reads it, compiled)
+                pyramid.append(apply(op, x, None, threads, pyramid[0]))
+            else:
+                pyramid.append(apply(op, pyramid[-1], None, threads))
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
@@ -489,17 +522,17 @@ def _laplacian_levels(
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
     every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    engine, deferred, limit = _passes(ops)
+    apply, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
     g = x
     with limit:
         for op in ops:
-            coarse = engine.apply(op, g, threads=threads)
+            coarse = apply(op, g, None, threads)
             # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
             expand = expand_operator(g.shape, weights, boundary)
-            bands.append(engine.apply(expand, coarse, combine=(np.subtract, g), threads=threads))
+            bands.append(apply(expand, coarse, (np.subtract, g), threads))
             g = coarse
     if deferred and not all_finite(g):
         _finite_or_raise([(name, x)])
@@ -609,7 +642,7 @@ def _collapse(
     result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
     ops = [expand_operator(band.shape, weights, boundary) for band in bands]
-    engine, deferred, limit = _passes(ops)
+    apply, deferred, limit = _passes(ops)
     check = names is not None
     deferred = check and (deferred or not bands)  # no bands: the result is the residual
     coefficients = list(zip(names or [], [*bands, residual]))
@@ -619,7 +652,7 @@ def _collapse(
     with limit:
         for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
-            g = engine.apply(expand, g, combine=(np.add, base), threads=threads)
+            g = apply(expand, g, (np.add, base), threads)
     if deferred and not all_finite(g):
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     return g

@@ -293,9 +293,11 @@ def test_the_reduction_kernel_equals_the_matrix_engine(boundary, kernel, channel
         m_h = reference.shape[0]
         target = np.full((m_h, reference[0].size), 7, dtype)
         image = np.ascontiguousarray(x).reshape(h, -1)
+        copy = np.full_like(image, 5)
         for a, b in ((0, m_h // 3), (m_h // 3, m_h)):  # any row range, in two calls
-            compiled.reduce_rows(image, c, target, a, b, *packed)
+            compiled.reduce_rows(image, c, target, copy, a, b, *packed)
         _assert_same(_plain_nan(target.reshape(reference.shape)), reference, nothing)
+        np.testing.assert_array_equal(copy, image)  # every row copied, NaN where NaN
 
 
 def _plain_nan(y: np.ndarray) -> np.ndarray:
