@@ -536,12 +536,20 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
     d0, d1, d2, d3, d4 = weights[0], weights[0], weights[0], weights[0], weights[0]
     if n_taps == 5:
         d0, d1, d2, d3, d4 = weights[0], weights[1], weights[2], weights[3], weights[4]
-    even, odd = phases[0], phases[1]
+    # the split writes two arrays of their own (rows of one 2-D array, which the compiler
+    # cannot tell apart, kept the colour split from being vectorised: 8× slower)
+    even = np.empty(phases.shape[1], x.dtype)
+    odd = np.empty(phases.shape[1], x.dtype)
+    z_next = np.empty(n_in, x.dtype)  # the next row's height pass, made with this one's
+    ready = False
     for i in range(row0, row1):
         lo, hi = f_u_ptr[0, i], f_u_ptr[0, i + 1]
-        if hi - lo == 5:  # the interior of a 5-tap kernel: one sweep, written out
-            r0, r1, r2 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]], x[f_u_idx[lo + 2]]
-            r3, r4 = x[f_u_idx[lo + 3]], x[f_u_idx[lo + 4]]
+        if ready:  # made with the row before
+            z, z_next = z_next, z
+            ready = False
+        elif hi - lo == 5:  # the interior of a 5-tap kernel: one sweep, written out
+            a = f_u_idx[lo : lo + 5]
+            r0, r1, r2, r3, r4 = x[a[0]], x[a[1]], x[a[2]], x[a[3]], x[a[4]]
             u0, u1, u2, u3, u4 = (
                 f_u_val[lo],
                 f_u_val[lo + 1],
@@ -549,8 +557,31 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
                 f_u_val[lo + 3],
                 f_u_val[lo + 4],
             )
-            for k in range(n_in):
-                z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
+            nxt = f_u_ptr[0, i + 1]
+            if (
+                i + 1 < row1
+                and f_u_ptr[0, i + 2] - nxt == 5
+                and f_u_idx[nxt] == a[2]
+                and f_u_idx[nxt + 1] == a[3]
+                and f_u_idx[nxt + 2] == a[4]
+            ):  # the next row reads rows 2..4 of these and two more: both in one sweep
+                r5, r6 = x[f_u_idx[nxt + 3]], x[f_u_idx[nxt + 4]]
+                t0, t1, t2, t3, t4 = (
+                    f_u_val[nxt],
+                    f_u_val[nxt + 1],
+                    f_u_val[nxt + 2],
+                    f_u_val[nxt + 3],
+                    f_u_val[nxt + 4],
+                )
+                for k in range(n_in):
+                    z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
+                    z_next[k] = (
+                        (t0 * r2[k] + zero) + t1 * r3[k] + t2 * r4[k] + t3 * r5[k] + t4 * r6[k]
+                    )
+                ready = True
+            else:
+                for k in range(n_in):
+                    z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
         else:
             _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
         if copy.shape[0]:
@@ -576,14 +607,17 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
                 even[3 * (w // 2) : 3 * (w // 2) + 3] = z[3 * w - 3 : 3 * w]
         else:
             _split_pixels(z, even, odd, w, c)
+        if n_taps != 5:
+            phases[0] = even
+            phases[1] = odd
         row = out[i]
         if n_taps == 5:
             target = row[q0 * c : q1 * c]
-            p0 = phases[tap_rows[0], tap_starts[0] : tap_starts[0] + count]
-            p1 = phases[tap_rows[1], tap_starts[1] : tap_starts[1] + count]
-            p2 = phases[tap_rows[2], tap_starts[2] : tap_starts[2] + count]
-            p3 = phases[tap_rows[3], tap_starts[3] : tap_starts[3] + count]
-            p4 = phases[tap_rows[4], tap_starts[4] : tap_starts[4] + count]
+            p0 = (even if tap_rows[0] == 0 else odd)[tap_starts[0] : tap_starts[0] + count]
+            p1 = (even if tap_rows[1] == 0 else odd)[tap_starts[1] : tap_starts[1] + count]
+            p2 = (even if tap_rows[2] == 0 else odd)[tap_starts[2] : tap_starts[2] + count]
+            p3 = (even if tap_rows[3] == 0 else odd)[tap_starts[3] : tap_starts[3] + count]
+            p4 = (even if tap_rows[4] == 0 else odd)[tap_starts[4] : tap_starts[4] + count]
             for k in range(count):
                 target[k] = (d0 * p0[k] + zero) + d1 * p1[k] + d2 * p2[k] + d3 * p3[k] + d4 * p4[k]
         else:
