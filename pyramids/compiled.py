@@ -628,6 +628,118 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
 
 
 @_jit
+def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
+                f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """:func:`apply_rows` for one term whose width factor's interior has period 2, step 1,
+    and three taps on even outputs, two on odd ones (the expansion ``F`` of a 5-tap
+    kernel): the same sums, in the same order, with the same ``mode`` and ``base``.
+
+    Per output row: the height pass ``z`` (two or three input rows, one sweep), the even
+    and odd outputs of the interior as two contiguous sweeps over ``z``, then both
+    interleaved into ``out`` with ``base`` (the combine), the border columns entry by
+    entry. Everything runs inline: at 512² a call per row costs as much as the sums.
+    """
+    c = channels
+    n_in = x.shape[1]
+    m_w = out.shape[1] // c
+    zero = np.zeros(1, x.dtype)[0]
+    q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
+    count = (q1 - q0) * c
+    z = np.empty(n_in, x.dtype)
+    even = np.empty(max(count, 1), x.dtype)
+    odd = np.empty(max(count, 1), x.dtype)
+    border = np.empty(out.shape[1], x.dtype)
+    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
+    # tap l of phase p reads pixel q + offset: value k + offset·c for k = q·c + ch
+    e0, e1, e2 = (
+        (q0 + f_v_off[0, 0, 0]) * c,
+        (q0 + f_v_off[0, 0, 1]) * c,
+        (q0 + f_v_off[0, 0, 2]) * c,
+    )
+    o0, o1 = (q0 + f_v_off[0, 1, 0]) * c, (q0 + f_v_off[0, 1, 1]) * c
+    a0, a1, a2 = f_v_wt[0, 0, 0], f_v_wt[0, 0, 1], f_v_wt[0, 0, 2]
+    b0, b1 = f_v_wt[0, 1, 0], f_v_wt[0, 1, 1]
+    v_ptr = f_v_ptr[0]
+    lo_col, hi_col = 2 * q0 * c, 2 * q1 * c  # the interior's output values
+    for i in range(row0, row1):
+        lo, hi = f_u_ptr[0, i], f_u_ptr[0, i + 1]
+        if hi - lo == 3:
+            r0, r1, r2 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]], x[f_u_idx[lo + 2]]
+            u0, u1, u2 = f_u_val[lo], f_u_val[lo + 1], f_u_val[lo + 2]
+            for k in range(n_in):
+                z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k]
+        elif hi - lo == 2:
+            r0, r1 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]]
+            u0, u1 = f_u_val[lo], f_u_val[lo + 1]
+            for k in range(n_in):
+                z[k] = (u0 * r0[k] + zero) + u1 * r1[k]
+        else:
+            _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+        p0, p1, p2 = z[e0 : e0 + count], z[e1 : e1 + count], z[e2 : e2 + count]
+        for k in range(count):
+            even[k] = (a0 * p0[k] + zero) + a1 * p1[k] + a2 * p2[k]
+        s0, s1 = z[o0 : o0 + count], z[o1 : o1 + count]
+        for k in range(count):
+            odd[k] = (b0 * s0[k] + zero) + b1 * s1[k]
+        target = out[i, lo_col:hi_col]
+        given = base[i, lo_col:hi_col]
+        if c == 1:
+            if mode == 1:
+                for q in range(count):
+                    target[2 * q] = given[2 * q] - even[q]
+                    target[2 * q + 1] = given[2 * q + 1] - odd[q]
+            elif mode == 2:
+                for q in range(count):
+                    target[2 * q] = given[2 * q] + even[q]
+                    target[2 * q + 1] = given[2 * q + 1] + odd[q]
+            else:
+                for q in range(count):
+                    target[2 * q] = even[q]
+                    target[2 * q + 1] = odd[q]
+        elif c == 3:  # a constant channel count: the compiler unrolls it
+            if mode == 1:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = given[6 * q + ch] - even[3 * q + ch]
+                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] - odd[3 * q + ch]
+            elif mode == 2:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = given[6 * q + ch] + even[3 * q + ch]
+                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] + odd[3 * q + ch]
+            else:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = even[3 * q + ch]
+                        target[6 * q + 3 + ch] = odd[3 * q + ch]
+        else:
+            for q in range(count // c):
+                for ch in range(c):
+                    k, t = q * c + ch, 2 * q * c + ch
+                    if mode == 1:
+                        target[t] = given[t] - even[k]
+                        target[t + c] = given[t + c] - odd[k]
+                    elif mode == 2:
+                        target[t] = given[t] + even[k]
+                        target[t + c] = given[t + c] + odd[k]
+                    else:
+                        target[t] = even[k]
+                        target[t + c] = odd[k]
+        _entries(border, z, v_ptr, f_v_idx, f_v_val, 0, 2 * q0, c, zero)
+        _entries(border, z, v_ptr, f_v_idx, f_v_val, 2 * q1, m_w, c, zero)
+        row, given = out[i], base[i]
+        for side in range(2):
+            k0, k1 = (0, lo_col) if side == 0 else (hi_col, m_w * c)
+            for k in range(k0, k1):
+                if mode == 1:
+                    row[k] = given[k] - border[k]
+                elif mode == 2:
+                    row[k] = given[k] + border[k]
+                else:
+                    row[k] = border[k]
+
+
+@_jit
 def _entries(row, z, ptr, idx, val, j0, j1, c, zero):
     """``row[j·c + ch] = Σ val[jj] · z[idx[jj]·c + ch]`` over the entries of rows
     ``j0 … j1 - 1`` of a CSR matrix, in their order, from zero."""

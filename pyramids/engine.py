@@ -617,20 +617,24 @@ class CompiledEngine:
     name = "compiled"
     _apply_rows = None
     _reduce_rows = None
+    _expand_rows = None
 
     def _kernel(self):
         """:func:`pyramids.compiled.apply_rows`, imported on first use (numba with it)."""
         if self._apply_rows is None:
-            from .compiled import apply_rows, reduce_rows
+            from .compiled import apply_rows, expand_rows, reduce_rows
 
             self._apply_rows, self._reduce_rows = apply_rows, reduce_rows
+            self._expand_rows = expand_rows
         return self._apply_rows
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
-        """The factors packed for the kernel in ``dtype``, and whether
-        :func:`pyramids.compiled.reduce_rows` applies them (one term whose width factor
-        reads every second pixel in its interior: a reduction); made once, kept on ``op``."""
+        """The factors packed for the kernels in ``dtype``, and which kernel applies them:
+        1 :func:`pyramids.compiled.reduce_rows` (one term whose width factor reads every
+        second pixel in its interior: a reduction), 2 :func:`pyramids.compiled.expand_rows`
+        (one term, period 2, step 1, 3 and 2 taps: the expansion of a 5-tap kernel), 0
+        :func:`pyramids.compiled.apply_rows` (any other); made once, kept on ``op``."""
         key = ("compiled", dtype.str)
         packed = op.prepared.get(key)
         if packed is None:
@@ -638,8 +642,14 @@ class CompiledEngine:
 
             packed = factors(list(op.rows), list(op.cols), dtype)
             period, step, q0, q1 = (int(v) for v in packed.v_band[0])
-            reduces = op.terms == 1 and period == 1 and step == 2 and q1 > q0
-            packed = op.prepared[key] = (packed, reduces)
+            kind = 0  # apply_rows
+            if op.terms == 1 and q1 > q0:
+                lengths = tuple(int(n) for n in packed.v_len[0])
+                if (period, step) == (1, 2):
+                    kind = 1  # reduce_rows
+                elif (period, step, lengths) == (2, 1, (3, 2)):
+                    kind = 2  # expand_rows
+            packed = op.prepared[key] = (packed, kind)
         return packed
 
     def apply(
@@ -719,7 +729,7 @@ class CompiledEngine:
         ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``; and
         ``copy[...] = image`` with ``copy`` (mode 0), in the kernel where it reduces."""
         apply_rows = self._apply_rows or self._kernel()
-        packed, reduces = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
+        packed, kind = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
             op, image.dtype
         )
         m_h = op._shapes[1][0]
@@ -730,7 +740,7 @@ class CompiledEngine:
             base = base.reshape(m_h, -1)
             if not (base.flags.c_contiguous and base.flags.writeable):
                 base = np.array(base)
-        if reduces and mode == 0:  # a reduction, no combine: its own kernel
+        if kind == 1 and mode == 0:  # a reduction, no combine: its own kernel
             reduce_rows = self._reduce_rows
             kept = _NO_ROWS[image.dtype.str] if copy is None else copy.reshape(image.shape)
 
@@ -739,9 +749,10 @@ class CompiledEngine:
         else:
             if copy is not None:
                 copy.reshape(image.shape)[...] = image
+            rows = self._expand_rows if kind == 2 else apply_rows
 
             def task(a: int, b: int) -> None:
-                apply_rows(image, c, target, base, mode, a, b, *packed)
+                rows(image, c, target, base, mode, a, b, *packed)
 
         if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
             task(0, m_h)  # no thread, no BLAS

@@ -280,13 +280,13 @@ def test_the_reduction_kernel_equals_the_matrix_engine(boundary, kernel, channel
             at = rng.permutation(x.size)[:3]
             x.reshape(-1)[at] = np.array([np.nan, np.inf, -np.inf])[: at.size]
         op = operators.reduce_operator(x.shape, kernel, boundary)
-        packed, reduces = get_engine("compiled")._prepare(op, np.dtype(dtype))
+        packed, kind = get_engine("compiled")._prepare(op, np.dtype(dtype))
         with np.errstate(invalid="ignore"):
             reference = apply(op, x, engine="matrix")
         nothing = np.zeros(reference.shape)
         reference[np.isnan(reference)] = np.nan  # one NaN, its sign bit cleared
         _assert_same(_plain_nan(apply(op, x, engine="compiled")), reference, nothing)
-        if not reduces:  # too small for an interior: the general kernel made it
+        if kind != 1:  # too small for an interior: the general kernel made it
             assert min(h, w) < 8
             continue
         c = channels[0] if channels else 1
@@ -304,3 +304,48 @@ def _plain_nan(y: np.ndarray) -> np.ndarray:
     """``y`` with every NaN replaced by ``np.nan`` (sign bit cleared)."""
     y[np.isnan(y)] = np.nan
     return y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("channels", [(), (1,), (2,), (3,), (4,)], ids=str)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_the_expansion_kernel_equals_the_matrix_engine(boundary, kernel, channels, dtype):
+    """``compiled.expand_rows``, the kernel of the expansion of a 5-tap kernel (3 taps on
+    even outputs, 2 on odd ones), with each combine (none, ``base - Y``, ``base + Y``, in
+    place), against the matrix engine, as for the reduction kernel; other kernels' F
+    are left to ``apply_rows``, and must be too."""
+    from pyramids import compiled
+
+    rng = np.random.default_rng(len(BOUNDARIES) * 5 + len(channels))
+    sizes = [(1, 1), (2, 3), (5, 2), (6, 9), (17, 16), (40, 51), (64, 3), (9, 70)]
+    five = len(pyramids.kernels.resolve_kernel(kernel)) == 5
+    for (h, w), special in [(size, special) for size in sizes for special in (False, True)]:
+        op = operators.expand_operator((h, w, *channels), kernel, boundary)
+        x = rng.standard_normal((*op.shape_in, *channels)).astype(dtype)
+        if special:  # NaN, +inf, -inf at three pixels (fewer in a smaller image)
+            at = rng.permutation(x.size)[:3]
+            x.reshape(-1)[at] = np.array([np.nan, np.inf, -np.inf])[: at.size]
+        base = rng.standard_normal((h, w, *channels)).astype(dtype)
+        packed, kind = get_engine("compiled")._prepare(op, np.dtype(dtype))
+        assert kind == 2 or not five or min(h, w) < 8
+        assert kind != 2 or five
+        nothing = np.zeros(base.shape)
+        for mode, combine in ((0, None), (1, (np.subtract, base)), (2, (np.add, base))):
+            with np.errstate(invalid="ignore"):
+                reference = _plain_nan(apply(op, x, combine=combine, engine="matrix"))
+            fast = _plain_nan(apply(op, x, combine=combine, engine="compiled"))
+            _assert_same(fast, reference, nothing)
+            if kind != 2:
+                continue
+            target = np.full(base.shape, 7, dtype).reshape(h, -1)
+            image = np.ascontiguousarray(x).reshape(x.shape[0], -1)
+            for a, b in ((0, h // 3), (h // 3, h)):  # any row range, in two calls
+                compiled.expand_rows(image, x.size // x.shape[0] // x.shape[1], target,
+                                     base.reshape(h, -1), mode, a, b, *packed)  # fmt: skip
+            _assert_same(_plain_nan(target.reshape(base.shape)), reference, nothing)
+        acc = base.copy()  # in place: out is the base
+        apply(op, x, out=acc, combine=(np.add, acc), engine="compiled")
+        with np.errstate(invalid="ignore"):
+            reference = _plain_nan(apply(op, x, combine=(np.add, base), engine="matrix"))
+        _assert_same(_plain_nan(acc), reference, nothing)
