@@ -156,10 +156,10 @@ def gaussian_pyramid(
     # (uint8, float16, a byte-swapped one) is a new array already, so only an unconverted
     # one is copied (by the first reduction, as it reads the rows, where it can).
     aliases = not isinstance(image, np.ndarray) or np.may_share_memory(x, image)
-    if aliases and not copy:
-        x = x.view()
-        x.flags.writeable = False
     pyramid = _gaussian_levels(x, levels, weights, boundary, threads, copy=aliases and copy)
+    if aliases and not copy:  # made from x itself (a read-only x would be copied by a pass)
+        pyramid[0] = x.view()
+        pyramid[0].flags.writeable = False
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 

@@ -127,7 +127,9 @@ def test_level_zero_is_a_copy_made_with_the_first_reduction_or_a_view_on_request
     monkeypatch.setenv(engine.ENGINE_VAR, name)
     rng = np.random.default_rng(8)
     wide = rng.random((shape[0], 2 * shape[1], *shape[2:]))
-    for image in (wide[:, ::2], np.ascontiguousarray(wide[:, ::2]).astype(np.float32)):
+    frozen = np.ascontiguousarray(wide[:, ::2]).astype(np.float32)
+    frozen.flags.writeable = False  # a read-only image is read, never written
+    for image in (wide[:, ::2], frozen.copy(), frozen):
         before = image.copy()
         for levels in (0, pyramids.max_levels(shape)):
             pyr = pyramids.gaussian_pyramid(image, levels)
