@@ -37,8 +37,12 @@ __all__ = [
     "Factors",
     "apply_rows",
     "band_plan",
+    "expand_rows",
     "factors",
     "mix_weighted",
+    "reduce_levels",
+    "reduce_rows",
+    "stack_factors",
 ]
 
 #: The longest row pattern :func:`band_plan` looks for (``G``: 1 row, ``F``: 2).
@@ -189,6 +193,43 @@ def factors(rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: np.dtype)
         weights[t, : plan.period, : plan.offsets.shape[1]] = plan.weights
     band = np.array([[p.period, p.step, p.q0, p.q1] for p in plans], np.int64)
     return Factors(*_pack(rows), *_pack(cols), band, lengths, offsets, weights)
+
+
+def stack_factors(packs: list[Factors]) -> Factors:
+    """The one-term factors of several operators as one :class:`Factors`, term ``k`` the
+    ``k``-th operator's: the CSR arrays concatenated (row pointers shifted to match), the
+    band plans padded to a common size. :func:`reduce_levels` reads term ``k`` for level
+    ``k``; each row's entries keep their order."""
+    rows = max(p.u_ptr.shape[1] for p in packs)
+    cols = max(p.v_ptr.shape[1] for p in packs)
+    period = max(p.v_len.shape[1] for p in packs)
+    width = max(p.v_off.shape[2] for p in packs)
+    k = len(packs)
+    u_ptr, v_ptr = np.zeros((k, rows), np.int64), np.zeros((k, cols), np.int64)
+    lengths = np.zeros((k, period), np.int64)
+    offsets = np.zeros((k, period, width), np.int64)
+    weights = np.zeros((k, period, width), packs[0].v_wt.dtype)
+    u_start = v_start = 0
+    for t, p in enumerate(packs):
+        u_ptr[t, : p.u_ptr.shape[1]] = p.u_ptr[0] + u_start
+        v_ptr[t, : p.v_ptr.shape[1]] = p.v_ptr[0] + v_start
+        u_start += p.u_idx.shape[0]
+        v_start += p.v_idx.shape[0]
+        lengths[t, : p.v_len.shape[1]] = p.v_len[0]
+        offsets[t, : p.v_off.shape[1], : p.v_off.shape[2]] = p.v_off[0]
+        weights[t, : p.v_wt.shape[1], : p.v_wt.shape[2]] = p.v_wt[0]
+    return Factors(
+        u_ptr,
+        np.concatenate([p.u_idx for p in packs]),
+        np.concatenate([p.u_val for p in packs]),
+        v_ptr,
+        np.concatenate([p.v_idx for p in packs]),
+        np.concatenate([p.v_val for p in packs]),
+        np.concatenate([p.v_band for p in packs]),
+        lengths,
+        offsets,
+        weights,
+    )
 
 
 @_jit
@@ -737,6 +778,36 @@ def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_
                     row[k] = given[k] + border[k]
                 else:
                     row[k] = border[k]
+
+
+@_jit
+def reduce_levels(x, channels, buffer, plan, copy, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx,
+                  f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """Every level of a Gaussian pyramid in one call: level ``k + 1`` is operator ``k``
+    (term ``k`` of :func:`stack_factors`) applied to level ``k``, by :func:`reduce_rows`
+    (``plan[k, 3] == 1``) or :func:`apply_rows`, exactly as one call per level makes it.
+
+    ``plan[k]`` is ``(start, rows, values per row, kind)`` of level ``k + 1``, which is
+    written to ``buffer[start : start + rows · values]``; ``copy`` (``x``'s shape, or no
+    rows) receives ``x`` from the first reduction. For small images, where a call per
+    level costs as much as the level.
+    """
+    source = x
+    for k in range(plan.shape[0]):
+        start, m_h, m_n = plan[k, 0], plan[k, 1], plan[k, 2]
+        out = buffer[start : start + m_h * m_n].reshape((m_h, m_n))
+        kept = copy if k == 0 else copy[:0]
+        if plan[k, 3] == 1:
+            reduce_rows(source, channels, out, kept, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
+                        f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
+        else:
+            for r in range(kept.shape[0]):
+                kept[r] = source[r]
+            apply_rows(source, channels, out, out, 0, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
+                       f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+                       f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
+        source = out
 
 
 @_jit

@@ -714,6 +714,51 @@ class CompiledEngine:
                        threads)  # fmt: skip
         return result
 
+    def reduce_levels(
+        self, ops: list[Separable], x: np.ndarray, threads: int, copy: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """``[G_1 x, G_2 G_1 x, …]`` for the reductions ``ops`` (finest first), as
+        :meth:`run` makes them level by level (``copy`` as there), bit for bit.
+
+        Where no level is large enough to be split over threads, one compiled call makes
+        them all (:func:`pyramids.compiled.reduce_levels`, into one buffer: each level is
+        a view of it), without a Python call per level.
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        first = ops[0]._shapes[1] if ops else (0, 0)
+        if not ops or (threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS):
+            levels, source = [], x
+            for k, op in enumerate(ops):
+                levels.append(self.run(op, source, None, threads, copy if k == 0 else None))
+                source = levels[-1]
+            if copy is not None and not ops:
+                copy[...] = x
+            return levels
+        key = ("compiled levels", len(ops), c, x.dtype.str)
+        chain = ops[0].prepared.get(key)
+        if chain is None:
+            from .compiled import stack_factors
+
+            packs = [self._prepare(op, x.dtype) for op in ops]
+            plan, shapes, start = np.zeros((len(ops), 4), np.int64), [], 0
+            for k, op in enumerate(ops):
+                m_h, m_w = op._shapes[1]
+                plan[k] = start, m_h, m_w * c, packs[k][1]
+                shapes.append((start, start + m_h * m_w * c, (m_h, m_w, *x.shape[2:])))
+                start += m_h * m_w * c
+            stacked = stack_factors([pack for pack, _ in packs])
+            chain = ops[0].prepared[key] = (plan, shapes, start, stacked)
+        plan, shapes, size, stacked = chain
+        from .compiled import reduce_levels
+
+        image = x.reshape(x.shape[0], -1)
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)
+        kept = _NO_ROWS[x.dtype.str] if copy is None else copy.reshape(image.shape)
+        buffer = np.empty(size, x.dtype)
+        reduce_levels(image, c, buffer, plan, kept, *stacked)
+        return [buffer[a:b].reshape(shape) for a, b, shape in shapes]
+
     def _rows(
         self,
         op: Separable,

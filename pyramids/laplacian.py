@@ -7,6 +7,7 @@ residual ``g_K``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -164,12 +165,21 @@ def gaussian_pyramid(
 
 
 def _reductions(shape: tuple[int, ...], levels: int, weights, boundary: Boundary) -> list:
-    """The ``levels`` reduction operators from an image of ``shape`` down, finest first."""
+    """The ``levels`` reduction operators from an image of ``shape`` down, finest first
+    (the list kept for each shape, levels, kernel and boundary: a small build's Python)."""
+    weights = np.asarray(weights, np.float64)
+    key = (tuple(shape), levels, weights.tobytes(), boundary)
+    return list(_reductions_kept(*key))
+
+
+@functools.lru_cache(maxsize=64)
+def _reductions_kept(shape: tuple[int, ...], levels: int, weights: bytes, boundary) -> tuple:
+    kernel = np.frombuffer(weights, np.float64)
     ops = []
     for _ in range(levels):
-        ops.append(reduce_operator(shape, weights, boundary))
+        ops.append(reduce_operator(shape, kernel, boundary))
         shape = (*ops[-1].shape_out, *shape[2:])
-    return ops
+    return tuple(ops)
 
 
 def _spreads(op) -> bool:
@@ -244,13 +254,17 @@ def _gaussian_levels(
     apply, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
-    pyramid = [np.empty(x.shape, x.dtype) if copy and ops else x.copy() if copy else x]
+    pyramid = [np.empty(x.shape, x.dtype) if copy else x]
+    engine = getattr(apply, "__self__", None)  # the compiled engine: all levels at once
     with limit:
-        for k, op in enumerate(ops):
-            if k == 0 and copy:  # the first pass copies x too (as it reads it, compiled)
-                pyramid.append(apply(op, x, None, threads, pyramid[0]))
-            else:
-                pyramid.append(apply(op, pyramid[-1], None, threads))
+        if engine is not None:
+            pyramid += engine.reduce_levels(ops, x, threads, pyramid[0] if copy else None)
+        else:
+            for k, op in enumerate(ops):  # the first pass copies x too, with copy
+                pyramid.append(apply(op, pyramid[-1] if k else x, None, threads,
+                                     pyramid[0] if copy and k == 0 else None))  # fmt: skip
+            if copy and not ops:
+                pyramid[0][...] = x
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
