@@ -8,8 +8,9 @@ residual ``g_K``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -206,15 +207,26 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
             raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _passes(ops: list) -> tuple:
-    """``(apply, deferred, context)`` for a build of the operators ``ops``.
+class _Passes(NamedTuple):
+    """How a build applies its operators (:func:`_passes`)."""
 
-    ``apply(op, x, combine, threads, copy=None)`` applies an operator with the engine of
-    :func:`pyramids.engine.get_engine`, looked up once for the build (and copies ``x``
+    apply: Callable  #: apply(op, x, combine, threads, copy=None)
+    levels: Callable  #: levels(ops, x, threads, copy=None): the Gaussian levels below x
+    deferred: bool  #: the finite check is made on the result
+    context: AbstractContextManager  #: held for the whole build
+
+
+def _passes(ops: list) -> _Passes:
+    """How a build of the operators ``ops`` applies them, with the engine of
+    :func:`pyramids.engine.get_engine`, looked up once for the build.
+
+    ``apply(op, x, combine, threads, copy=None)`` applies one operator (and copies ``x``
     into ``copy`` when given): the compiled engine's ``run``, which skips the checks of
     its ``apply`` (the build made or checked every array it passes) and copies as it
-    reduces, else the engine's ``apply``. The
-    finite check is ``deferred`` (made on the result, after the passes) with the compiled
+    reduces, else the engine's ``apply``. ``levels(ops, x, threads, copy=None)`` makes
+    ``[G_1 x, G_2 G_1 x, …]``: the compiled engine's ``reduce_levels`` (a small pyramid
+    in one compiled call), else one ``apply`` per level. The finite check is ``deferred``
+    (made on the result, after the passes) with the compiled
     engine where every operator spreads NaN and infinity (:func:`_spreads`); numpy's
     engines check first, as they would warn of the invalid values on their threads. The
     context holds :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls
@@ -225,14 +237,22 @@ def _passes(ops: list) -> tuple:
     deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
     context = blas_limited() if engine.name == "separable" else nullcontext()
     if engine.name == "compiled":
-        return engine.run, deferred, context
+        return _Passes(engine.run, engine.reduce_levels, deferred, context)
 
     def apply(op, x: np.ndarray, combine, threads: int, copy=None) -> np.ndarray:
         if copy is not None:
             copy[...] = x
         return engine.apply(op, x, combine=combine, threads=threads)
 
-    return apply, deferred, context
+    def levels(ops: list, x: np.ndarray, threads: int, copy=None) -> list[np.ndarray]:
+        made = []
+        for k, op in enumerate(ops):
+            made.append(apply(op, made[-1] if k else x, None, threads, copy if k == 0 else None))
+        if copy is not None and not ops:
+            copy[...] = x
+        return made
+
+    return _Passes(apply, levels, deferred, context)
 
 
 def _gaussian_levels(
@@ -251,20 +271,12 @@ def _gaussian_levels(
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    apply, deferred, limit = _passes(ops)
+    levels_of, deferred, limit = _passes(ops)[1:]
     if not deferred:
         _finite_or_raise([(name, x)])
     pyramid = [np.empty(x.shape, x.dtype) if copy else x]
-    engine = getattr(apply, "__self__", None)  # the compiled engine: all levels at once
-    with limit:
-        if engine is not None:
-            pyramid += engine.reduce_levels(ops, x, threads, pyramid[0] if copy else None)
-        else:
-            for k, op in enumerate(ops):  # the first pass copies x too, with copy
-                pyramid.append(apply(op, pyramid[-1] if k else x, None, threads,
-                                     pyramid[0] if copy and k == 0 else None))  # fmt: skip
-            if copy and not ops:
-                pyramid[0][...] = x
+    with limit:  # the first pass copies x too, with copy
+        pyramid += levels_of(ops, x, threads, pyramid[0] if copy else None)
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
@@ -536,7 +548,7 @@ def _laplacian_levels(
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
     every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    apply, deferred, limit = _passes(ops)
+    apply, _, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
@@ -656,7 +668,7 @@ def _collapse(
     result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
     ops = [expand_operator(band.shape, weights, boundary) for band in bands]
-    apply, deferred, limit = _passes(ops)
+    apply, _, deferred, limit = _passes(ops)
     check = names is not None
     deferred = check and (deferred or not bands)  # no bands: the result is the residual
     coefficients = list(zip(names or [], [*bands, residual]))

@@ -12,6 +12,7 @@ tests/test_engine.py, which both engines meet.
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import numpy as np
@@ -349,3 +350,30 @@ def test_the_expansion_kernel_equals_the_matrix_engine(boundary, kernel, channel
         with np.errstate(invalid="ignore"):
             reference = _plain_nan(apply(op, x, combine=(np.add, base), engine="matrix"))
         _assert_same(_plain_nan(acc), reference, nothing)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (64, 48), (33, 70, 3), (130, 9, 2)], ids=str)
+def test_all_levels_in_one_call_equal_one_call_per_level(shape, dtype, monkeypatch):
+    """``CompiledEngine.reduce_levels`` makes a small pyramid in one compiled call
+    (``compiled.reduce_levels``): down to 1 × 1, where the last levels have no interior
+    and go through ``apply_rows``, it equals one ``run`` per level (the path of images
+    split over threads), level 0's copy included; each level is an array of its own."""
+    compiled = get_engine("compiled")
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+    ops = [operators.reduce_operator(x.shape)]
+    for _ in range(pyramids.max_levels(shape) - 1):
+        ops.append(operators.reduce_operator((*ops[-1].shape_out, *shape[2:])))
+    kept = np.full_like(x, 9)
+    at_once = compiled.reduce_levels(ops, x, 1, kept)
+    np.testing.assert_array_equal(kept, x)
+    monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # one call per level
+    kept = np.full_like(x, 9)
+    per_level = compiled.reduce_levels(ops, x, 2, kept)
+    np.testing.assert_array_equal(kept, x)
+    assert len(at_once) == len(per_level) == len(ops)
+    for a, b, op in zip(at_once, per_level, ops):
+        assert a.shape == b.shape == (*op.shape_out, *shape[2:]) and a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    for a, b in itertools.pairwise(at_once):
+        assert not np.shares_memory(a, b)
