@@ -539,8 +539,8 @@ def _split_pixels(z, even, odd, pixels, c):
 
 
 @_jit
-def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
-                f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+def reduce_rows(x, channels, out, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx,
+                f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
     """Rows ``row0 … row1 - 1`` of ``Y = U X Vᵀ`` into ``out``, for one term whose width
     factor's interior reads every second pixel (a reduction ``G``: band period 1, step 2,
     a nonempty interior); the same sums as :func:`apply_rows` makes, in the same order.
@@ -548,13 +548,8 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
     Per output row: the height pass ``z`` as one sweep of up to five input rows, ``z``
     split into its even and odd pixels, then the interior of the width pass as one sweep
     of up to five shifted reads of those, the border columns entry by entry.
-
-    ``copy``, of ``x``'s shape or with no rows, receives a copy of input rows ``2i`` and
-    ``2i + 1`` with output row ``i``, while they are in cache: all of ``x`` over all the
-    output rows (a Gaussian pyramid's level 0, without a second read of the image).
     """
     c = channels
-    h = x.shape[0]
     n_in = x.shape[1]
     w = n_in // c
     m_w = out.shape[1] // c
@@ -625,11 +620,6 @@ def reduce_rows(x, channels, out, copy, row0, row1, f_u_ptr, f_u_idx, f_u_val, f
                     z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
         else:
             _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
-        if copy.shape[0]:
-            for r in range(2 * i, min(2 * i + 2, h)):
-                source, kept = x[r], copy[r]
-                for k in range(n_in):
-                    kept[k] = source[k]
         if c == 1:
             for b in range(w // 2):
                 even[b] = z[2 * b]
@@ -781,29 +771,25 @@ def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_
 
 
 @_jit
-def reduce_levels(x, channels, buffer, plan, copy, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx,
-                  f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx, f_v_val,
+                  f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
     """Every level of a Gaussian pyramid in one call: level ``k + 1`` is operator ``k``
     (term ``k`` of :func:`stack_factors`) applied to level ``k``, by :func:`reduce_rows`
     (``plan[k, 3] == 1``) or :func:`apply_rows`, exactly as one call per level makes it.
 
     ``plan[k]`` is ``(start, rows, values per row, kind)`` of level ``k + 1``, which is
-    written to ``buffer[start : start + rows · values]``; ``copy`` (``x``'s shape, or no
-    rows) receives ``x`` from the first reduction. For small images, where a call per
-    level costs as much as the level.
+    written to ``buffer[start : start + rows · values]``. For small images, where a call
+    per level costs as much as the level.
     """
     source = x
     for k in range(plan.shape[0]):
         start, m_h, m_n = plan[k, 0], plan[k, 1], plan[k, 2]
         out = buffer[start : start + m_h * m_n].reshape((m_h, m_n))
-        kept = copy if k == 0 else copy[:0]
         if plan[k, 3] == 1:
-            reduce_rows(source, channels, out, kept, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
+            reduce_rows(source, channels, out, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
                         f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
                         f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
         else:
-            for r in range(kept.shape[0]):
-                kept[r] = source[r]
             apply_rows(source, channels, out, out, 0, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
                        f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip

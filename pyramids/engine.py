@@ -686,21 +686,14 @@ class CompiledEngine:
         return result
 
     def run(
-        self,
-        op: Separable,
-        x: np.ndarray,
-        combine: Combine | None,
-        threads: int,
-        copy: np.ndarray | None = None,
+        self, op: Separable, x: np.ndarray, combine: Combine | None, threads: int
     ) -> np.ndarray:
         """:meth:`apply` without its checks, for the passes of a build (docs/design.md §9).
 
-        ``x`` (float32 or float64, of ``op``'s input shape) and the base of
-        ``combine`` (``np.subtract`` or ``np.add``; of the output's shape and ``x``'s dtype)
-        are arrays the build itself has checked or made; ``threads`` is resolved. Returns
-        a new array. With ``copy`` (a C-contiguous array of ``x``'s shape and dtype, no
-        ``combine``), ``x`` is also copied into it, by the reduction kernel as it reads
-        the rows where ``op`` is a reduction.
+        ``x`` (float32 or float64, of ``op``'s input shape) and the base of ``combine``
+        (``np.subtract`` or ``np.add``; of the output's shape and ``x``'s dtype) are
+        arrays the build itself has checked or made; ``threads`` is resolved. Returns a
+        new array.
         """
         c = x.shape[2] if x.ndim == 3 else 1
         image = x.reshape(op._shapes[0][0], -1)
@@ -708,17 +701,15 @@ class CompiledEngine:
             image = np.array(image)
         result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
         if combine is None:
-            self._rows(op, image, c, result, 0, None, threads, copy)
+            self._rows(op, image, c, result, 0, None, threads)
         else:
             self._rows(op, image, c, result, 1 if combine[0] is np.subtract else 2, combine[1],
                        threads)  # fmt: skip
         return result
 
-    def reduce_levels(
-        self, ops: list[Separable], x: np.ndarray, threads: int, copy: np.ndarray | None = None
-    ) -> list[np.ndarray]:
+    def reduce_levels(self, ops: list[Separable], x: np.ndarray, threads: int) -> list[np.ndarray]:
         """``[G_1 x, G_2 G_1 x, …]`` for the reductions ``ops`` (finest first), as
-        :meth:`run` makes them level by level (``copy`` as there), bit for bit.
+        :meth:`run` makes them level by level, bit for bit.
 
         Where no level is large enough to be split over threads, one compiled call makes
         them all (:func:`pyramids.compiled.reduce_levels`, into one buffer: each level is
@@ -728,11 +719,9 @@ class CompiledEngine:
         first = ops[0]._shapes[1] if ops else (0, 0)
         if not ops or (threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS):
             levels, source = [], x
-            for k, op in enumerate(ops):
-                levels.append(self.run(op, source, None, threads, copy if k == 0 else None))
+            for op in ops:
+                levels.append(self.run(op, source, None, threads))
                 source = levels[-1]
-            if copy is not None and not ops:
-                copy[...] = x
             return levels
         key = ("compiled levels", len(ops), c, x.dtype.str)
         chain = ops[0].prepared.get(key)
@@ -754,9 +743,8 @@ class CompiledEngine:
         image = x.reshape(x.shape[0], -1)
         if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
             image = np.array(image)
-        kept = _NO_ROWS[x.dtype.str] if copy is None else copy.reshape(image.shape)
         buffer = np.empty(size, x.dtype)
-        reduce_levels(image, c, buffer, plan, kept, *stacked)
+        reduce_levels(image, c, buffer, plan, *stacked)
         return [buffer[a:b].reshape(shape) for a, b, shape in shapes]
 
     def _rows(
@@ -768,11 +756,9 @@ class CompiledEngine:
         mode: int,
         base: np.ndarray | None,
         threads: int,
-        copy: np.ndarray | None = None,
     ) -> None:
         """``result`` (C-contiguous) ``= Y``, ``base - Y`` (mode 1) or ``base + Y`` (2) of
-        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``; and
-        ``copy[...] = image`` with ``copy`` (mode 0), in the kernel where it reduces."""
+        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``."""
         apply_rows = self._apply_rows or self._kernel()
         packed, kind = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
             op, image.dtype
@@ -787,13 +773,10 @@ class CompiledEngine:
                 base = np.array(base)
         if kind == 1 and mode == 0:  # a reduction, no combine: its own kernel
             reduce_rows = self._reduce_rows
-            kept = _NO_ROWS[image.dtype.str] if copy is None else copy.reshape(image.shape)
 
             def task(a: int, b: int) -> None:
-                reduce_rows(image, c, target, kept, a, b, *packed)
+                reduce_rows(image, c, target, a, b, *packed)
         else:
-            if copy is not None:
-                copy.reshape(image.shape)[...] = image
             rows = self._expand_rows if kind == 2 else apply_rows
 
             def task(a: int, b: int) -> None:
@@ -804,9 +787,6 @@ class CompiledEngine:
         else:
             run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
 
-
-#: ``copy`` for :func:`pyramids.compiled.reduce_rows` that copies nothing (no rows).
-_NO_ROWS = {np.dtype(t).str: np.empty((0, 1), t) for t in (np.float32, np.float64)}
 
 #: The engines by name: ``'compiled'`` (numba, the default where it imports),
 #: ``'separable'`` (tiled BLAS products, the fallback) and ``'matrix'`` (the reference).

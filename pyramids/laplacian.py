@@ -156,7 +156,7 @@ def gaussian_pyramid(
     threads = resolve_threads(threads)
     # Level 0 must not alias the caller's array unless copy=False; a converted image
     # (uint8, float16, a byte-swapped one) is a new array already, so only an unconverted
-    # one is copied (by the first reduction, as it reads the rows, where it can).
+    # one is copied.
     aliases = not isinstance(image, np.ndarray) or np.may_share_memory(x, image)
     pyramid = _gaussian_levels(x, levels, weights, boundary, threads, copy=aliases and copy)
     if aliases and not copy:  # made from x itself (a read-only x would be copied by a pass)
@@ -210,8 +210,8 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
 class _Passes(NamedTuple):
     """How a build applies its operators (:func:`_passes`)."""
 
-    apply: Callable  #: apply(op, x, combine, threads, copy=None)
-    levels: Callable  #: levels(ops, x, threads, copy=None): the Gaussian levels below x
+    apply: Callable  #: apply(op, x, combine, threads)
+    levels: Callable  #: levels(ops, x, threads): the Gaussian levels below x
     deferred: bool  #: the finite check is made on the result
     context: AbstractContextManager  #: held for the whole build
 
@@ -220,10 +220,9 @@ def _passes(ops: list) -> _Passes:
     """How a build of the operators ``ops`` applies them, with the engine of
     :func:`pyramids.engine.get_engine`, looked up once for the build.
 
-    ``apply(op, x, combine, threads, copy=None)`` applies one operator (and copies ``x``
-    into ``copy`` when given): the compiled engine's ``run``, which skips the checks of
-    its ``apply`` (the build made or checked every array it passes) and copies as it
-    reduces, else the engine's ``apply``. ``levels(ops, x, threads, copy=None)`` makes
+    ``apply(op, x, combine, threads)`` applies one operator: the compiled engine's
+    ``run``, which skips the checks of its ``apply`` (the build made or checked every
+    array it passes), else the engine's ``apply``. ``levels(ops, x, threads)`` makes
     ``[G_1 x, G_2 G_1 x, …]``: the compiled engine's ``reduce_levels`` (a small pyramid
     in one compiled call), else one ``apply`` per level. The finite check is ``deferred``
     (made on the result, after the passes) with the compiled
@@ -239,18 +238,14 @@ def _passes(ops: list) -> _Passes:
     if engine.name == "compiled":
         return _Passes(engine.run, engine.reduce_levels, deferred, context)
 
-    def apply(op, x: np.ndarray, combine, threads: int, copy=None) -> np.ndarray:
-        if copy is not None:
-            copy[...] = x
+    def apply(op, x: np.ndarray, combine, threads: int) -> np.ndarray:
         return engine.apply(op, x, combine=combine, threads=threads)
 
-    def levels(ops: list, x: np.ndarray, threads: int, copy=None) -> list[np.ndarray]:
-        made = []
-        for k, op in enumerate(ops):
-            made.append(apply(op, made[-1] if k else x, None, threads, copy if k == 0 else None))
-        if copy is not None and not ops:
-            copy[...] = x
-        return made
+    def levels(ops: list, x: np.ndarray, threads: int) -> list[np.ndarray]:
+        made = [x]
+        for op in ops:
+            made.append(apply(op, made[-1], None, threads))
+        return made[1:]
 
     return _Passes(apply, levels, deferred, context)
 
@@ -265,8 +260,8 @@ def _gaussian_levels(
     *,
     copy: bool = False,
 ) -> list[np.ndarray]:
-    """``[x, G x, G G x, …]`` of a converted image ``x`` (copied with ``copy``: by the
-    compiled engine's first reduction as it reads the rows), and the check that
+    """``[x, G x, G G x, …]`` of a converted image ``x`` (level 0 a copy with ``copy``),
+    and the check that
     ``x`` is finite: where every reduction spreads non-finite values (:func:`_spreads`),
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
@@ -274,9 +269,8 @@ def _gaussian_levels(
     levels_of, deferred, limit = _passes(ops)[1:]
     if not deferred:
         _finite_or_raise([(name, x)])
-    pyramid = [np.empty(x.shape, x.dtype) if copy else x]
-    with limit:  # the first pass copies x too, with copy
-        pyramid += levels_of(ops, x, threads, pyramid[0] if copy else None)
+    with limit:
+        pyramid = [x.copy() if copy else x, *levels_of(ops, x, threads)]
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
