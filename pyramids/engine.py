@@ -723,7 +723,7 @@ class CompiledEngine:
                 levels.append(self.run(op, source, None, threads))
                 source = levels[-1]
             return levels
-        key = ("compiled levels", len(ops), c, x.dtype.str)
+        key = ("compiled levels", len(ops), x.shape[2:], x.dtype.str)
         chain = ops[0].prepared.get(key)
         if chain is None:
             from .compiled import stack_factors

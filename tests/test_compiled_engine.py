@@ -371,3 +371,17 @@ def test_all_levels_in_one_call_equal_one_call_per_level(shape, dtype, monkeypat
         np.testing.assert_array_equal(a, b)
     for a, b in itertools.pairwise(at_once):
         assert not np.shares_memory(a, b)
+
+
+def test_levels_at_once_keep_each_image_shape():
+    """The plan of ``reduce_levels`` is kept per operator list, channel shape and dtype:
+    an ``(h, w)`` image and an ``(h, w, 1)`` one of the same size share the operators
+    but not the level shapes."""
+    for shape in [(40, 36), (40, 36, 1), (40, 36), (40, 36, 3)]:
+        x = np.random.default_rng(5).random(shape)
+        levels = pyramids.gaussian_pyramid(x, 3)
+        expected = [pyramids.gaussian_pyramid(x, 3, copy=False)[0].shape]
+        for _ in range(3):
+            h, w = expected[-1][:2]
+            expected.append(((h + 1) // 2, (w + 1) // 2, *shape[2:]))
+        assert [g.shape for g in levels] == expected
