@@ -4,7 +4,10 @@ The first table has the rows of issue 12, ours against OpenCV, with ratios OpenC
 ours (above 1: we are faster): one reduce at 2048²; Gaussian pyramids of 5 reductions,
 Laplacian builds and collapses at each size, grey and colour; a 1024² RGB blend of 6
 levels against OpenCV's classic recipe (:func:`opencv_blend`: pyrDown / pyrUp pyramids
-mixed under the mask's Gaussian pyramid and collapsed). Its "fallback" column is our time
+mixed under the mask's Gaussian pyramid and collapsed). The Gaussian pyramid has two rows
+per size: like for like, level 0 the input itself on both sides (``copy=False``, and
+OpenCV's list holds the input), then our default, which copies level 0 (a new array the
+caller may edit) against the same OpenCV list. Its "fallback" column is our time
 with the numpy engine (``PYRAMIDS_ENGINE=separable``), what runs where numba does not
 import. The second table is the Laplacian pyramid against scikit-image, OpenCV, pyrtools.
 
@@ -143,8 +146,13 @@ def issue_table(cv2, sizes: list[int], levels: int, repeats: int) -> None:
                 x = rng.random(shape, dtype=np.float32)
                 name = f"{work}, {levels} reductions, {n}²{' RGB' if channels == 3 else ''}"
                 if work == "Gaussian pyramid":
-                    ours = functools.partial(pyramids.gaussian_pyramid, x, levels)
+                    # like for like first: level 0 is the image itself on both sides
+                    ours = functools.partial(pyramids.gaussian_pyramid, x, levels, copy=False)
                     theirs = functools.partial(cv_gauss, x)
+                    row(f"{name}, level 0 not copied (both)", ours, theirs)
+                    # our default copies level 0; OpenCV's list still holds the input
+                    ours = functools.partial(pyramids.gaussian_pyramid, x, levels)
+                    name += ", ours copies level 0 (default), OpenCV does not"
                 elif work == "Laplacian build":
                     ours = functools.partial(pyramids.laplacian_pyramid, x, levels)
                     theirs = functools.partial(cv_build, x)

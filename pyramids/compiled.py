@@ -37,8 +37,12 @@ __all__ = [
     "Factors",
     "apply_rows",
     "band_plan",
+    "expand_rows",
     "factors",
     "mix_weighted",
+    "reduce_levels",
+    "reduce_rows",
+    "stack_factors",
 ]
 
 #: The longest row pattern :func:`band_plan` looks for (``G``: 1 row, ``F``: 2).
@@ -189,6 +193,43 @@ def factors(rows: list[sp.csr_array], cols: list[sp.csr_array], dtype: np.dtype)
         weights[t, : plan.period, : plan.offsets.shape[1]] = plan.weights
     band = np.array([[p.period, p.step, p.q0, p.q1] for p in plans], np.int64)
     return Factors(*_pack(rows), *_pack(cols), band, lengths, offsets, weights)
+
+
+def stack_factors(packs: list[Factors]) -> Factors:
+    """The one-term factors of several operators as one :class:`Factors`, term ``k`` the
+    ``k``-th operator's: the CSR arrays concatenated (row pointers shifted to match), the
+    band plans padded to a common size. :func:`reduce_levels` reads term ``k`` for level
+    ``k``; each row's entries keep their order."""
+    rows = max(p.u_ptr.shape[1] for p in packs)
+    cols = max(p.v_ptr.shape[1] for p in packs)
+    period = max(p.v_len.shape[1] for p in packs)
+    width = max(p.v_off.shape[2] for p in packs)
+    k = len(packs)
+    u_ptr, v_ptr = np.zeros((k, rows), np.int64), np.zeros((k, cols), np.int64)
+    lengths = np.zeros((k, period), np.int64)
+    offsets = np.zeros((k, period, width), np.int64)
+    weights = np.zeros((k, period, width), packs[0].v_wt.dtype)
+    u_start = v_start = 0
+    for t, p in enumerate(packs):
+        u_ptr[t, : p.u_ptr.shape[1]] = p.u_ptr[0] + u_start
+        v_ptr[t, : p.v_ptr.shape[1]] = p.v_ptr[0] + v_start
+        u_start += p.u_idx.shape[0]
+        v_start += p.v_idx.shape[0]
+        lengths[t, : p.v_len.shape[1]] = p.v_len[0]
+        offsets[t, : p.v_off.shape[1], : p.v_off.shape[2]] = p.v_off[0]
+        weights[t, : p.v_wt.shape[1], : p.v_wt.shape[2]] = p.v_wt[0]
+    return Factors(
+        u_ptr,
+        np.concatenate([p.u_idx for p in packs]),
+        np.concatenate([p.u_val for p in packs]),
+        v_ptr,
+        np.concatenate([p.v_idx for p in packs]),
+        np.concatenate([p.v_val for p in packs]),
+        np.concatenate([p.v_band for p in packs]),
+        lengths,
+        offsets,
+        weights,
+    )
 
 
 @_jit
@@ -404,6 +445,368 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
             else:
                 for k in range(k0, k1):
                     target[k] = total[k]
+
+
+@_jit
+def _sweep(target, first, rows, picks, starts, weights, lo, hi, count, zero):
+    """``target[k] (+)= Σ_{lo ≤ tap < hi} weights[tap] · rows[picks[tap], starts[tap - lo] + k]``
+    for ``k < count``, as :func:`_add_rows` makes it (the products added one after the
+    other, from zero with ``first``), but up to five taps per sweep over the row: a 5-tap
+    kernel's pass is then one sweep, each value loaded and stored once."""
+    tap = lo
+    while tap < hi:
+        n = min(hi - tap, 5)
+        a = starts[tap - lo]
+        r0, d0 = rows[picks[tap], a : a + count], weights[tap]
+        r1, r2, r3, r4 = r0, r0, r0, r0
+        d1, d2, d3, d4 = d0, d0, d0, d0
+        if n >= 2:
+            a = starts[tap + 1 - lo]
+            r1, d1 = rows[picks[tap + 1], a : a + count], weights[tap + 1]
+        if n >= 3:
+            a = starts[tap + 2 - lo]
+            r2, d2 = rows[picks[tap + 2], a : a + count], weights[tap + 2]
+        if n >= 4:
+            a = starts[tap + 3 - lo]
+            r3, d3 = rows[picks[tap + 3], a : a + count], weights[tap + 3]
+        if n == 5:
+            a = starts[tap + 4 - lo]
+            r4, d4 = rows[picks[tap + 4], a : a + count], weights[tap + 4]
+        if first:  # 0 + d0·r0, written d0·r0 + 0: the same value, signed zeros included
+            if n == 5:
+                for k in range(count):
+                    target[k] = (
+                        (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k] + d3 * r3[k] + d4 * r4[k]
+                    )
+            elif n == 4:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k] + d3 * r3[k]
+            elif n == 3:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k] + d2 * r2[k]
+            elif n == 2:
+                for k in range(count):
+                    target[k] = (d0 * r0[k] + zero) + d1 * r1[k]
+            else:
+                for k in range(count):
+                    target[k] = d0 * r0[k] + zero
+        elif n == 5:
+            for k in range(count):
+                target[k] = (
+                    target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k] + d3 * r3[k] + d4 * r4[k]
+                )
+        elif n == 4:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k] + d3 * r3[k]
+        elif n == 3:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k] + d2 * r2[k]
+        elif n == 2:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k] + d1 * r1[k]
+        else:
+            for k in range(count):
+                target[k] = target[k] + d0 * r0[k]
+        tap += n
+        first = False
+    if first:  # no taps
+        for k in range(count):
+            target[k] = zero
+
+
+@_jit
+def _split_pixels(z, even, odd, pixels, c):
+    """Pixels ``2b`` of ``z`` (``c`` values each) to ``even[b]``, pixels ``2b + 1`` to
+    ``odd[b]``, for ``pixels`` pixels of ``z``."""
+    pairs = pixels // 2
+    if c == 1:
+        for b in range(pairs):
+            even[b] = z[2 * b]
+            odd[b] = z[2 * b + 1]
+    elif c == 3:
+        for b in range(pairs):
+            for ch in range(3):
+                even[3 * b + ch] = z[6 * b + ch]
+                odd[3 * b + ch] = z[6 * b + 3 + ch]
+    else:
+        for b in range(pairs):
+            for ch in range(c):
+                even[c * b + ch] = z[2 * c * b + ch]
+                odd[c * b + ch] = z[2 * c * b + c + ch]
+    if pixels % 2:
+        for ch in range(c):
+            even[c * pairs + ch] = z[2 * c * pairs + ch]
+
+
+@_jit
+def reduce_rows(x, channels, out, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx,
+                f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """Rows ``row0 … row1 - 1`` of ``Y = U X Vᵀ`` into ``out``, for one term whose width
+    factor's interior reads every second pixel (a reduction ``G``: band period 1, step 2,
+    a nonempty interior); the same sums as :func:`apply_rows` makes, in the same order.
+
+    Per output row: the height pass ``z`` as one sweep of up to five input rows, ``z``
+    split into its even and odd pixels, then the interior of the width pass as one sweep
+    of up to five shifted reads of those, the border columns entry by entry.
+    """
+    c = channels
+    n_in = x.shape[1]
+    w = n_in // c
+    m_w = out.shape[1] // c
+    zero = np.zeros(1, x.dtype)[0]
+    q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
+    n_taps = f_v_len[0, 0]
+    z2 = np.empty((1, n_in), x.dtype)
+    z = z2[0]
+    phases = np.empty((2, ((w + 1) // 2) * c), x.dtype)
+    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
+    tap_rows = np.zeros(max(n_taps, 1), np.int64)
+    tap_starts = np.zeros(max(n_taps, 1), np.int64)
+    for tap in range(n_taps):  # tap o reads phase o % 2 from pixel q + o // 2
+        o = f_v_off[0, 0, tap]
+        tap_rows[tap] = o % 2
+        tap_starts[tap] = (q0 + o // 2) * c
+    weights = f_v_wt[0, 0]
+    count = (q1 - q0) * c
+    v_ptr, v_idx, v_val = f_v_ptr[0], f_v_idx, f_v_val
+    d0, d1, d2, d3, d4 = weights[0], weights[0], weights[0], weights[0], weights[0]
+    if n_taps == 5:
+        d0, d1, d2, d3, d4 = weights[0], weights[1], weights[2], weights[3], weights[4]
+    # the split writes two arrays of their own (rows of one 2-D array, which the compiler
+    # cannot tell apart, kept the colour split from being vectorised: 8× slower)
+    even = np.empty(phases.shape[1], x.dtype)
+    odd = np.empty(phases.shape[1], x.dtype)
+    z_next = np.empty(n_in, x.dtype)  # the next row's height pass, made with this one's
+    ready = False
+    for i in range(row0, row1):
+        lo, hi = f_u_ptr[0, i], f_u_ptr[0, i + 1]
+        if ready:  # made with the row before
+            z, z_next = z_next, z
+            ready = False
+        elif hi - lo == 5:  # the interior of a 5-tap kernel: one sweep, written out
+            a = f_u_idx[lo : lo + 5]
+            r0, r1, r2, r3, r4 = x[a[0]], x[a[1]], x[a[2]], x[a[3]], x[a[4]]
+            u0, u1, u2, u3, u4 = (
+                f_u_val[lo],
+                f_u_val[lo + 1],
+                f_u_val[lo + 2],
+                f_u_val[lo + 3],
+                f_u_val[lo + 4],
+            )
+            nxt = f_u_ptr[0, i + 1]
+            if (
+                i + 1 < row1
+                and f_u_ptr[0, i + 2] - nxt == 5
+                and f_u_idx[nxt] == a[2]
+                and f_u_idx[nxt + 1] == a[3]
+                and f_u_idx[nxt + 2] == a[4]
+            ):  # the next row reads rows 2..4 of these and two more: both in one sweep
+                r5, r6 = x[f_u_idx[nxt + 3]], x[f_u_idx[nxt + 4]]
+                t0, t1, t2, t3, t4 = (
+                    f_u_val[nxt],
+                    f_u_val[nxt + 1],
+                    f_u_val[nxt + 2],
+                    f_u_val[nxt + 3],
+                    f_u_val[nxt + 4],
+                )
+                for k in range(n_in):
+                    z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
+                    z_next[k] = (
+                        (t0 * r2[k] + zero) + t1 * r3[k] + t2 * r4[k] + t3 * r5[k] + t4 * r6[k]
+                    )
+                ready = True
+            else:
+                for k in range(n_in):
+                    z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k] + u3 * r3[k] + u4 * r4[k]
+        else:
+            _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+        if c == 1:
+            for b in range(w // 2):
+                even[b] = z[2 * b]
+                odd[b] = z[2 * b + 1]
+            if w % 2:
+                even[w // 2] = z[w - 1]
+        elif c == 3:
+            for b in range(w // 2):
+                even[3 * b] = z[6 * b]
+                even[3 * b + 1] = z[6 * b + 1]
+                even[3 * b + 2] = z[6 * b + 2]
+                odd[3 * b] = z[6 * b + 3]
+                odd[3 * b + 1] = z[6 * b + 4]
+                odd[3 * b + 2] = z[6 * b + 5]
+            if w % 2:
+                even[3 * (w // 2) : 3 * (w // 2) + 3] = z[3 * w - 3 : 3 * w]
+        else:
+            _split_pixels(z, even, odd, w, c)
+        if n_taps != 5:
+            phases[0] = even
+            phases[1] = odd
+        row = out[i]
+        if n_taps == 5:
+            target = row[q0 * c : q1 * c]
+            p0 = (even if tap_rows[0] == 0 else odd)[tap_starts[0] : tap_starts[0] + count]
+            p1 = (even if tap_rows[1] == 0 else odd)[tap_starts[1] : tap_starts[1] + count]
+            p2 = (even if tap_rows[2] == 0 else odd)[tap_starts[2] : tap_starts[2] + count]
+            p3 = (even if tap_rows[3] == 0 else odd)[tap_starts[3] : tap_starts[3] + count]
+            p4 = (even if tap_rows[4] == 0 else odd)[tap_starts[4] : tap_starts[4] + count]
+            for k in range(count):
+                target[k] = (d0 * p0[k] + zero) + d1 * p1[k] + d2 * p2[k] + d3 * p3[k] + d4 * p4[k]
+        else:
+            _sweep(row[q0 * c : q1 * c], True, phases, tap_rows, tap_starts, weights, 0, n_taps,
+                   count, zero)  # fmt: skip
+        _entries(row, z, v_ptr, v_idx, v_val, 0, q0, c, zero)  # the border columns
+        _entries(row, z, v_ptr, v_idx, v_val, q1, m_w, c, zero)
+
+
+@_jit
+def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
+                f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """:func:`apply_rows` for one term whose width factor's interior has period 2, step 1,
+    and three taps on even outputs, two on odd ones (the expansion ``F`` of a 5-tap
+    kernel): the same sums, in the same order, with the same ``mode`` and ``base``.
+
+    Per output row: the height pass ``z`` (two or three input rows, one sweep), the even
+    and odd outputs of the interior as two contiguous sweeps over ``z``, then both
+    interleaved into ``out`` with ``base`` (the combine), the border columns entry by
+    entry. Everything runs inline: at 512² a call per row costs as much as the sums.
+    """
+    c = channels
+    n_in = x.shape[1]
+    m_w = out.shape[1] // c
+    zero = np.zeros(1, x.dtype)[0]
+    q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
+    count = (q1 - q0) * c
+    z = np.empty(n_in, x.dtype)
+    even = np.empty(max(count, 1), x.dtype)
+    odd = np.empty(max(count, 1), x.dtype)
+    border = np.empty(out.shape[1], x.dtype)
+    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
+    # tap l of phase p reads pixel q + offset: value k + offset·c for k = q·c + ch
+    e0, e1, e2 = (
+        (q0 + f_v_off[0, 0, 0]) * c,
+        (q0 + f_v_off[0, 0, 1]) * c,
+        (q0 + f_v_off[0, 0, 2]) * c,
+    )
+    o0, o1 = (q0 + f_v_off[0, 1, 0]) * c, (q0 + f_v_off[0, 1, 1]) * c
+    a0, a1, a2 = f_v_wt[0, 0, 0], f_v_wt[0, 0, 1], f_v_wt[0, 0, 2]
+    b0, b1 = f_v_wt[0, 1, 0], f_v_wt[0, 1, 1]
+    v_ptr = f_v_ptr[0]
+    lo_col, hi_col = 2 * q0 * c, 2 * q1 * c  # the interior's output values
+    for i in range(row0, row1):
+        lo, hi = f_u_ptr[0, i], f_u_ptr[0, i + 1]
+        if hi - lo == 3:
+            r0, r1, r2 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]], x[f_u_idx[lo + 2]]
+            u0, u1, u2 = f_u_val[lo], f_u_val[lo + 1], f_u_val[lo + 2]
+            for k in range(n_in):
+                z[k] = (u0 * r0[k] + zero) + u1 * r1[k] + u2 * r2[k]
+        elif hi - lo == 2:
+            r0, r1 = x[f_u_idx[lo]], x[f_u_idx[lo + 1]]
+            u0, u1 = f_u_val[lo], f_u_val[lo + 1]
+            for k in range(n_in):
+                z[k] = (u0 * r0[k] + zero) + u1 * r1[k]
+        else:
+            _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
+        p0, p1, p2 = z[e0 : e0 + count], z[e1 : e1 + count], z[e2 : e2 + count]
+        for k in range(count):
+            even[k] = (a0 * p0[k] + zero) + a1 * p1[k] + a2 * p2[k]
+        s0, s1 = z[o0 : o0 + count], z[o1 : o1 + count]
+        for k in range(count):
+            odd[k] = (b0 * s0[k] + zero) + b1 * s1[k]
+        target = out[i, lo_col:hi_col]
+        given = base[i, lo_col:hi_col]
+        if c == 1:
+            if mode == 1:
+                for q in range(count):
+                    target[2 * q] = given[2 * q] - even[q]
+                    target[2 * q + 1] = given[2 * q + 1] - odd[q]
+            elif mode == 2:
+                for q in range(count):
+                    target[2 * q] = given[2 * q] + even[q]
+                    target[2 * q + 1] = given[2 * q + 1] + odd[q]
+            else:
+                for q in range(count):
+                    target[2 * q] = even[q]
+                    target[2 * q + 1] = odd[q]
+        elif c == 3:  # a constant channel count: the compiler unrolls it
+            if mode == 1:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = given[6 * q + ch] - even[3 * q + ch]
+                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] - odd[3 * q + ch]
+            elif mode == 2:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = given[6 * q + ch] + even[3 * q + ch]
+                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] + odd[3 * q + ch]
+            else:
+                for q in range(count // 3):
+                    for ch in range(3):
+                        target[6 * q + ch] = even[3 * q + ch]
+                        target[6 * q + 3 + ch] = odd[3 * q + ch]
+        else:
+            for q in range(count // c):
+                for ch in range(c):
+                    k, t = q * c + ch, 2 * q * c + ch
+                    if mode == 1:
+                        target[t] = given[t] - even[k]
+                        target[t + c] = given[t + c] - odd[k]
+                    elif mode == 2:
+                        target[t] = given[t] + even[k]
+                        target[t + c] = given[t + c] + odd[k]
+                    else:
+                        target[t] = even[k]
+                        target[t + c] = odd[k]
+        _entries(border, z, v_ptr, f_v_idx, f_v_val, 0, 2 * q0, c, zero)
+        _entries(border, z, v_ptr, f_v_idx, f_v_val, 2 * q1, m_w, c, zero)
+        row, given = out[i], base[i]
+        for side in range(2):
+            k0, k1 = (0, lo_col) if side == 0 else (hi_col, m_w * c)
+            for k in range(k0, k1):
+                if mode == 1:
+                    row[k] = given[k] - border[k]
+                elif mode == 2:
+                    row[k] = given[k] + border[k]
+                else:
+                    row[k] = border[k]
+
+
+@_jit
+def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx, f_v_val,
+                  f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """Every level of a Gaussian pyramid in one call: level ``k + 1`` is operator ``k``
+    (term ``k`` of :func:`stack_factors`) applied to level ``k``, by :func:`reduce_rows`
+    (``plan[k, 3] == 1``) or :func:`apply_rows`, exactly as one call per level makes it.
+
+    ``plan[k]`` is ``(start, rows, values per row, kind)`` of level ``k + 1``, which is
+    written to ``buffer[start : start + rows · values]``. For small images, where a call
+    per level costs as much as the level.
+    """
+    source = x
+    for k in range(plan.shape[0]):
+        start, m_h, m_n = plan[k, 0], plan[k, 1], plan[k, 2]
+        out = buffer[start : start + m_h * m_n].reshape((m_h, m_n))
+        if plan[k, 3] == 1:
+            reduce_rows(source, channels, out, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
+                        f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
+        else:
+            apply_rows(source, channels, out, out, 0, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
+                       f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+                       f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
+        source = out
+
+
+@_jit
+def _entries(row, z, ptr, idx, val, j0, j1, c, zero):
+    """``row[j·c + ch] = Σ val[jj] · z[idx[jj]·c + ch]`` over the entries of rows
+    ``j0 … j1 - 1`` of a CSR matrix, in their order, from zero."""
+    for j in range(j0, j1):
+        e0, e1 = ptr[j], ptr[j + 1]
+        for ch in range(c):
+            total = zero
+            for jj in range(e0, e1):
+                total += val[jj] * z[idx[jj] * c + ch]
+            row[j * c + ch] = total
 
 
 @_jit

@@ -616,24 +616,40 @@ class CompiledEngine:
 
     name = "compiled"
     _apply_rows = None
+    _reduce_rows = None
+    _expand_rows = None
 
     def _kernel(self):
         """:func:`pyramids.compiled.apply_rows`, imported on first use (numba with it)."""
         if self._apply_rows is None:
-            from .compiled import apply_rows
+            from .compiled import apply_rows, expand_rows, reduce_rows
 
-            self._apply_rows = apply_rows
+            self._apply_rows, self._reduce_rows = apply_rows, reduce_rows
+            self._expand_rows = expand_rows
         return self._apply_rows
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
-        """The factors packed for the kernel in ``dtype``, made once and kept on ``op``."""
+        """The factors packed for the kernels in ``dtype``, and which kernel applies them:
+        1 :func:`pyramids.compiled.reduce_rows` (one term whose width factor reads every
+        second pixel in its interior: a reduction), 2 :func:`pyramids.compiled.expand_rows`
+        (one term, period 2, step 1, 3 and 2 taps: the expansion of a 5-tap kernel), 0
+        :func:`pyramids.compiled.apply_rows` (any other); made once, kept on ``op``."""
         key = ("compiled", dtype.str)
         packed = op.prepared.get(key)
         if packed is None:
             from .compiled import factors
 
-            packed = op.prepared[key] = factors(list(op.rows), list(op.cols), dtype)
+            packed = factors(list(op.rows), list(op.cols), dtype)
+            period, step, q0, q1 = (int(v) for v in packed.v_band[0])
+            kind = 0  # apply_rows
+            if op.terms == 1 and q1 > q0:
+                lengths = tuple(int(n) for n in packed.v_len[0])
+                if (period, step) == (1, 2):
+                    kind = 1  # reduce_rows
+                elif (period, step, lengths) == (2, 1, (3, 2)):
+                    kind = 2  # expand_rows
+            packed = op.prepared[key] = (packed, kind)
         return packed
 
     def apply(
@@ -650,11 +666,8 @@ class CompiledEngine:
         if out is not None and not out.flags.writeable:
             raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
-        apply_rows = self._kernel()
-        packed = self._prepare(op, x.dtype)
-        (h, w), (m_h, m_w) = op._shapes
         c = x.shape[2] if x.ndim == 3 else 1
-        image = x.reshape(h, w * c)
+        image = x.reshape(op._shapes[0][0], -1)
         if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
             image = np.array(image)  # one compiled variant: C-contiguous, writeable, aligned
         mode, base = 0, None
@@ -664,26 +677,115 @@ class CompiledEngine:
             fused = base.dtype == x.dtype
         if fused:
             mode = 1 if combine[0] is np.subtract else 2
-            base = base.reshape(m_h, m_w * c)
-            if not (base.flags.c_contiguous and base.flags.writeable):
-                base = np.array(base)
         result = out if out is not None and (fused or combine is None) else None
         if result is None:
             result = np.empty(shape, x.dtype)
-        target = result.reshape(m_h, m_w * c)
-        base = target if base is None else base
-
-        if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
-            apply_rows(image, c, target, base, mode, 0, m_h, *packed)  # no thread, no BLAS
-        else:
-
-            def task(a: int, b: int) -> None:
-                apply_rows(image, c, target, base, mode, a, b, *packed)
-
-            run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
+        self._rows(op, image, c, result, mode, base, threads)
         if combine is not None and not fused:
             return _finish(result, out, combine)
         return result
+
+    def run(
+        self, op: Separable, x: np.ndarray, combine: Combine | None, threads: int
+    ) -> np.ndarray:
+        """:meth:`apply` without its checks, for the passes of a build (docs/design.md §9).
+
+        ``x`` (float32 or float64, of ``op``'s input shape) and the base of ``combine``
+        (``np.subtract`` or ``np.add``; of the output's shape and ``x``'s dtype) are
+        arrays the build itself has checked or made; ``threads`` is resolved. Returns a
+        new array.
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        image = x.reshape(op._shapes[0][0], -1)
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)
+        result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
+        if combine is None:
+            self._rows(op, image, c, result, 0, None, threads)
+        else:
+            self._rows(op, image, c, result, 1 if combine[0] is np.subtract else 2, combine[1],
+                       threads)  # fmt: skip
+        return result
+
+    def reduce_levels(self, ops: list[Separable], x: np.ndarray, threads: int) -> list[np.ndarray]:
+        """``[G_1 x, G_2 G_1 x, …]`` for the reductions ``ops`` (finest first), as
+        :meth:`run` makes them level by level, bit for bit.
+
+        Where no level is large enough to be split over threads, one compiled call makes
+        them all (:func:`pyramids.compiled.reduce_levels`, into one buffer: each level is
+        a view of it), without a Python call per level.
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        first = ops[0]._shapes[1] if ops else (0, 0)
+        if not ops or (threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS):
+            levels, source = [], x
+            for op in ops:
+                levels.append(self.run(op, source, None, threads))
+                source = levels[-1]
+            return levels
+        key = ("compiled levels", len(ops), x.shape[2:], x.dtype.str)
+        chain = ops[0].prepared.get(key)
+        if chain is None:
+            from .compiled import stack_factors
+
+            packs = [self._prepare(op, x.dtype) for op in ops]
+            plan, shapes, start = np.zeros((len(ops), 4), np.int64), [], 0
+            for k, op in enumerate(ops):
+                m_h, m_w = op._shapes[1]
+                plan[k] = start, m_h, m_w * c, packs[k][1]
+                shapes.append((start, start + m_h * m_w * c, (m_h, m_w, *x.shape[2:])))
+                start += m_h * m_w * c
+            stacked = stack_factors([pack for pack, _ in packs])
+            chain = ops[0].prepared[key] = (plan, shapes, start, stacked)
+        plan, shapes, size, stacked = chain
+        from .compiled import reduce_levels
+
+        image = x.reshape(x.shape[0], -1)
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)
+        buffer = np.empty(size, x.dtype)
+        reduce_levels(image, c, buffer, plan, *stacked)
+        return [buffer[a:b].reshape(shape) for a, b, shape in shapes]
+
+    def _rows(
+        self,
+        op: Separable,
+        image: np.ndarray,
+        c: int,
+        result: np.ndarray,
+        mode: int,
+        base: np.ndarray | None,
+        threads: int,
+    ) -> None:
+        """``result`` (C-contiguous) ``= Y``, ``base - Y`` (mode 1) or ``base + Y`` (2) of
+        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``."""
+        apply_rows = self._apply_rows or self._kernel()
+        packed, kind = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
+            op, image.dtype
+        )
+        m_h = op._shapes[1][0]
+        target = result.reshape(m_h, -1)
+        if base is None:
+            base = target
+        else:
+            base = base.reshape(m_h, -1)
+            if not (base.flags.c_contiguous and base.flags.writeable):
+                base = np.array(base)
+        if kind == 1 and mode == 0:  # a reduction, no combine: its own kernel
+            reduce_rows = self._reduce_rows
+
+            def task(a: int, b: int) -> None:
+                reduce_rows(image, c, target, a, b, *packed)
+        else:
+            rows = self._expand_rows if kind == 2 else apply_rows
+
+            def task(a: int, b: int) -> None:
+                rows(image, c, target, base, mode, a, b, *packed)
+
+        if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
+            task(0, m_h)  # no thread, no BLAS
+        else:
+            run_parts(task, m_h, threads, hold_blas=False, in_caller=True)
 
 
 #: The engines by name: ``'compiled'`` (numba, the default where it imports),

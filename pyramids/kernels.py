@@ -20,6 +20,7 @@ than costing minutes of arithmetic and gigabytes of operator.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -115,6 +116,23 @@ def burt_adelson_kernel(a: float = 0.375) -> np.ndarray:
     return np.array([0.25 - a / 2, 0.25, a, 0.25, 0.25 - a / 2], dtype=np.float64)
 
 
+@functools.lru_cache(maxsize=32)
+def _named_kernel(name: str) -> np.ndarray:
+    """The read-only weights of a kernel name (kept: a small build resolves it each call)."""
+    match = re.fullmatch(r"binomial(\d*)", name)
+    if match is None:
+        raise ValueError(
+            f"unknown kernel name {name!r}; use 'binomial', 'binomialN' (N odd), "
+            "a Burt–Adelson parameter a (float) or an array of weights"
+        )
+    digits = match.group(1) or "5"
+    if len(digits) > len(str(MAX_KERNEL_TAPS)):  # refuse before converting huge numbers
+        _check_taps(f"{digits[:8]}… ({len(digits)} digits)")
+    weights = binomial_kernel(int(digits))
+    weights.setflags(write=False)
+    return weights
+
+
 def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
     """Turn any accepted kernel description into a validated float64 array.
 
@@ -126,7 +144,7 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
     Returns
     -------
     ndarray, shape (2r + 1,), float64
-        A read-only copy: symmetric, finite, summing to 1.
+        Read-only (one array kept per name): symmetric, finite, summing to 1.
 
     Raises
     ------
@@ -137,17 +155,8 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
         If ``kernel`` is of an unsupported type.
     """
     if isinstance(kernel, str):
-        match = re.fullmatch(r"binomial(\d*)", kernel)
-        if match is None:
-            raise ValueError(
-                f"unknown kernel name {kernel!r}; use 'binomial', 'binomialN' (N odd), "
-                "a Burt–Adelson parameter a (float) or an array of weights"
-            )
-        digits = match.group(1) or "5"
-        if len(digits) > len(str(MAX_KERNEL_TAPS)):  # refuse before converting huge numbers
-            _check_taps(f"{digits[:8]}… ({len(digits)} digits)")
-        weights = binomial_kernel(int(digits))
-    elif isinstance(kernel, bool):
+        return _named_kernel(kernel)
+    if isinstance(kernel, bool):
         raise TypeError("kernel must be a name, a float or an array, got bool")
     elif isinstance(kernel, int | float | np.floating | np.integer):
         weights = burt_adelson_kernel(float(kernel))

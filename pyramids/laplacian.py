@@ -7,8 +7,10 @@ residual ``g_K``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import nullcontext
+import functools
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -103,6 +105,7 @@ def gaussian_pyramid(
     boundary: Boundary = "reflect",
     *,
     threads: int | None = None,
+    copy: bool = True,
 ) -> GaussianPyramid:
     """Gaussian pyramid ``g_0 = x``, ``g_{k+1} = G g_k`` (docs/design.md §2).
 
@@ -122,13 +125,19 @@ def gaussian_pyramid(
     threads : int, optional
         Threads to split the work over; default :func:`pyramids.parallel.default_threads`
         (``$PYRAMIDS_NUM_THREADS``, else up to 4 cores). The result does not depend on it.
+    copy : bool
+        Whether level 0 is a new array (default). With ``copy=False``, a float32 or float64
+        ndarray that needs no conversion is not copied: level 0 is then a read-only view
+        of ``image`` (it changes when ``image`` does), as OpenCV's ``buildPyramid`` and
+        scikit-image's ``pyramid_gaussian`` return the input itself. Copying costs about
+        as much as the reductions of a large image (docs/design.md §9).
 
     Returns
     -------
     GaussianPyramid
         A sequence of ``levels + 1`` images (``len``, indexing and iteration as for a list),
-        the first a copy of the (converted) input; level ``k`` has shape
-        ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
+        the first a copy of the (converted) input (or, with ``copy=False``, the input);
+        level ``k`` has shape ``(ceil(h / 2**k), ceil(w / 2**k)[, c])``.
 
     Raises
     ------
@@ -145,21 +154,33 @@ def gaussian_pyramid(
     weights = resolve_kernel(kernel)
     levels = _check_levels(levels, x.shape, weights)
     threads = resolve_threads(threads)
-    # Level 0 must not alias the caller's array; a converted image (uint8, float16, a
-    # byte-swapped one) is a new array already, so only an unconverted one is copied.
-    if not isinstance(image, np.ndarray) or np.may_share_memory(x, image):
-        x = x.copy()
-    pyramid = _gaussian_levels(x, levels, weights, boundary, threads)
+    # Level 0 must not alias the caller's array unless copy=False; a converted image
+    # (uint8, float16, a byte-swapped one) is a new array already, so only an unconverted
+    # one is copied.
+    aliases = not isinstance(image, np.ndarray) or np.may_share_memory(x, image)
+    pyramid = _gaussian_levels(x, levels, weights, boundary, threads, copy=aliases and copy)
+    if aliases and not copy:  # made from x itself (a read-only x would be copied by a pass)
+        pyramid[0] = x.view()
+        pyramid[0].flags.writeable = False
     return GaussianPyramid._trusted(images=pyramid, kernel=weights, boundary=boundary)
 
 
 def _reductions(shape: tuple[int, ...], levels: int, weights, boundary: Boundary) -> list:
-    """The ``levels`` reduction operators from an image of ``shape`` down, finest first."""
+    """The ``levels`` reduction operators from an image of ``shape`` down, finest first
+    (the list kept for each shape, levels, kernel and boundary: a small build's Python)."""
+    weights = np.asarray(weights, np.float64)
+    key = (tuple(shape), levels, weights.tobytes(), boundary)
+    return list(_reductions_kept(*key))
+
+
+@functools.lru_cache(maxsize=64)
+def _reductions_kept(shape: tuple[int, ...], levels: int, weights: bytes, boundary) -> tuple:
+    kernel = np.frombuffer(weights, np.float64)
     ops = []
     for _ in range(levels):
-        ops.append(reduce_operator(shape, weights, boundary))
+        ops.append(reduce_operator(shape, kernel, boundary))
         shape = (*ops[-1].shape_out, *shape[2:])
-    return ops
+    return tuple(ops)
 
 
 def _spreads(op) -> bool:
@@ -186,11 +207,25 @@ def _finite_or_raise(arrays: list[tuple[str, np.ndarray]]) -> None:
             raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _passes(ops: list) -> tuple:
-    """``(engine, deferred, context)`` for a build of the operators ``ops``.
+class _Passes(NamedTuple):
+    """How a build applies its operators (:func:`_passes`)."""
 
-    The engine is :func:`pyramids.engine.get_engine`'s, looked up once for the build. The
-    finite check is ``deferred`` (made on the result, after the passes) with the compiled
+    apply: Callable  #: apply(op, x, combine, threads)
+    levels: Callable  #: levels(ops, x, threads): the Gaussian levels below x
+    deferred: bool  #: the finite check is made on the result
+    context: AbstractContextManager  #: held for the whole build
+
+
+def _passes(ops: list) -> _Passes:
+    """How a build of the operators ``ops`` applies them, with the engine of
+    :func:`pyramids.engine.get_engine`, looked up once for the build.
+
+    ``apply(op, x, combine, threads)`` applies one operator: the compiled engine's
+    ``run``, which skips the checks of its ``apply`` (the build made or checked every
+    array it passes), else the engine's ``apply``. ``levels(ops, x, threads)`` makes
+    ``[G_1 x, G_2 G_1 x, …]``: the compiled engine's ``reduce_levels`` (a small pyramid
+    in one compiled call), else one ``apply`` per level. The finite check is ``deferred``
+    (made on the result, after the passes) with the compiled
     engine where every operator spreads NaN and infinity (:func:`_spreads`); numpy's
     engines check first, as they would warn of the invalid values on their threads. The
     context holds :func:`pyramids.parallel.blas_limited` for the tiled engine, which calls
@@ -200,24 +235,42 @@ def _passes(ops: list) -> tuple:
     engine = get_engine()
     deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
     context = blas_limited() if engine.name == "separable" else nullcontext()
-    return engine, deferred, context
+    if engine.name == "compiled":
+        return _Passes(engine.run, engine.reduce_levels, deferred, context)
+
+    def apply(op, x: np.ndarray, combine, threads: int) -> np.ndarray:
+        return engine.apply(op, x, combine=combine, threads=threads)
+
+    def levels(ops: list, x: np.ndarray, threads: int) -> list[np.ndarray]:
+        made = [x]
+        for op in ops:
+            made.append(apply(op, made[-1], None, threads))
+        return made[1:]
+
+    return _Passes(apply, levels, deferred, context)
 
 
 def _gaussian_levels(
-    x: np.ndarray, levels: int, weights, boundary: Boundary, threads: int, name: str = "image"
+    x: np.ndarray,
+    levels: int,
+    weights,
+    boundary: Boundary,
+    threads: int,
+    name: str = "image",
+    *,
+    copy: bool = False,
 ) -> list[np.ndarray]:
-    """``[x, G x, G G x, …]`` of a converted image ``x`` (not copied), and the check that
+    """``[x, G x, G G x, …]`` of a converted image ``x`` (level 0 a copy with ``copy``),
+    and the check that
     ``x`` is finite: where every reduction spreads non-finite values (:func:`_spreads`),
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    engine, deferred, limit = _passes(ops)
+    levels_of, deferred, limit = _passes(ops)[1:]
     if not deferred:
         _finite_or_raise([(name, x)])
-    pyramid = [x]
     with limit:
-        for op in ops:
-            pyramid.append(engine.apply(op, pyramid[-1], threads=threads))
+        pyramid = [x.copy() if copy else x, *levels_of(ops, x, threads)]
     if deferred and not all_finite(pyramid[-1]):
         _finite_or_raise([(name, x)])
     return pyramid
@@ -489,17 +542,17 @@ def _laplacian_levels(
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
     every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    engine, deferred, limit = _passes(ops)
+    apply, _, deferred, limit = _passes(ops)
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
     g = x
     with limit:
         for op in ops:
-            coarse = engine.apply(op, g, threads=threads)
+            coarse = apply(op, g, None, threads)
             # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
             expand = expand_operator(g.shape, weights, boundary)
-            bands.append(engine.apply(expand, coarse, combine=(np.subtract, g), threads=threads))
+            bands.append(apply(expand, coarse, (np.subtract, g), threads))
             g = coarse
     if deferred and not all_finite(g):
         _finite_or_raise([(name, x)])
@@ -609,7 +662,7 @@ def _collapse(
     result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
     ops = [expand_operator(band.shape, weights, boundary) for band in bands]
-    engine, deferred, limit = _passes(ops)
+    apply, _, deferred, limit = _passes(ops)
     check = names is not None
     deferred = check and (deferred or not bands)  # no bands: the result is the residual
     coefficients = list(zip(names or [], [*bands, residual]))
@@ -619,7 +672,7 @@ def _collapse(
     with limit:
         for band, expand in zip(reversed(bands), reversed(ops)):
             base = band.astype(dtype, copy=False)
-            g = engine.apply(expand, g, combine=(np.add, base), threads=threads)
+            g = apply(expand, g, (np.add, base), threads)
     if deferred and not all_finite(g):
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     return g

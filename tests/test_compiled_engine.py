@@ -12,6 +12,7 @@ tests/test_engine.py, which both engines meet.
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import numpy as np
@@ -257,3 +258,130 @@ def test_kernels_compile_without_a_cache_where_none_is_writable(monkeypatch):
         return 2 * a
 
     assert compiled._jit(twice)(21) == 42
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("channels", [(), (1,), (2,), (3,), (4,)], ids=str)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_the_reduction_kernel_equals_the_matrix_engine(boundary, kernel, channels, dtype):
+    """``compiled.reduce_rows``, the kernel of every reduction (one term, every second
+    pixel), makes the matrix engine's sums in its order: for every kernel (3, 5 and 7
+    taps, written-out and general sweeps), boundary, channel count, sizes from 1 pixel
+    and odd sides, on any row range, NaN and infinities included (they propagate through
+    the same operations, so their positions agree; a NaN's sign bit is the hardware's
+    choice, not compared)."""
+    from pyramids import compiled
+
+    rng = np.random.default_rng(len(BOUNDARIES) * 7 + len(channels))
+    sizes = [(1, 1), (1, 2), (2, 1), (3, 5), (6, 9), (17, 16), (40, 51), (64, 3), (9, 70)]
+    for (h, w), special in [(size, special) for size in sizes for special in (False, True)]:
+        x = rng.standard_normal((h, w, *channels)).astype(dtype)
+        if special:  # NaN, +inf, -inf at three pixels (fewer in a smaller image)
+            at = rng.permutation(x.size)[:3]
+            x.reshape(-1)[at] = np.array([np.nan, np.inf, -np.inf])[: at.size]
+        op = operators.reduce_operator(x.shape, kernel, boundary)
+        packed, kind = get_engine("compiled")._prepare(op, np.dtype(dtype))
+        with np.errstate(invalid="ignore"):
+            reference = apply(op, x, engine="matrix")
+        nothing = np.zeros(reference.shape)
+        reference[np.isnan(reference)] = np.nan  # one NaN, its sign bit cleared
+        _assert_same(_plain_nan(apply(op, x, engine="compiled")), reference, nothing)
+        if kind != 1:  # too small for an interior: the general kernel made it
+            assert min(h, w) < 8
+            continue
+        c = channels[0] if channels else 1
+        m_h = reference.shape[0]
+        target = np.full((m_h, reference[0].size), 7, dtype)
+        image = np.ascontiguousarray(x).reshape(h, -1)
+        for a, b in ((0, m_h // 3), (m_h // 3, m_h)):  # any row range, in two calls
+            compiled.reduce_rows(image, c, target, a, b, *packed)
+        _assert_same(_plain_nan(target.reshape(reference.shape)), reference, nothing)
+
+
+def _plain_nan(y: np.ndarray) -> np.ndarray:
+    """``y`` with every NaN replaced by ``np.nan`` (sign bit cleared)."""
+    y[np.isnan(y)] = np.nan
+    return y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("channels", [(), (1,), (2,), (3,), (4,)], ids=str)
+@pytest.mark.parametrize("kernel", KERNELS, ids=str)
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_the_expansion_kernel_equals_the_matrix_engine(boundary, kernel, channels, dtype):
+    """``compiled.expand_rows``, the kernel of the expansion of a 5-tap kernel (3 taps on
+    even outputs, 2 on odd ones), with each combine (none, ``base - Y``, ``base + Y``, in
+    place), against the matrix engine, as for the reduction kernel; other kernels' F
+    are left to ``apply_rows``, and must be too."""
+    from pyramids import compiled
+
+    rng = np.random.default_rng(len(BOUNDARIES) * 5 + len(channels))
+    sizes = [(1, 1), (2, 3), (5, 2), (6, 9), (17, 16), (40, 51), (64, 3), (9, 70)]
+    five = len(pyramids.kernels.resolve_kernel(kernel)) == 5
+    for (h, w), special in [(size, special) for size in sizes for special in (False, True)]:
+        op = operators.expand_operator((h, w, *channels), kernel, boundary)
+        x = rng.standard_normal((*op.shape_in, *channels)).astype(dtype)
+        if special:  # NaN, +inf, -inf at three pixels (fewer in a smaller image)
+            at = rng.permutation(x.size)[:3]
+            x.reshape(-1)[at] = np.array([np.nan, np.inf, -np.inf])[: at.size]
+        base = rng.standard_normal((h, w, *channels)).astype(dtype)
+        packed, kind = get_engine("compiled")._prepare(op, np.dtype(dtype))
+        assert kind == 2 or not five or min(h, w) < 8
+        assert kind != 2 or five
+        nothing = np.zeros(base.shape)
+        for mode, combine in ((0, None), (1, (np.subtract, base)), (2, (np.add, base))):
+            with np.errstate(invalid="ignore"):
+                reference = _plain_nan(apply(op, x, combine=combine, engine="matrix"))
+            fast = _plain_nan(apply(op, x, combine=combine, engine="compiled"))
+            _assert_same(fast, reference, nothing)
+            if kind != 2:
+                continue
+            target = np.full(base.shape, 7, dtype).reshape(h, -1)
+            image = np.ascontiguousarray(x).reshape(x.shape[0], -1)
+            for a, b in ((0, h // 3), (h // 3, h)):  # any row range, in two calls
+                compiled.expand_rows(image, x.size // x.shape[0] // x.shape[1], target,
+                                     base.reshape(h, -1), mode, a, b, *packed)  # fmt: skip
+            _assert_same(_plain_nan(target.reshape(base.shape)), reference, nothing)
+        acc = base.copy()  # in place: out is the base
+        apply(op, x, out=acc, combine=(np.add, acc), engine="compiled")
+        with np.errstate(invalid="ignore"):
+            reference = _plain_nan(apply(op, x, combine=(np.add, base), engine="matrix"))
+        _assert_same(_plain_nan(acc), reference, nothing)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (64, 48), (33, 70, 3), (130, 9, 2)], ids=str)
+def test_all_levels_in_one_call_equal_one_call_per_level(shape, dtype, monkeypatch):
+    """``CompiledEngine.reduce_levels`` makes a small pyramid in one compiled call
+    (``compiled.reduce_levels``): down to 1 × 1, where the last levels have no interior
+    and go through ``apply_rows``, it equals one ``run`` per level (the path of images
+    split over threads); each level is an array of its own."""
+    compiled = get_engine("compiled")
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+    ops = [operators.reduce_operator(x.shape)]
+    for _ in range(pyramids.max_levels(shape) - 1):
+        ops.append(operators.reduce_operator((*ops[-1].shape_out, *shape[2:])))
+    at_once = compiled.reduce_levels(ops, x, 1)
+    monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # one call per level
+    per_level = compiled.reduce_levels(ops, x, 2)
+    assert len(at_once) == len(per_level) == len(ops)
+    for a, b, op in zip(at_once, per_level, ops):
+        assert a.shape == b.shape == (*op.shape_out, *shape[2:]) and a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    for a, b in itertools.pairwise(at_once):
+        assert not np.shares_memory(a, b)
+
+
+def test_levels_at_once_keep_each_image_shape():
+    """The plan of ``reduce_levels`` is kept per operator list, channel shape and dtype:
+    an ``(h, w)`` image and an ``(h, w, 1)`` one of the same size share the operators
+    but not the level shapes."""
+    for shape in [(40, 36), (40, 36, 1), (40, 36), (40, 36, 3)]:
+        x = np.random.default_rng(5).random(shape)
+        levels = pyramids.gaussian_pyramid(x, 3)
+        expected = [pyramids.gaussian_pyramid(x, 3, copy=False)[0].shape]
+        for _ in range(3):
+            h, w = expected[-1][:2]
+            expected.append(((h + 1) // 2, (w + 1) // 2, *shape[2:]))
+        assert [g.shape for g in levels] == expected

@@ -116,6 +116,38 @@ def test_level_zero_never_aliases_the_callers_image(dtype):
 
 
 @pytest.mark.parametrize("name", ["compiled", "separable", "matrix"])
+@pytest.mark.parametrize("shape", [(1, 1), (9, 8), (40, 33, 3), (70, 64)], ids=str)
+def test_level_zero_is_a_copy_made_with_the_first_reduction_or_a_view_on_request(
+    monkeypatch, name, shape
+):
+    """By default level 0 is a new array equal to the image (the compiled engine copies
+    the rows as its first reduction reads them); with ``copy=False`` a float image that
+    needs no conversion is level 0 itself, as a read-only view; a converted one is new.
+    The other levels are the same either way."""
+    monkeypatch.setenv(engine.ENGINE_VAR, name)
+    rng = np.random.default_rng(8)
+    wide = rng.random((shape[0], 2 * shape[1], *shape[2:]))
+    frozen = np.ascontiguousarray(wide[:, ::2]).astype(np.float32)
+    frozen.flags.writeable = False  # a read-only image is read, never written
+    for image in (wide[:, ::2], frozen.copy(), frozen):
+        before = image.copy()
+        for levels in (0, pyramids.max_levels(shape)):
+            pyr = pyramids.gaussian_pyramid(image, levels)
+            view = pyramids.gaussian_pyramid(image, levels, copy=False)
+            np.testing.assert_array_equal(pyr[0], image)
+            assert pyr[0].flags.writeable and not np.may_share_memory(pyr[0], image)
+            assert np.shares_memory(view[0], image) and not view[0].flags.writeable
+            with pytest.raises(ValueError, match="read-only"):
+                view[0][...] = 0
+            for a, b in zip(pyr, view):
+                np.testing.assert_array_equal(a, b)
+            pyr[0][...] = 0  # the copy is the caller's to edit
+            np.testing.assert_array_equal(image, before)
+    converted = pyramids.gaussian_pyramid((wide * 255).astype(np.uint8), 1, copy=False)
+    assert converted[0].flags.writeable and converted[0].dtype == np.float64
+
+
+@pytest.mark.parametrize("name", ["compiled", "separable", "matrix"])
 @pytest.mark.parametrize("value", BAD, ids=str)
 def test_every_engine_refuses_a_non_finite_pixel_without_a_numpy_warning(monkeypatch, name, value):
     # The passes run on the NaN before the check sees it: numpy's engines must not turn
