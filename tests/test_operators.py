@@ -329,3 +329,18 @@ def test_2d_builder_equals_ndimage_and_kron_of_the_1d_builder(shape, step, bound
 def test_builder_refuses_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_resolved_kernel_handed_back_is_not_validated_again_unless_writeable():
+    """resolve_kernel returns its own read-only arrays as they are (the fast path a
+    pyramid's reconstruct takes); an array made writeable again and edited is validated."""
+    from pyramids.kernels import resolve_kernel
+
+    for description in ("binomial", [0.25, 0.5, 0.25], 0.4):
+        weights = resolve_kernel(description)
+        assert resolve_kernel(weights) is weights and not weights.flags.writeable
+    weights = resolve_kernel([0.25, 0.5, 0.25])
+    weights.setflags(write=True)
+    weights[0] = 0.3
+    with pytest.raises(ValueError, match="symmetric"):
+        resolve_kernel(weights)
