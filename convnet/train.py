@@ -86,6 +86,9 @@ class TrainConfig:
         (:class:`~convnet.optim.EMA`, decay ``1 - 1 / (ema · steps per epoch)``) that is
         validated, chosen and returned instead of the raw weights; 0 turns it off and
         returns the raw weights (docs/design.md §5.12).
+    label_smoothing : float
+        ``ε`` of the training loss's smoothed targets (:func:`~convnet.losses.cross_entropy`);
+        the validation loss is always the plain cross-entropy.
     """
 
     epochs: int = 120
@@ -109,9 +112,12 @@ class TrainConfig:
     elastic_sigma: float = 4.0
     hflip: bool = False
     ema: float = 0.0
+    label_smoothing: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range."""
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (np.isfinite(self.ema) and self.ema >= 0):
             raise ValueError(f"ema must be a number of epochs ≥ 0, got {self.ema}")
         if self.epochs < 1:
@@ -744,7 +750,7 @@ def _train_epoch(
         # input cross_entropy would call them.
         if not np.isfinite(z).all():
             raise FloatingPointError(diverged)
-        return cross_entropy(z, yb[rows], count=len(yb))
+        return cross_entropy(z, yb[rows], count=len(yb), smoothing=config.label_smoothing)
 
     for s in _progress(range(steps), steps, f"epoch {epoch}/{config.epochs}", progress):
         xb, yb = x_epoch[s * size : (s + 1) * size], y_epoch[s * size : (s + 1) * size]

@@ -17,9 +17,11 @@ import json
 
 import numpy as np
 import pytest
+from requires import require_module
 from test_convnet_train import _assert_same_run, _config, _Interrupt, _params_in, _stop_after
 
 import convnet.optim
+from convnet import cross_entropy, numerical_gradient, relative_error
 from convnet.augment import random_affine
 from convnet.optim import EMA, SGD
 from convnet.train import TrainConfig, TrainStateError, choose_epoch, ema_decay, train
@@ -202,3 +204,45 @@ def test_hflip_leaves_the_other_distortions_of_a_seed_as_they_were():
     flipped = random_affine(images, np.random.default_rng(9), shear=0.3, squeeze=0.1, hflip=True)
     kept = (flipped == plain).all(axis=(1, 2))
     assert 0 < kept.sum() < len(images)
+
+
+# --------------------------------------------------------------------------- label smoothing
+
+
+def test_label_smoothing_matches_the_direct_formula_and_finite_differences():
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((5, 4))
+    y = np.array([0, 3, 1, 1, 2])
+    eps = 0.1
+    q = (1 - eps) * np.eye(4)[y] + eps / 4
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss, d = cross_entropy(z, y, smoothing=eps, count=8)
+    # float64 sums of 20 terms of size ≤ 4: relative 1e-12 leaves three orders to spare
+    assert loss == pytest.approx(-(q * logp).sum() / 8, rel=1e-12)
+    np.testing.assert_allclose(d, (np.exp(logp) - q) / 8, rtol=1e-12, atol=1e-15)
+    numeric = numerical_gradient(lambda: cross_entropy(z, y, smoothing=eps)[0], z)
+    # central differences of a smooth function: O(h²) ≈ 1e-10 relative, as for ε = 0
+    assert relative_error(cross_entropy(z, y, smoothing=eps)[1], numeric) <= 1e-6
+    plain, smoothed = cross_entropy(z, y), cross_entropy(z, y, smoothing=0.0)
+    assert plain[0] == smoothed[0] and np.array_equal(plain[1], smoothed[1])
+
+
+def test_label_smoothing_equals_pytorchs():
+    torch = require_module("torch", "PyTorch is the reference for the smoothed loss")
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((6, 10))
+    y = rng.integers(0, 10, 6)
+    t = torch.from_numpy(z.copy()).requires_grad_()
+    ref = torch.nn.functional.cross_entropy(t, torch.from_numpy(y), label_smoothing=0.15)
+    ref.backward()
+    loss, d = cross_entropy(z, y, smoothing=0.15)
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(d, t.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0])
+def test_label_smoothing_out_of_range_is_refused(smoothing):
+    with pytest.raises(ValueError, match="smoothing"):
+        cross_entropy(np.zeros((2, 3)), [0, 1], smoothing=smoothing)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=smoothing).validate()
