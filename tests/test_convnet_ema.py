@@ -246,3 +246,66 @@ def test_label_smoothing_out_of_range_is_refused(smoothing):
         cross_entropy(np.zeros((2, 3)), [0, 1], smoothing=smoothing)
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=smoothing).validate()
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+class _Reached(Exception):
+    """Raised by a stand-in for convnet.train.train: training was reached."""
+
+
+@pytest.fixture
+def configs(monkeypatch, tmp_path):
+    """train() replaced by a recorder of its TrainConfig that stops the command there."""
+    seen = []
+
+    def recorder(data, config, **kwargs):
+        seen.append(config)
+        raise _Reached
+
+    import convnet.train
+
+    monkeypatch.setattr(convnet.train, "train", recorder)
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(tmp_path)
+    return seen
+
+
+def test_recipe_flags_reach_the_training_settings(configs):
+    from convnet.cli import main
+
+    with pytest.raises(_Reached):
+        main(["train", "--no-progress"])
+    assert configs[0] == TrainConfig(epochs=configs[0].epochs)  # the defaults, untouched
+    argv = ["--weight-decay", "0.002", "--ema", "3.5", "--label-smoothing", "0.1",
+            "--rotation", "0", "--scale", "0.05", "--shift", "1.5", "--shear", "0",
+            "--squeeze", "0", "--hflip"]  # fmt: skip
+    with pytest.raises(_Reached):
+        main(["train", "--no-progress", *argv])
+    got = configs[1]
+    assert (got.weight_decay, got.ema, got.label_smoothing) == (0.002, 3.5, 0.1)
+    assert (got.rotation, got.scale, got.shift, got.shear, got.squeeze) == (0, 0.05, 1.5, 0, 0)
+    assert got.hflip is True
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--ema", "-1"],
+        ["--ema", "nan"],
+        ["--label-smoothing", "1"],
+        ["--scale", "1.0"],
+        ["--rotation", "x"],
+        ["--weight-decay", "-0.1"],
+    ],
+)
+def test_recipe_flags_out_of_range_are_a_usage_error(configs, argv, capsys):
+    from convnet.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--no-progress", *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert argv[0] in err and "Traceback" not in err
+    assert configs == []
