@@ -111,7 +111,7 @@ class TrainConfig:
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
     hflip: bool = False
-    ema: float = 0.0
+    ema: float = 14.0
     label_smoothing: float = 0.0
 
     def validate(self) -> None:

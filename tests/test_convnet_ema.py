@@ -138,7 +138,7 @@ def test_a_run_returns_the_average_of_its_own_weights(digits, monkeypatch):
 
 def test_without_average_the_raw_weights_are_returned(digits, tmp_path):
     state = tmp_path / "s.npz"
-    result = train(digits, _config(epochs=1), progress=False, log=len, state_path=state)
+    result = train(digits, _config(epochs=1, ema=0), progress=False, log=len, state_path=state)
     for name, value in _params_in(state).items():
         assert np.array_equal(result.model.state_dict()[name], value)
     assert not _params_in(state, "ema")
@@ -178,7 +178,7 @@ def test_resume_refuses_a_state_without_its_average(digits, tmp_path):
     with pytest.raises(TrainStateError, match="steps"):
         train(digits, _config(epochs=2, ema=1.0), progress=False, resume=broken)
     with pytest.raises(TrainStateError, match="ema"):  # a run without average: another run
-        train(digits, _config(epochs=2), progress=False, resume=state)
+        train(digits, _config(epochs=2, ema=0), progress=False, resume=state)
 
 
 # --------------------------------------------------------------------------- mirroring
