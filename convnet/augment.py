@@ -146,8 +146,14 @@ def random_affine(
     scale_m = np.zeros((n, 2, 2))
     scale_m[:, 0, 0] = zoom
     scale_m[:, 1, 1] = zoom * aspect
-    if hflip:  # a mirror about the centre column: the column axis scaled by -1
-        scale_m[:, 1, 1] *= np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    mirror = rng.random(n) < 0.5 if hflip else np.zeros(n, bool)
+    if max(rotation, scale, shift, shear, squeeze, elastic_alpha) == 0:
+        # Only mirrors: the gather would read every pixel at a whole-pixel position
+        # (weights 0 and 1), which slicing gives exactly, without the gather's cost.
+        out = images.copy()
+        out[mirror] = images[mirror, :, ::-1]
+        return out
+    scale_m[:, 1, 1] *= np.where(mirror, -1.0, 1.0)  # a mirror about the centre column
     forward = rot @ shear_m @ scale_m
     inverse = np.linalg.inv(forward)
     offsets = -(inverse @ moves[:, :, None])[:, :, 0]

@@ -22,7 +22,7 @@ from test_convnet_train import _assert_same_run, _config, _Interrupt, _params_in
 
 import convnet.optim
 from convnet import cross_entropy, numerical_gradient, relative_error
-from convnet.augment import random_affine
+from convnet.augment import random_affine, warp_affine
 from convnet.optim import EMA, SGD
 from convnet.train import TrainConfig, TrainStateError, choose_epoch, ema_decay, train
 
@@ -309,3 +309,21 @@ def test_recipe_flags_out_of_range_are_a_usage_error(configs, argv, capsys):
     err = capsys.readouterr().err
     assert argv[0] in err and "Traceback" not in err
     assert configs == []
+
+
+@pytest.mark.parametrize("hflip", [False, True])
+def test_mirrors_alone_are_the_gathers_result_exactly(hflip):
+    """With every other range 0, random_affine slices instead of gathering; the gather with
+    the same draws (a mirror or the identity for each image) gives the same pixels."""
+    images = np.random.default_rng(6).random((64, 28, 28)).astype(np.float32)
+    none = {"rotation": 0, "scale": 0, "shift": 0, "shear": 0, "squeeze": 0}
+    out = random_affine(images, np.random.default_rng(7), hflip=hflip, **none)
+    rng = np.random.default_rng(7)
+    for _ in range(4):  # angle, zoom, slant, aspect: the draws random_affine makes first
+        rng.uniform(0, 0, 64)
+    rng.uniform(0, 0, (64, 2))
+    signs = np.where(rng.random(64) < 0.5, -1.0, 1.0) if hflip else np.ones(64)
+    matrices = np.zeros((64, 2, 2))
+    matrices[:, 0, 0], matrices[:, 1, 1] = 1, signs
+    assert np.array_equal(out, warp_affine(images, matrices, np.zeros((64, 2))))
+    assert out is not images
