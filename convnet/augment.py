@@ -92,6 +92,7 @@ def random_affine(
     order: int = 1,
     elastic_alpha: float = 0.0,
     elastic_sigma: float = 4.0,
+    hflip: bool = False,
 ) -> np.ndarray:
     """Distort each image by its own random affine map (and optionally an elastic field).
 
@@ -114,6 +115,11 @@ def random_affine(
         Elastic distortion (Simard et al. 2003): uniform random displacements in
         ``[-1, 1]`` smoothed by a Gaussian of ``elastic_sigma`` pixels and scaled by
         ``elastic_alpha``; 0 turns it off.
+    hflip : bool
+        Also mirror each image left to right with probability 1/2 (for pictures whose
+        mirror image is of the same class, such as clothes; never for digits). The
+        generator is drawn from for it only when it is on, so the other distortions of a
+        seed stay what they were without it.
 
     Returns
     -------
@@ -140,6 +146,14 @@ def random_affine(
     scale_m = np.zeros((n, 2, 2))
     scale_m[:, 0, 0] = zoom
     scale_m[:, 1, 1] = zoom * aspect
+    mirror = rng.random(n) < 0.5 if hflip else np.zeros(n, bool)
+    if max(rotation, scale, shift, shear, squeeze, elastic_alpha) == 0:
+        # Only mirrors: the gather would read every pixel at a whole-pixel position
+        # (weights 0 and 1), which slicing gives exactly, without the gather's cost.
+        out = images.copy()
+        out[mirror] = images[mirror, :, ::-1]
+        return out
+    scale_m[:, 1, 1] *= np.where(mirror, -1.0, 1.0)  # a mirror about the centre column
     forward = rot @ shear_m @ scale_m
     inverse = np.linalg.inv(forward)
     offsets = -(inverse @ moves[:, :, None])[:, :, 0]

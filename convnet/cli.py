@@ -2,7 +2,9 @@
 
     convnet train [--data DIR | --download [--mirror URL]] [--epochs N] [--batch-size N]
                   [--lr X] [--optimizer sgd|adam] [--seed N] [--out model.npz]
-                  [--plot curves.png] [--force] [--resume STATE]
+                  [--plot curves.png] [--force] [--resume STATE] [--weight-decay X]
+                  [--ema EPOCHS] [--label-smoothing X] [--rotation DEG] [--scale X]
+                  [--shift PX] [--shear X] [--squeeze X] [--hflip]
     convnet evaluate MODEL --data DIR [--json]
     convnet predict MODEL IMAGE... [--json] [--max-pixels N]
     convnet inspect MODEL [IMAGE...] -o DIR [--data DIR] [--top N] [--force]
@@ -66,6 +68,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -118,6 +130,42 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--val-fraction", type=_fraction, default=d.val_fraction)
     t.add_argument("--no-augment", action="store_true", help="no random affine distortions")
+    t.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
+    t.add_argument(
+        "--ema",
+        type=_non_negative_float,
+        default=d.ema,
+        metavar="EPOCHS",
+        help="time constant in epochs of the moving average of the weights that is validated "
+        f"and saved instead of the raw weights; 0 turns it off (default {d.ema:g})",
+    )
+    t.add_argument(
+        "--label-smoothing",
+        type=_fraction,
+        default=d.label_smoothing,
+        metavar="X",
+        help=f"ε of the smoothed training targets (default {d.label_smoothing:g})",
+    )
+    distortions = t.add_argument_group(
+        "augmentation", "ranges of the random distortions of the training pictures"
+    )
+    for flag, help_text in (
+        ("rotation", "± degrees"),
+        ("scale", "1 ± this zoom"),
+        ("shift", "± pixels along each axis"),
+        ("shear", "± slant"),
+        ("squeeze", "1 ± this width against height"),
+    ):
+        kind = _fraction if flag in ("scale", "squeeze") else _non_negative_float
+        default = getattr(d, flag)
+        distortions.add_argument(
+            f"--{flag}", type=kind, default=default, help=f"{help_text} (default {default:g})"
+        )
+    distortions.add_argument(
+        "--hflip",
+        action="store_true",
+        help="mirror half the pictures left to right (for clothes, never for digits)",
+    )
     t.add_argument("--out", default="model.npz", help="checkpoint file (default model.npz)")
     t.add_argument("--plot", metavar="PNG", help="write learning curves to this PNG")
     t.add_argument(
@@ -344,6 +392,15 @@ def _train(args) -> int:
         variant=args.variant,
         val_fraction=args.val_fraction,
         augment=not args.no_augment,
+        weight_decay=args.weight_decay,
+        ema=args.ema,
+        label_smoothing=args.label_smoothing,
+        rotation=args.rotation,
+        scale=args.scale,
+        shift=args.shift,
+        shear=args.shear,
+        squeeze=args.squeeze,
+        hflip=args.hflip,
     )
     print(
         f"data: {data.name}: {len(data.train_labels):,} training images "

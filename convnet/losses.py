@@ -31,12 +31,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, count: int | None = None
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    count: int | None = None,
+    smoothing: float = 0.0,
 ) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient with respect to the logits.
 
     ``L = -(1/N) Σ_n log softmax(z_n)[y_n]`` computed by log-sum-exp, and
-    ``dL/dz = (softmax(z) - onehot(y)) / N`` (docs/design.md §5).
+    ``dL/dz = (softmax(z) - onehot(y)) / N`` (docs/design.md §5). With label smoothing
+    ``ε`` the target is ``q = (1 - ε) onehot(y) + ε / K`` instead of the one-hot vector:
+    ``L = -(1/N) Σ_n Σ_k q_nk log softmax(z_n)_k`` and ``dL/dz = (softmax(z) - q) / N``
+    (docs/design.md §5.12).
 
     Parameters
     ----------
@@ -49,6 +56,8 @@ def cross_entropy(
         larger batch passes the batch's size: its gradient rows are then exactly those of
         the whole batch's, and the chunks' losses add up to the batch's loss (up to the
         rounding of that float64 sum).
+    smoothing : float
+        Label smoothing ``ε`` in ``[0, 1)``; 0 (default) is the plain cross-entropy.
 
     Returns
     -------
@@ -80,6 +89,8 @@ def cross_entropy(
         raise ValueError(f"labels must lie in 0 … {z.shape[1] - 1}, got {y.min()} … {y.max()}")
     if not np.isfinite(z).all():
         raise ValueError("logits contain NaN or infinite values")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     n = z.shape[0]
     if count is None:
         count = n
@@ -87,8 +98,16 @@ def cross_entropy(
         raise ValueError(f"count must be an int of at least the {n} rows, got {count!r}")
     rows = np.arange(n)
     logp = log_softmax(z)
-    loss = -float(logp[rows, y].astype(np.float64).sum() / count)
+    picked = logp[rows, y].astype(np.float64).sum()
     dlogits = np.exp(logp)
-    dlogits[rows, y] -= 1
+    if smoothing:
+        k = z.shape[1]
+        spread = logp.astype(np.float64).sum()
+        loss = -float(((1 - smoothing) * picked + smoothing / k * spread) / count)
+        dlogits -= dlogits.dtype.type(smoothing / k)
+        dlogits[rows, y] -= dlogits.dtype.type(1 - smoothing)
+    else:
+        loss = -float(picked / count)
+        dlogits[rows, y] -= 1
     dlogits /= count
     return loss, dlogits

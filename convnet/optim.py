@@ -16,7 +16,7 @@ import numpy as np
 
 from .kernels import sgd_update
 
-__all__ = ["SGD", "Adam", "CosineLR", "Optimizer", "StepLR"]
+__all__ = ["EMA", "SGD", "Adam", "CosineLR", "Optimizer", "StepLR"]
 
 
 class Optimizer:
@@ -340,3 +340,91 @@ class CosineLR(_Schedule):
             return self.base_lr * (count + 1) / self.warmup
         t = min(1.0, (count - self.warmup) / (self.total - self.warmup))
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class EMA:
+    """Exponential moving average of the parameters, with the start-up bias removed.
+
+    After the ``t``-th :meth:`update` (made after each optimiser step) the average is
+
+    ``a_t = Σ_{k=1..t} (1 - d) d^(t-k) w_k / (1 - d^t)``
+
+    of the parameters ``w_1 … w_t`` seen after each step, with weights summing to one:
+    the recurrence ``a_t = a_(t-1) + (1 - d) / (1 - d^t) · (w_t - a_(t-1))`` gives it
+    with one buffer, ``a_1 = w_1`` (docs/design.md §5.12). Dividing by ``1 - d^t``, as
+    Adam does for its moments, keeps the first steps' average from leaning towards the
+    initial weights.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        The live parameter arrays (read, never written).
+    decay : float
+        ``d`` in ``[0, 1)``; ``1 / (1 - d)`` steps is the average's time constant.
+
+    Examples
+    --------
+    >>> p = {"w": np.array([0.0])}
+    >>> ema = EMA(p, decay=0.5)
+    >>> for value in (1.0, 2.0):
+    ...     p["w"][...] = value
+    ...     ema.update()
+    >>> ema.average["w"]  # (0.5·1 + 1·2) / 1.5: w_1 weighs (1-d)·d, w_2 (1-d), over 1-d²
+    array([1.66666667])
+    """
+
+    def __init__(self, params: Mapping[str, np.ndarray], decay: float) -> None:
+        if not params:
+            raise ValueError("params must not be empty")
+        if not (isinstance(decay, int | float) and 0 <= decay < 1):
+            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        self.params = dict(params)
+        self.decay = float(decay)
+        self.steps = 0
+        self.average = {k: p.copy() for k, p in self.params.items()}
+
+    def update(self) -> None:
+        """Fold the parameters' present values into the average."""
+        self.steps += 1
+        # 1 - d^t in float64; (1 - d) / (1 - d^t) is 1 at the first step, exactly.
+        if self.decay == 0:
+            rate = 1.0
+        else:
+            rate = (1 - self.decay) / -math.expm1(self.steps * math.log(self.decay))
+        for name, p in self.params.items():
+            a = self.average[name]
+            a += p.dtype.type(rate) * (p - a)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"steps": int, "average": {name: ndarray}}``, as copies."""
+        return {"steps": self.steps, "average": {k: v.copy() for k, v in self.average.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of an average over parameters of the same names.
+
+        Raises
+        ------
+        ValueError
+            If an entry is missing or has the wrong name, shape, dtype or value; nothing is
+            changed then.
+        """
+        if not isinstance(state, Mapping) or set(state) != {"steps", "average"}:
+            raise ValueError("an EMA state must have the entries ['average', 'steps']")
+        steps, average = state["steps"], state["average"]
+        if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
+            raise ValueError(f"steps must be a whole number ≥ 0, got {steps!r}")
+        if not isinstance(average, Mapping) or set(average) != set(self.average):
+            raise ValueError(f"the average must be of the parameters {sorted(self.average)}")
+        for name, value in average.items():
+            own = self.average[name]
+            value = np.asarray(value)
+            if value.shape != own.shape or value.dtype != own.dtype:
+                raise ValueError(
+                    f"average {name!r} must be {own.dtype} of shape {own.shape}, got "
+                    f"{value.dtype} of shape {value.shape}"
+                )
+            if not np.isfinite(value).all():
+                raise ValueError(f"average {name!r} contains NaN or infinity")
+        for name, value in average.items():
+            self.average[name][...] = value
+        self.steps = int(steps)
