@@ -81,10 +81,12 @@ _CHANNEL_TILE_DIVISOR = 4
 _STRIP_ELEMENTS = 1 << 18
 #: Below this many output elements, threads cost more than they save.
 _THREAD_MIN_ELEMENTS = 1 << 16
-#: The same for the compiled engine, whose kernel makes a 512² output in about 0.2 ms on
-#: one thread, less than handing half of it to another thread costs (measured on the
-#: 2-core AMD EPYC of benchmarks/, under load).
-_COMPILED_THREAD_MIN_ELEMENTS = 1 << 18
+#: The same for the compiled engine, whose kernels make a 512² output in about 0.1 ms on
+#: one thread, less than handing half of it to another thread costs. Measured on the 2-core
+#: AMD EPYC of benchmarks/, quiet, medians of interleaved 2-thread runs: a 512² Laplacian
+#: build took 977 µs when outputs were split from 2¹⁸ values and 621 µs from 2²⁰ (its
+#: collapse 840 and 499 µs); from 2²¹, a 2048² build took 9.7 ms against 8.2 ms.
+_COMPILED_THREAD_MIN_ELEMENTS = 1 << 20
 
 
 # --------------------------------------------------------------------------- the operator
