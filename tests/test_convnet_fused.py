@@ -337,3 +337,44 @@ def test_backward_after_a_training_step_reads_or_regathers_the_right_columns(thr
     plain.backward(np.ones_like(logits), input_grad=False)
     for name, g in plain.grads().items():
         np.testing.assert_array_equal(stepped.grads()[name], g, err_msg=name)
+
+
+def test_forward_passes_from_two_threads_do_not_write_each_others_outputs(monkeypatch):
+    """Two threads sharing a model in evaluation (a server, a thread pool) each get their
+    own batch's logits. The fused stages once wrote both threads' pooled maps into the
+    model's one workspace per chunk, so a thread could read the other's maps. Forced here:
+    the "first" thread writes its first stage's maps, the "second" thread then writes its
+    own, and only then does the first go on."""
+    import threading
+
+    from convnet import fast_layers
+
+    net = lenet5(seed=5, threads=1).eval()
+    rng = np.random.default_rng(6)
+    xs = {name: rng.standard_normal((4, 1, 28, 28)).astype(np.float32) for name in ("a", "b")}
+    expected = {name: net.forward(x) for name, x in xs.items()}
+    wrote = {"a": threading.Event(), "b": threading.Event()}
+    original = fast_layers.bias_relu_pool2_forward
+
+    def ordered(*args):
+        me = threading.current_thread().name
+        if me == "b":
+            assert wrote["a"].wait(10)
+        original(*args)
+        wrote[me].set()
+        if me == "a":
+            wrote["b"].wait(2)  # the second thread's write comes first, if it can
+
+    monkeypatch.setattr(fast_layers, "bias_relu_pool2_forward", ordered)
+    got = {}
+
+    def run(name):
+        got[name] = net.forward(xs[name])
+
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in xs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name in xs:  # the same arithmetic on the same thread count: bit for bit
+        np.testing.assert_array_equal(got[name], expected[name])
