@@ -739,6 +739,17 @@ class Sequential:
         inner = ",\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers)
         return f"Sequential(\n{inner}\n)"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy or a pickle keeps: all but the threads' workspaces (which cannot be
+        pickled, and which a copy must not share: its passes would write the original's)."""
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()  # workspaces of its own, made as its passes need
+
 
 def lenet5(
     dtype: DTypeLike = np.float32,

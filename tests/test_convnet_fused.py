@@ -378,3 +378,28 @@ def test_forward_passes_from_two_threads_do_not_write_each_others_outputs(monkey
         thread.join()
     for name in xs:  # the same arithmetic on the same thread count: bit for bit
         np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_a_model_copies_and_pickles_with_workspaces_of_its_own():
+    """copy.deepcopy and pickle (a snapshot of a model, a model sent to a worker process)
+    failed once the model kept its threads' workspaces ("cannot pickle '_thread._local'");
+    a copy computes what the original does, and its passes leave the original's last pass
+    (what the original's backward reads) as it was."""
+    import copy
+    import pickle
+
+    net = lenet5(np.float64, seed=7, threads=1)
+    rng = np.random.default_rng(8)
+    x, other = rng.standard_normal((2, 3, 1, 28, 28))
+    dout = rng.standard_normal((3, 10))
+    logits = net.forward(x)
+    for make in (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)), copy.copy):
+        twin = make(net)
+        np.testing.assert_array_equal(twin.forward(x), logits)
+        twin.forward(other)
+        net.backward(dout)
+        reference = lenet5(np.float64, seed=7, threads=1)
+        reference.forward(x)
+        reference.backward(dout)
+        for name, grads in reference.grads().items():
+            np.testing.assert_array_equal(net.grads()[name], grads)
