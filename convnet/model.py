@@ -34,10 +34,11 @@ the layer's generator state after a step is the same whatever the thread count.
 
 The model runs every convolution → ReLU → 2×2 max pooling of its layers as one fused
 stage (:class:`~convnet.fast_layers.ConvReLUPool`, docs/design.md §5.10), which writes
-into arrays the model keeps from one pass to the next (a workspace per chunk and one per
-thread) rather than into fresh ones. So one model runs one pass at a time: callers that
-share a model between threads hold a lock around its passes (as ``convnet serve`` does),
-which the caches of the last pass already required.
+into arrays the model keeps from one pass to the next (for each thread that calls it, a
+workspace per chunk; and one per thread that runs a chunk) rather than into fresh ones.
+So threads that share a model may run forward passes at once, each writing its own
+arrays; a backward pass uses the caches of the model's last forward pass, whichever
+thread ran it, so training passes run one at a time (``convnet serve`` holds a lock).
 """
 
 from __future__ import annotations
@@ -363,10 +364,10 @@ class Sequential:
         self._caches: list[list[Any]] | None = None
         self._chunk_results: list[Any] = []
         # The fused stages' arrays (docs/design.md §5.10): what chunk i's caches hold in
-        # _keep[i], valid until the next pass; what a pass drops in a workspace of the
-        # thread that runs it.
-        self._keep: list[Workspace] = []
-        self._local = threading.local()  # .scratch: the thread's Workspace
+        # the calling thread's .keep[i], valid until that thread's next pass (two threads'
+        # forward passes must not write each other's outputs); what a pass drops in the
+        # .scratch of the thread that runs it.
+        self._local = threading.local()  # .keep, .scratch: the thread's Workspaces
 
     # ------------------------------------------------------------------ passes
 
@@ -576,10 +577,13 @@ class Sequential:
         return outs[0].copy() if fused else outs[0]
 
     def _workspaces(self, count: int) -> list[Workspace]:
-        """The workspaces of the first ``count`` chunks (made as needed)."""
-        while len(self._keep) < count:
-            self._keep.append(Workspace())
-        return self._keep[:count]
+        """The calling thread's workspaces of the first ``count`` chunks (made as needed)."""
+        keep = getattr(self._local, "keep", None)
+        if keep is None:
+            keep = self._local.keep = []
+        while len(keep) < count:
+            keep.append(Workspace())
+        return keep[:count]
 
     def _thread_scratch(self) -> Workspace:
         """The calling thread's scratch workspace for this model."""
@@ -734,6 +738,17 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers)
         return f"Sequential(\n{inner}\n)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a copy or a pickle keeps: all but the threads' workspaces (which cannot be
+        pickled, and which a copy must not share: its passes would write the original's)."""
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()  # workspaces of its own, made as its passes need
 
 
 def lenet5(

@@ -129,10 +129,19 @@ def _named_kernel(name: str) -> np.ndarray:
     digits = match.group(1) or "5"
     if len(digits) > len(str(MAX_KERNEL_TAPS)):  # refuse before converting huge numbers
         _check_taps(f"{digits[:8]}… ({len(digits)} digits)")
-    weights = binomial_kernel(int(digits))
-    weights.setflags(write=False)
-    _RESOLVED[id(weights)] = weights
-    return weights
+    return _frozen(binomial_kernel(int(digits)))
+
+
+def _frozen(weights: np.ndarray) -> np.ndarray:
+    """``weights`` as a read-only array over an immutable buffer, kept in :data:`_RESOLVED`.
+
+    Over ``bytes``, no caller can make the array writeable again (numpy refuses
+    ``setflags(write=True)``), so an array found in :data:`_RESOLVED` still holds the
+    weights that were validated, and a name's shared array cannot be changed for others.
+    """
+    frozen = np.frombuffer(weights.astype(np.float64).tobytes(), np.float64)
+    _RESOLVED[id(frozen)] = frozen
+    return frozen
 
 
 #: The arrays :func:`resolve_kernel` returned, by ``id``, while they live: handing one back
@@ -190,6 +199,4 @@ def resolve_kernel(kernel: KernelLike = DEFAULT_KERNEL) -> np.ndarray:
             raise ValueError(f"kernel must be symmetric, got {weights.tolist()}")
         if abs(weights.sum() - 1.0) > 1e-9:
             raise ValueError(f"kernel must sum to 1, got sum {weights.sum()!r}")
-    weights.setflags(write=False)
-    _RESOLVED[id(weights)] = weights
-    return weights
+    return _frozen(weights)

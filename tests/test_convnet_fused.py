@@ -337,3 +337,69 @@ def test_backward_after_a_training_step_reads_or_regathers_the_right_columns(thr
     plain.backward(np.ones_like(logits), input_grad=False)
     for name, g in plain.grads().items():
         np.testing.assert_array_equal(stepped.grads()[name], g, err_msg=name)
+
+
+def test_forward_passes_from_two_threads_do_not_write_each_others_outputs(monkeypatch):
+    """Two threads sharing a model in evaluation (a server, a thread pool) each get their
+    own batch's logits. The fused stages once wrote both threads' pooled maps into the
+    model's one workspace per chunk, so a thread could read the other's maps. Forced here:
+    the "first" thread writes its first stage's maps, the "second" thread then writes its
+    own, and only then does the first go on."""
+    import threading
+
+    from convnet import fast_layers
+
+    net = lenet5(seed=5, threads=1).eval()
+    rng = np.random.default_rng(6)
+    xs = {name: rng.standard_normal((4, 1, 28, 28)).astype(np.float32) for name in ("a", "b")}
+    expected = {name: net.forward(x) for name, x in xs.items()}
+    wrote = {"a": threading.Event(), "b": threading.Event()}
+    original = fast_layers.bias_relu_pool2_forward
+
+    def ordered(*args):
+        me = threading.current_thread().name
+        if me == "b":
+            assert wrote["a"].wait(10)
+        original(*args)
+        wrote[me].set()
+        if me == "a":
+            wrote["b"].wait(2)  # the second thread's write comes first, if it can
+
+    monkeypatch.setattr(fast_layers, "bias_relu_pool2_forward", ordered)
+    got = {}
+
+    def run(name):
+        got[name] = net.forward(xs[name])
+
+    threads = [threading.Thread(target=run, args=(name,), name=name) for name in xs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name in xs:  # the same arithmetic on the same thread count: bit for bit
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_a_model_copies_and_pickles_with_workspaces_of_its_own():
+    """copy.deepcopy and pickle (a snapshot of a model, a model sent to a worker process)
+    failed once the model kept its threads' workspaces ("cannot pickle '_thread._local'");
+    a copy computes what the original does, and its passes leave the original's last pass
+    (what the original's backward reads) as it was."""
+    import copy
+    import pickle
+
+    net = lenet5(np.float64, seed=7, threads=1)
+    rng = np.random.default_rng(8)
+    x, other = rng.standard_normal((2, 3, 1, 28, 28))
+    dout = rng.standard_normal((3, 10))
+    logits = net.forward(x)
+    for make in (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m)), copy.copy):
+        twin = make(net)
+        np.testing.assert_array_equal(twin.forward(x), logits)
+        twin.forward(other)
+        net.backward(dout)
+        reference = lenet5(np.float64, seed=7, threads=1)
+        reference.forward(x)
+        reference.backward(dout)
+        for name, grads in reference.grads().items():
+            np.testing.assert_array_equal(net.grads()[name], grads)

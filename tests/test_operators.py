@@ -331,16 +331,23 @@ def test_builder_refuses_bad_arguments(call, message):
         call()
 
 
-def test_a_resolved_kernel_handed_back_is_not_validated_again_unless_writeable():
+def test_a_resolved_kernel_handed_back_is_not_validated_again_and_cannot_be_edited():
     """resolve_kernel returns its own read-only arrays as they are (the fast path a
-    pyramid's reconstruct takes); an array made writeable again and edited is validated."""
+    pyramid's reconstruct takes). No caller can edit one and hand it back unvalidated:
+    made writeable, edited and made read-only again, it used to pass as [5, -3, 7];
+    and a name's array, shared by every caller, used to be editable for all of them."""
     from pyramids.kernels import resolve_kernel
 
     for description in ("binomial", [0.25, 0.5, 0.25], 0.4):
         weights = resolve_kernel(description)
         assert resolve_kernel(weights) is weights and not weights.flags.writeable
-    weights = resolve_kernel([0.25, 0.5, 0.25])
-    weights.setflags(write=True)
-    weights[0] = 0.3
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            weights.setflags(write=True)
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            weights.view().setflags(write=True)
+    np.testing.assert_array_equal(resolve_kernel("binomial") * 16, [1, 4, 6, 4, 1])
+    edited = resolve_kernel([0.25, 0.5, 0.25]).copy()  # a copy is writeable, and new
+    edited[:] = [5, -3, 7]
+    edited.setflags(write=False)
     with pytest.raises(ValueError, match="symmetric"):
-        resolve_kernel(weights)
+        resolve_kernel(edited)
