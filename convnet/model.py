@@ -393,16 +393,8 @@ class Sequential:
         keep = self._workspaces(len(chunks))
 
         def run(i: int) -> None:
-            results[i] = _staged_forward(
-                self.layers,
-                self._stages,
-                self.params,
-                chunks[i],
-                training=self.training,
-                rngs=rngs[i],
-                keep=keep[i],
-                scratch=self._thread_scratch(),
-                keep_columns=self.training,
+            results[i] = self._chunk_forward(
+                chunks[i], rngs[i], keep[i], self._thread_scratch(), self.training
             )
 
         self._map(run, len(chunks), threads)
@@ -412,6 +404,20 @@ class Sequential:
         return self._fresh(outs)
 
     __call__ = forward
+
+    def _chunk_forward(self, chunk, rngs, keep, scratch, keep_columns: bool):
+        """The staged forward pass of one chunk: ``(out, caches)`` (:func:`_staged_forward`)."""
+        return _staged_forward(
+            self.layers,
+            self._stages,
+            self.params,
+            chunk,
+            training=self.training,
+            rngs=rngs,
+            keep=keep,
+            scratch=scratch,
+            keep_columns=keep_columns,
+        )
 
     def backward(
         self, dout: np.ndarray, *, input_grad: bool = True, threads: int | None = None
@@ -534,17 +540,8 @@ class Sequential:
 
         def run(i: int) -> None:
             scratch = self._thread_scratch()
-            out, caches = _staged_forward(
-                self.layers,
-                self._stages,
-                self.params,
-                chunks[i],
-                training=self.training,
-                rngs=rngs[i],
-                keep=keep[i],
-                scratch=scratch,
-                keep_columns=False,  # backward follows on this thread: see ConvReLUPool
-            )
+            # keep_columns=False: backward follows on this thread (see ConvReLUPool)
+            out, caches = self._chunk_forward(chunks[i], rngs[i], keep[i], scratch, False)
             value, dout = loss(out, slice(*spans_or_whole[i]))
             _, grads = _staged_backward(
                 self.layers,
