@@ -40,7 +40,7 @@ from harness import interleaved_medians, print_machine
 
 import pyramids
 from pyramids.engine import ENGINE_VAR
-from pyramids.parallel import ENV_VAR
+from pyramids.parallel import ENV_VAR, resolve_threads, run_parts
 
 
 def peak_memory_ratio(image: np.ndarray, levels: int) -> float:
@@ -170,6 +170,60 @@ def issue_table(cv2, sizes: list[int], levels: int, repeats: int) -> None:
     theirs = functools.partial(cv_blend, a, b, mask)
     difference = float(np.abs(ours() - theirs()).max())
     row(f"blend, {n}² RGB, {blend_levels} levels (max difference {difference:.1e})", ours, theirs)
+    print()
+    collapse_floor_table(cv2, sizes, levels, repeats)
+
+
+def memory_floor(bands: list[np.ndarray]):
+    """The memory traffic every collapse that leaves the bands as they are must make: each
+    band read once and a new array of its size written once (numpy's add of a constant),
+    split over as many threads as ours uses."""
+    one = np.float32(1)
+    threads = resolve_threads(None)
+
+    def run():
+        levels = []
+        for band in bands:
+            out = np.empty_like(band)
+
+            def part(a: int, b: int, band=band, out=out) -> None:
+                np.add(band[a:b], one, out=out[a:b])
+
+            run_parts(part, band.shape[0], threads, hold_blas=False, in_caller=True)
+            levels.append(out)
+        return levels
+
+    return run
+
+
+def collapse_floor_table(cv2, sizes: list[int], levels: int, repeats: int) -> None:
+    """Laplacian collapses against their memory floor (:func:`memory_floor`), interleaved
+    with OpenCV's: how far each is from the speed of the memory."""
+    print("Laplacian collapse against its memory floor (each band read, each level written once)")
+    print("| image | ours | memory floor | OpenCV | ours / floor | OpenCV / floor |")
+    print("|---|--:|--:|--:|--:|--:|")
+    rng = np.random.default_rng(1)
+    cv_build, cv_collapse = opencv_functions(cv2, levels)
+    for n in sizes:
+        for channels in (1, 3):
+            shape = (n, n) if channels == 1 else (n, n, 3)
+            x = rng.random(shape, dtype=np.float32)
+            pyr = pyramids.laplacian_pyramid(x, levels)
+            t = interleaved_medians(
+                {
+                    "ours": pyr.reconstruct,
+                    "floor": memory_floor(list(pyr.bands)),
+                    "cv": functools.partial(cv_collapse, *cv_build(x)),
+                },
+                repeats,
+            )
+            name = f"{n}²{' RGB' if channels == 3 else ''}"
+            print(
+                f"| {name} | {t['ours'] * 1e3:.2f} ms | {t['floor'] * 1e3:.2f} ms | "
+                f"{t['cv'] * 1e3:.2f} ms | {t['ours'] / t['floor']:.2f} | "
+                f"{t['cv'] / t['floor']:.2f} |",
+                flush=True,
+            )
     print()
 
 

@@ -319,13 +319,15 @@ def _add_rows_halves(even, odd, rows, picks, weights, lo, hi, w):
 
 
 @_jit
-def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
-               f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+def apply_rows(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+               f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
     """Rows ``row0 … row1 - 1`` of ``Y = Σ_t U_t X V_tᵀ`` (module docstring) into ``out``.
 
     ``x`` is the image as ``(h, w·c)``, ``out`` and ``base`` ``(m_h, m_w·c)``, all
     C-contiguous of one float dtype; ``mode`` 0 writes ``Y``, 1 ``base - Y``, 2
-    ``base + Y`` (``out`` may be ``base``). The ``f_*`` arrays are a :class:`Factors`.
+    ``base + Y`` (``out`` may be ``base``). ``checks`` is empty, or one value per output
+    row, of ``out``'s dtype, set to :func:`_zero_sum` of every row made (0 where all its
+    values are finite). The ``f_*`` arrays are a :class:`Factors`.
     """
     c = channels
     terms = f_u_ptr.shape[0]
@@ -423,6 +425,8 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
                     for k in range(n_out):
                         y[k] += y_t[k]
         if direct:
+            if checks.size:
+                checks[i] = _zero_sum(out[i], zero)
             continue
         total = y_t if single else y
         target, given = out[i], base[i]
@@ -445,6 +449,21 @@ def apply_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_v
             else:
                 for k in range(k0, k1):
                     target[k] = total[k]
+        if checks.size:
+            checks[i] = _zero_sum(target, zero)
+
+
+@_jit(fastmath={"reassoc"})
+def _zero_sum(row, zero):
+    """``Σ 0·row[k]``: 0 where every value of ``row`` is finite, NaN where one is not
+    (``0·±inf`` and ``0·NaN`` are NaN). A sum of zeros and NaNs does not depend on its
+    order, so this one function may reassociate (and vectorise) its sum; no other flag is
+    set, so ``0·x`` is never folded to 0. It reads a row just written, from the cache:
+    the finite check of a result at no pass of its own over memory."""
+    acc = zero
+    for k in range(row.shape[0]):
+        acc += row[k] * zero
+    return acc
 
 
 @_jit
@@ -659,11 +678,12 @@ def reduce_rows(x, channels, out, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr
 
 
 @_jit
-def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
-                f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+def expand_rows(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
     """:func:`apply_rows` for one term whose width factor's interior has period 2, step 1,
     and three taps on even outputs, two on odd ones (the expansion ``F`` of a 5-tap
-    kernel): the same sums, in the same order, with the same ``mode`` and ``base``.
+    kernel): the same sums, in the same order, with the same ``mode``, ``base`` and
+    ``checks``.
 
     Per output row: the height pass ``z`` (two or three input rows, one sweep), the even
     and odd outputs of the interior as two contiguous sweeps over ``z``, then both
@@ -768,6 +788,8 @@ def expand_rows(x, channels, out, base, mode, row0, row1, f_u_ptr, f_u_idx, f_u_
                     row[k] = given[k] + border[k]
                 else:
                     row[k] = border[k]
+        if checks.size:
+            checks[i] = _zero_sum(row, zero)
 
 
 @_jit
@@ -782,6 +804,7 @@ def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
     per level costs as much as the level.
     """
     source = x
+    checks = np.empty(0, x.dtype)  # no finite check
     for k in range(plan.shape[0]):
         start, m_h, m_n = plan[k, 0], plan[k, 1], plan[k, 2]
         out = buffer[start : start + m_h * m_n].reshape((m_h, m_n))
@@ -790,8 +813,8 @@ def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
                         f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
                         f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
         else:
-            apply_rows(source, channels, out, out, 0, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
-                       f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+            apply_rows(source, channels, out, out, 0, checks, 0, m_h, f_u_ptr[k : k + 1],
+                       f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
         source = out
 

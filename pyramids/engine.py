@@ -605,6 +605,10 @@ class MatrixEngine:
         return _finish(y.reshape(shape), out, combine)
 
 
+#: The kernels' ``checks`` when no finite check is asked for: empty, one per dtype.
+_NO_CHECKS = {np.dtype(t).char: np.empty(0, t) for t in (np.float32, np.float64)}
+
+
 class CompiledEngine:
     """Applies a :class:`Separable` with a compiled kernel, row by row (docs/design.md §9).
 
@@ -709,6 +713,25 @@ class CompiledEngine:
                        threads)  # fmt: skip
         return result
 
+    def run_finite(
+        self, op: Separable, x: np.ndarray, combine: Combine, threads: int
+    ) -> tuple[np.ndarray, bool]:
+        """:meth:`run` with a ``combine``, and whether every value of the result is finite.
+
+        The kernel tests each output row as it writes it, from the cache
+        (:func:`pyramids.compiled.apply_rows`' ``checks``), so that the finite check of a
+        collapse costs no pass of its own over the image (docs/design.md §9.1).
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        image = x.reshape(op._shapes[0][0], -1)
+        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
+            image = np.array(image)
+        result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
+        checks = np.empty(op._shapes[1][0], x.dtype)
+        mode = 1 if combine[0] is np.subtract else 2
+        self._rows(op, image, c, result, mode, combine[1], threads, checks)
+        return result, bool(np.isfinite(checks).all())
+
     def reduce_levels(self, ops: list[Separable], x: np.ndarray, threads: int) -> list[np.ndarray]:
         """``[G_1 x, G_2 G_1 x, …]`` for the reductions ``ops`` (finest first), as
         :meth:`run` makes them level by level, bit for bit.
@@ -758,9 +781,12 @@ class CompiledEngine:
         mode: int,
         base: np.ndarray | None,
         threads: int,
+        checks: np.ndarray | None = None,
     ) -> None:
         """``result`` (C-contiguous) ``= Y``, ``base - Y`` (mode 1) or ``base + Y`` (2) of
-        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``."""
+        ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``; with
+        ``checks`` (one value per output row, and a mode 1 or 2), the finite check of every
+        row as well (:func:`pyramids.compiled.apply_rows`)."""
         apply_rows = self._apply_rows or self._kernel()
         packed, kind = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
             op, image.dtype
@@ -780,9 +806,11 @@ class CompiledEngine:
                 reduce_rows(image, c, target, a, b, *packed)
         else:
             rows = self._expand_rows if kind == 2 else apply_rows
+            if checks is None:
+                checks = _NO_CHECKS[image.dtype.char]
 
             def task(a: int, b: int) -> None:
-                rows(image, c, target, base, mode, a, b, *packed)
+                rows(image, c, target, base, mode, checks, a, b, *packed)
 
         if threads == 1 or result.size < _COMPILED_THREAD_MIN_ELEMENTS:
             task(0, m_h)  # no thread, no BLAS

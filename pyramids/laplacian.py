@@ -214,6 +214,9 @@ class _Passes(NamedTuple):
     levels: Callable  #: levels(ops, x, threads): the Gaussian levels below x
     deferred: bool  #: the finite check is made on the result
     context: AbstractContextManager  #: held for the whole build
+    #: apply_finite(op, x, combine, threads): apply's result and whether it is all finite,
+    #: tested by the kernel as it writes (the compiled engine), else None
+    apply_finite: Callable | None = None
 
 
 def _passes(ops: list) -> _Passes:
@@ -236,7 +239,7 @@ def _passes(ops: list) -> _Passes:
     deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
     context = blas_limited() if engine.name == "separable" else nullcontext()
     if engine.name == "compiled":
-        return _Passes(engine.run, engine.reduce_levels, deferred, context)
+        return _Passes(engine.run, engine.reduce_levels, deferred, context, engine.run_finite)
 
     def apply(op, x: np.ndarray, combine, threads: int) -> np.ndarray:
         return engine.apply(op, x, combine=combine, threads=threads)
@@ -266,7 +269,8 @@ def _gaussian_levels(
     on the coarsest level only, a few pixels, and on ``x`` itself only if that level is not
     finite (it can overflow from finite values, which is no error); else on ``x`` first."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    levels_of, deferred, limit = _passes(ops)[1:]
+    passes = _passes(ops)
+    levels_of, deferred, limit = passes.levels, passes.deferred, passes.context
     if not deferred:
         _finite_or_raise([(name, x)])
     with limit:
@@ -542,7 +546,8 @@ def _laplacian_levels(
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
     every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
     ops = _reductions(x.shape, levels, weights, boundary)
-    apply, _, deferred, limit = _passes(ops)
+    passes = _passes(ops)
+    apply, deferred, limit = passes.apply, passes.deferred, passes.context
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
@@ -662,18 +667,22 @@ def _collapse(
     result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
     ops = [expand_operator(band.shape, weights, boundary) for band in bands]
-    apply, _, deferred, limit = _passes(ops)
+    passes = _passes(ops)
     check = names is not None
-    deferred = check and (deferred or not bands)  # no bands: the result is the residual
+    deferred = check and (passes.deferred or not bands)  # no bands: the result is the residual
     coefficients = list(zip(names or [], [*bands, residual]))
     if check and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     g = residual.astype(dtype, copy=True)
-    with limit:
-        for band, expand in zip(reversed(bands), reversed(ops)):
+    finite = None  # the last pass's own check, where the kernel makes it
+    with passes.context:
+        for k, (band, expand) in enumerate(zip(reversed(bands), reversed(ops))):
             base = band.astype(dtype, copy=False)
-            g = apply(expand, g, (np.add, base), threads)
-    if deferred and not all_finite(g):
+            if deferred and k == len(bands) - 1 and passes.apply_finite is not None:
+                g, finite = passes.apply_finite(expand, g, (np.add, base), threads)
+            else:
+                g = passes.apply(expand, g, (np.add, base), threads)
+    if deferred and not (all_finite(g) if finite is None else finite):
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     return g
 

@@ -335,14 +335,24 @@ def test_the_expansion_kernel_equals_the_matrix_engine(boundary, kernel, channel
                 reference = _plain_nan(apply(op, x, combine=combine, engine="matrix"))
             fast = _plain_nan(apply(op, x, combine=combine, engine="compiled"))
             _assert_same(fast, reference, nothing)
+            # each row's finite check, as the kernel makes it (either kernel)
+            finite_rows = np.isfinite(reference.reshape(h, -1)).all(axis=1)
+            if combine is not None:
+                checked, finite = get_engine("compiled").run_finite(op, x, combine, 1)
+                _assert_same(_plain_nan(checked), reference, nothing)
+                assert finite == finite_rows.all()
             if kind != 2:
                 continue
             target = np.full(base.shape, 7, dtype).reshape(h, -1)
             image = np.ascontiguousarray(x).reshape(x.shape[0], -1)
+            checks = np.full(h, 7, dtype)
             for a, b in ((0, h // 3), (h // 3, h)):  # any row range, in two calls
                 compiled.expand_rows(image, x.size // x.shape[0] // x.shape[1], target,
-                                     base.reshape(h, -1), mode, a, b, *packed)  # fmt: skip
+                                     base.reshape(h, -1), mode, checks, a, b, *packed)  # fmt: skip
             _assert_same(_plain_nan(target.reshape(base.shape)), reference, nothing)
+            # 0 for a row of finite values, NaN for a row with NaN or ±inf
+            np.testing.assert_array_equal(checks[finite_rows], 0)
+            assert np.isnan(checks[~finite_rows]).all()
         acc = base.copy()  # in place: out is the base
         apply(op, x, out=acc, combine=(np.add, acc), engine="compiled")
         with np.errstate(invalid="ignore"):
