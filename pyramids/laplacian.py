@@ -517,6 +517,12 @@ def laplacian_pyramid(
     LaplacianPyramid
         With ``.bands`` (finest first), ``.residual`` and ``.reconstruct()``.
 
+    Raises
+    ------
+    ValueError
+        As :func:`gaussian_pyramid`, and where a band overflows the image's dtype (a float32
+        image with values near ±3.4e38; in float64 it fits).
+
     Examples
     --------
     >>> x = np.random.default_rng(0).random((33, 20))
@@ -544,24 +550,43 @@ def _laplacian_levels(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """The bands and the residual of a converted image ``x`` (the residual is ``x`` for
     no reduction), and the check that ``x`` is finite, as :func:`_gaussian_levels` makes it:
-    every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN."""
+    every band is ``g_k`` minus a product, so the residual ``g_K`` carries any NaN. A band
+    that is not finite although ``x`` is has overflowed (a float32 image near ±3.4e38):
+    that is an error too, named here, since no collapse could use the band."""
     ops = _reductions(x.shape, levels, weights, boundary)
     passes = _passes(ops)
     apply, deferred, limit = passes.apply, passes.deferred, passes.context
     if not deferred:
         _finite_or_raise([(name, x)])
     bands = []
+    overflowed = None  # the first band that is not finite
     g = x
     with limit:
-        for op in ops:
+        for k, op in enumerate(ops):
             coarse = apply(op, g, None, threads)
-            # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F
+            # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F, and
+            # the band's finite check made by the kernel where it can be (no pass of its own)
             expand = expand_operator(g.shape, weights, boundary)
-            bands.append(apply(expand, coarse, (np.subtract, g), threads))
+            if passes.apply_finite is not None:
+                band, finite = passes.apply_finite(expand, coarse, (np.subtract, g), threads)
+            else:
+                band = apply(expand, coarse, (np.subtract, g), threads)
+                finite = all_finite(band)
+            if not finite and overflowed is None:
+                overflowed = k
+            bands.append(band)
             g = coarse
     if deferred and not all_finite(g):
         _finite_or_raise([(name, x)])
+    if overflowed is not None:
+        raise ValueError(_overflow_message(f"{name}'s Laplacian band {overflowed}", x.dtype))
     return bands, g
+
+
+def _overflow_message(what: str, dtype: np.dtype) -> str:
+    """The one line for a result that overflowed ``dtype`` from finite values."""
+    advice = "; convert the image to float64" if dtype == np.float32 else ""
+    return f"{what} overflows {dtype.name}: the values are too large{advice}"
 
 
 def reconstruct_laplacian(
@@ -637,7 +662,8 @@ def reconstruct_laplacian(
     Raises
     ------
     ValueError
-        If the shapes do not chain, or a coefficient is empty or not finite.
+        If the shapes do not chain, a coefficient is empty or not finite, or the image
+        overflows its dtype.
     """
     check_boundary(boundary)
     weights = resolve_kernel(kernel)
@@ -682,8 +708,10 @@ def _collapse(
                 g, finite = passes.apply_finite(expand, g, (np.add, base), threads)
             else:
                 g = passes.apply(expand, g, (np.add, base), threads)
-    if deferred and not (all_finite(g) if finite is None else finite):
+    if check and not (all_finite(g) if finite is None else finite):
+        # a NaN or infinite coefficient, or (where every coefficient is finite) an overflow
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
+        raise ValueError(_overflow_message("the reconstruction", g.dtype))
     return g
 
 
