@@ -7,9 +7,11 @@ resampled with one bilinear gather (no loop over images or pixels).
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-__all__ = ["random_affine", "warp_affine"]
+__all__ = ["MAX_SHEAR", "check_distortions", "random_affine", "warp_affine"]
 
 
 def warp_affine(
@@ -80,6 +82,51 @@ def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
     return (np.exp(-0.5 * (d / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))).astype(np.float32)
 
 
+#: The largest slant :func:`random_affine` takes: 1 moves a row by its own height (45°).
+MAX_SHEAR = 1.0
+
+
+def check_distortions(
+    shape: tuple[int, int],
+    *,
+    rotation: float,
+    scale: float,
+    shift: float,
+    shear: float,
+    squeeze: float,
+    elastic_alpha: float = 0.0,
+    elastic_sigma: float = 4.0,
+) -> None:
+    """Raise ``ValueError`` naming the first distortion range of :func:`random_affine` that
+    is not a number in its range for images of ``shape`` ``(H, W)``.
+
+    Every range is finite and ≥ 0; ``rotation`` at most 180 degrees; ``scale`` and
+    ``squeeze`` below 1 (a factor ``1 - scale`` must stay positive); ``shift`` at most the
+    image's longer side (further, the picture leaves the frame whatever the draw);
+    ``shear`` at most :data:`MAX_SHEAR`; ``elastic_sigma`` positive where
+    ``elastic_alpha`` is.
+    """
+    # name: (value, bound, whether the bound itself is refused, what the bound is)
+    limits = {
+        "rotation": (rotation, 180.0, False, "at most 180 (degrees)"),
+        "scale": (scale, 1.0, True, "below 1"),
+        "shift": (shift, float(max(shape)), False, f"at most {max(shape)} (the image's side)"),
+        "shear": (shear, MAX_SHEAR, False, f"at most {MAX_SHEAR:g} (a 45° slant)"),
+        "squeeze": (squeeze, 1.0, True, "below 1"),
+        "elastic_alpha": (elastic_alpha, np.inf, False, "finite"),
+    }
+    for name, (value, bound, strict, words) in limits.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        value = float(value)
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+        if value > bound or (strict and value == bound):
+            raise ValueError(f"{name} must be {words}, got {value:g}")
+    if elastic_alpha > 0 and not (np.isfinite(elastic_sigma) and elastic_sigma > 0):
+        raise ValueError(f"elastic_sigma must be a positive number, got {elastic_sigma}")
+
+
 def random_affine(
     images: np.ndarray,
     rng: np.random.Generator,
@@ -128,8 +175,16 @@ def random_affine(
     images = np.asarray(images)
     if images.ndim != 3:
         raise ValueError(f"images must have shape (N, H, W), got {images.shape}")
-    if min(rotation, scale, shift, shear, squeeze, elastic_alpha) < 0 or max(scale, squeeze) >= 1:
-        raise ValueError("distortion ranges must be ≥ 0, and scale and squeeze < 1")
+    check_distortions(
+        images.shape[1:],
+        rotation=rotation,
+        scale=scale,
+        shift=shift,
+        shear=shear,
+        squeeze=squeeze,
+        elastic_alpha=elastic_alpha,
+        elastic_sigma=elastic_sigma,
+    )
     n = len(images)
     angle = np.deg2rad(rng.uniform(-rotation, rotation, n))
     zoom = rng.uniform(1 - scale, 1 + scale, n)

@@ -161,6 +161,41 @@ def test_random_affine_is_seeded_and_keeps_dtype():
     assert a.dtype == np.float32 and not np.array_equal(a, x)
 
 
+@pytest.mark.parametrize(
+    "setting, match",
+    [
+        ({"shift": 1e300}, r"^shift must be at most 28 \(the image's side\), got 1e\+300$"),
+        ({"shear": 1e300}, r"^shear must be at most 1 \(a 45° slant\)"),
+        ({"rotation": 181.0}, r"^rotation must be at most 180"),
+        ({"rotation": np.nan}, r"^rotation must be a finite number ≥ 0, got nan$"),
+        ({"shift": np.inf}, r"^shift must be a finite number ≥ 0"),
+        ({"scale": 1.0}, r"^scale must be below 1, got 1$"),
+        ({"squeeze": -0.1}, r"^squeeze must be a finite number ≥ 0"),
+        ({"shift": "2"}, r"^shift must be a number, got '2'$"),
+        ({"shift": 2}, None),  # an int is a number
+        ({"shear": "steep"}, r"^shear must be a number, got 'steep'$"),
+        ({"elastic_alpha": 30.0, "elastic_sigma": 0.0}, r"^elastic_sigma must be a positive"),
+    ],
+    ids=str,
+)
+def test_random_affine_refuses_ranges_that_are_no_distortion(setting, match):
+    images = np.zeros((3, 28, 28), np.float32)
+    images[:, 10:18, 12:16] = 1
+    if match is None:
+        assert random_affine(images, np.random.default_rng(0), **setting).shape == images.shape
+        return
+    with pytest.raises(ValueError, match=match):
+        random_affine(images, np.random.default_rng(0), **setting)
+
+
+def test_random_affine_takes_each_range_up_to_its_bound():
+    images = np.zeros((2, 28, 28), np.float32)
+    images[:, 10:18, 12:16] = 1
+    out = random_affine(images, np.random.default_rng(1), rotation=180, shift=28, shear=1,
+                        scale=0.99, squeeze=0.99)  # fmt: skip
+    assert out.shape == images.shape and np.isfinite(out).all()
+
+
 # --------------------------------------------------------------------------- download
 
 
