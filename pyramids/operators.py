@@ -37,6 +37,7 @@ from . import engine
 from .arrays import as_float_image, check_length, float_dtype, shape_hwc
 from .engine import Separable
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
+from .parallel import resolve_threads
 
 __all__ = [
     "BOUNDARIES",
@@ -521,9 +522,14 @@ def reduce(
     >>> reduce(np.ones((5, 4), np.float32)).shape
     (3, 2)
     """
-    x = as_float_image(image)
-    op = reduce_operator(x.shape, kernel, boundary)
-    return engine.apply(op, x, threads=threads)
+    # the finite check is the Gaussian build's: on the result where G carries a NaN or an
+    # infinity of the input to it, a quarter of the values (docs/design.md §9)
+    from .laplacian import _gaussian_levels  # laplacian imports this module
+
+    x = as_float_image(image, check_finite=False)
+    reduce_operator(x.shape, kernel, boundary)  # checks the kernel and the boundary
+    threads = resolve_threads(threads)
+    return _gaussian_levels(x, 1, resolve_kernel(kernel), boundary, threads)[1]
 
 
 def expand(

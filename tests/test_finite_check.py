@@ -55,6 +55,8 @@ def test_a_non_finite_pixel_anywhere_is_refused_by_every_builder(kernel, boundar
                 pyramids.gaussian_pyramid(bad, k, kernel, boundary)
             with pytest.raises(ValueError, match=r"^image contains NaN or infinite values$"):
                 pyramids.laplacian_pyramid(bad, k, kernel, boundary)
+        with pytest.raises(ValueError, match=r"^image contains NaN or infinite values$"):
+            pyramids.reduce(bad, kernel, boundary)  # checked as the builds check
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=str)
@@ -209,6 +211,8 @@ def test_every_engine_refuses_a_non_finite_pixel_without_a_numpy_warning(monkeyp
                     pyramids.gaussian_pyramid(bad, 2, boundary=boundary)
                 with pytest.raises(ValueError, match=r"^image contains NaN"):
                     pyramids.laplacian_pyramid(bad, 2, boundary=boundary)
+                with pytest.raises(ValueError, match=r"^image contains NaN"):
+                    pyramids.reduce(bad, boundary=boundary)
                 with pytest.raises(ValueError, match=r"^a contains NaN"):
                     pyramids.blend(bad, bad, rng.random(shape[:2]), 2, boundary=boundary)
                 pyr = pyramids.laplacian_pyramid(np.nan_to_num(bad, posinf=0, neginf=0), 2)
