@@ -384,7 +384,14 @@ class Sequential:
         -------
         ndarray
             The last layer's output (logits for a classifier).
+
+        Raises
+        ------
+        ValueError
+            For an empty batch (no caches could be kept for :meth:`backward`).
         """
+        if len(x) == 0:
+            raise ValueError(f"forward needs at least one input, got a batch of shape {x.shape}")
         threads = resolve_threads(self.threads if threads is None else threads)
         spans = self._chunk_spans(x)
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]

@@ -650,3 +650,15 @@ def test_schedules():
 def test_sgd_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SGD({"w": np.zeros(1)}, **kwargs)
+
+
+@pytest.mark.parametrize("variant", ["relu", "classic"])
+def test_an_empty_batch_gets_one_clear_line_and_the_model_still_works(variant):
+    net = lenet5(seed=0, variant=variant)
+    side = 28  # both variants take 28 × 28 digits (the classic one pads them to 32)
+    for training in (True, False):
+        net.train(training)
+        with pytest.raises(ValueError, match=r"^forward needs at least one input, got a batch"):
+            net.forward(np.zeros((0, 1, side, side), np.float32))
+    x = np.random.default_rng(0).standard_normal((3, 1, side, side)).astype(np.float32)
+    assert net.forward(x).shape == (3, 10)
