@@ -123,7 +123,7 @@ class TrainConfig:
         best epoch), so ``members=1`` is the one-network run itself.
     """
 
-    epochs: int = 120
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -145,7 +145,7 @@ class TrainConfig:
     hflip: bool = False
     ema: float = 14.0
     label_smoothing: float = 0.0
-    members: int = 1
+    members: int = 4
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range."""

@@ -267,3 +267,54 @@ def test_one_network_checkpoint_has_no_members_entry(tmp_path):
         assert "members" not in json.loads(str(f["__metadata__"]))
     model, _ = load_checkpoint(path)
     assert not isinstance(model, Committee)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_cli_trains_and_saves_a_committee(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from convnet.cli import main
+
+    monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
+    out, plot = tmp_path / "m.npz", tmp_path / "curves.png"
+    assert main(["train", "--epochs", "1", "--members", "2", "--out", str(out),
+                 "--plot", str(plot), "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "1 epochs for each of 2 networks" in text
+    assert "member 2/2  epoch   1/1" in text
+    assert "member 1: best epoch 1" in text and "member 2: best epoch 1" in text
+    model, meta = load_checkpoint(out)
+    assert isinstance(model, Committee) and len(model) == 2
+    training = meta["training"]
+    assert training["members"] == 2 and training["member_seeds"] == [0, member_seed(0, 1)]
+    assert [len(h["loss"]) for h in training["histories"]] == [1, 1]
+    with Image.open(plot) as image:
+        assert image.format == "PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "m.npz"]  # no state
+
+
+@pytest.mark.parametrize("members", ["0", "65", "two"])
+def test_cli_refuses_a_bad_member_count_in_one_line(tmp_path, capsys, members):
+    from convnet.cli import main
+
+    with pytest.raises(SystemExit) as info:  # a usage error, or refused before any data
+        code = main(["train", "--members", members, "--out", str(tmp_path / "m.npz")])
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "members" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_inspect_figures_say_whose_filters_they_show():
+    from convnet.inspect import feature_maps, filters_figure
+
+    committee = Committee([lenet5(seed=0), lenet5(seed=1)])
+    title = filters_figure(committee, "conv1").axes[0].get_title()
+    assert title == "conv1: 6 filters of member 1 of 2"
+    assert filters_figure(lenet5(seed=0), "conv1").axes[0].get_title() == "conv1: 6 filters"
+    x = _batch(1, dtype=np.float32)[0]
+    for name, value in feature_maps(lenet5(seed=0), x).items():
+        np.testing.assert_array_equal(feature_maps(committee, x)[name], value)
