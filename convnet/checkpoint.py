@@ -22,7 +22,7 @@ import numpy as np
 
 from pyramids.io import NpzFileError, atomic_path, read_npz
 
-from .committee import Committee, first_network
+from .committee import MAX_MEMBERS, Committee, first_network
 from .data import MNIST_MEAN, MNIST_STD
 from .layers import (
     AvgPool2D,
@@ -53,8 +53,6 @@ FORMAT = "convnet-checkpoint/1"
 _NORMALISATION = {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD}
 #: Longest metadata document read, in characters (a 120-epoch history is about 30,000).
 _MAX_METADATA = 1 << 24
-#: Most members a committee checkpoint may hold (:data:`convnet.train.MAX_MEMBERS`).
-MAX_MEMBERS = 64
 _MEMBER_NAME = re.compile(r"members\.(0|[1-9][0-9]{0,2})\.(.+)")
 
 

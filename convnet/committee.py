@@ -28,7 +28,11 @@ import numpy as np
 from .losses import log_softmax
 from .model import Sequential, state_mismatches
 
-__all__ = ["Committee", "first_network"]
+__all__ = ["MAX_MEMBERS", "Committee", "first_network"]
+
+#: Most networks a committee may have in training and in a checkpoint: a bound for
+#: checking settings and files, not a recommendation.
+MAX_MEMBERS = 64
 
 
 class Committee:

@@ -31,7 +31,7 @@ from pyramids.io import NpzFileError, atomic_path, read_npz
 from pyramids.parallel import blas_limited, resolve_threads
 
 from .augment import random_affine
-from .committee import Committee
+from .committee import MAX_MEMBERS, Committee
 from .data import Dataset, normalise, validation_split
 from .losses import cross_entropy, softmax
 from .model import LENET5_VARIANTS, Sequential, lenet5
@@ -54,10 +54,6 @@ __all__ = [
     "thread_independent",
     "train",
 ]
-
-
-#: Most networks a committee may have (a bound for checking files, not a recommendation).
-MAX_MEMBERS = 64
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -217,7 +213,7 @@ HISTORY_KEYS = ("loss", "train_acc", "val_loss", "val_loss_se", "val_acc", "lr",
 
 
 def evaluate(
-    model: Sequential,
+    model: Sequential | Committee,
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int = 1000,
@@ -228,7 +224,7 @@ def evaluate(
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
     images : ndarray, shape (N, 1, H, W), float
         Fed in the parameters' dtype, as by :func:`predict`.
     labels : ndarray of int, shape (N,)
@@ -254,7 +250,7 @@ def _sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def predict(
-    model: Sequential,
+    model: Sequential | Committee,
     images: np.ndarray,
     batch_size: int = 1000,
     *,
@@ -264,7 +260,8 @@ def predict(
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
+        A committee's probabilities are the mean of its members'.
     images : ndarray, shape (N, 1, H, W), float
         Each batch is fed in the dtype of the model's parameters (a float64 checkpoint
         takes the float32 images :func:`~convnet.data.normalise` makes by default, as
@@ -374,8 +371,10 @@ def train(
         Only its training part is used; the test part is not touched.
     config : TrainConfig, optional
         Defaults to :class:`TrainConfig()`.
-    model : Sequential, optional
-        Defaults to ``lenet5(seed=config.seed, variant=config.variant)``.
+    model : Sequential or Committee, optional
+        Defaults to ``lenet5(seed=config.seed, variant=config.variant)``, or for a
+        committee (``config.members`` > 1) to one such network per member, seeded
+        :func:`member_seed`; a given committee must have ``config.members`` members.
     log : callable
         Receives one line per epoch, ``"epoch   3/120  loss …"``, once that epoch's state is
         written, and on resuming first ``"resumed from PATH after epoch K/EPOCHS"``.
