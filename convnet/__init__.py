@@ -11,6 +11,7 @@ The pieces, in the order data flows through them (docs/design.md §5):
 - :mod:`convnet.losses`: ``cross_entropy`` (mean softmax cross-entropy and its gradient);
 - :mod:`convnet.model`: ``Sequential`` (parameters, chunks of a batch on threads) and
   ``lenet5``;
+- :mod:`convnet.committee`: ``Committee``, networks whose probabilities are averaged;
 - :mod:`convnet.optim`: ``SGD``, ``Adam``, ``StepLR``, ``CosineLR``;
 - :mod:`convnet.gradcheck`: finite-difference gradient checking;
 - :mod:`convnet.data`: IDX files, MNIST directories, downloads, the embedded digits;
@@ -22,6 +23,7 @@ The pieces, in the order data flows through them (docs/design.md §5):
   (``convnet serve``).
 """
 
+from .committee import Committee
 from .fast_layers import FastConv2D, FastMaxPool2D, FastReLU
 from .gradcheck import check_gradients, numerical_gradient, relative_error
 from .layers import (
@@ -48,6 +50,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AvgPool2D",
+    "Committee",
     "Conv2D",
     "CosineLR",
     "Dropout",

@@ -2,7 +2,10 @@
 
 The file holds one array per parameter under its state-dict name and one more,
 ``__metadata__``, a 0-d unicode array with a JSON document: the architecture, the input
-normalisation, the class names, the training settings and the package version. It is
+normalisation, the class names, the training settings and the package version. A
+committee (:class:`~convnet.committee.Committee`) is saved as its members' parameters
+under ``members.<m>.<name>`` and ``"members": M`` in the metadata; a file without that
+entry holds one network, as every file before committees did. It is
 written to a temporary name in the target directory and renamed into place, so a crash
 never leaves a half-written checkpoint; it is read by :func:`pyramids.io.read_npz` (no
 pickles, every header checked before its data).
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from pyramids.io import NpzFileError, atomic_path, read_npz
 
+from .committee import MAX_MEMBERS, Committee, first_network
 from .data import MNIST_MEAN, MNIST_STD
 from .layers import (
     AvgPool2D,
@@ -48,6 +53,7 @@ FORMAT = "convnet-checkpoint/1"
 _NORMALISATION = {"scale": 1 / 255, "mean": MNIST_MEAN, "std": MNIST_STD}
 #: Longest metadata document read, in characters (a 120-epoch history is about 30,000).
 _MAX_METADATA = 1 << 24
+_MEMBER_NAME = re.compile(r"members\.(0|[1-9][0-9]{0,2})\.(.+)")
 
 
 class CheckpointError(ValueError):
@@ -65,7 +71,7 @@ def _version() -> str:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Sequential,
+    model: Sequential | Committee,
     *,
     classes: list[str] | None = None,
     training: dict | None = None,
@@ -77,7 +83,8 @@ def save_checkpoint(
     ----------
     path : str or path-like
         Target file; ``.npz`` is the conventional suffix.
-    model : Sequential
+    model : Sequential or Committee
+        One network, or a committee of them (whose members are then saved).
     classes : list of str, optional
         Distinct class names by label, one per output of the network (default the digits
         ``"0"`` … ``"9"``).
@@ -103,14 +110,14 @@ def save_checkpoint(
         If the target directory does not exist.
     """
     path = Path(path)
-    variant = lenet5_variant(model)
+    variant = lenet5_variant(first_network(model))
     if variant is None:
         raise CheckpointError(
             f"the model is none of the LeNet-5 variants ({', '.join(LENET5_VARIANTS)})"
         )
     state = model.state_dict(copy=False)
     classes = [str(d) for d in range(10)] if classes is None else classes
-    _check_classes(classes, _outputs(model), "classes")
+    _check_classes(classes, _outputs(first_network(model)), "classes")
     meta = {
         "format": FORMAT,
         "architecture": architecture,
@@ -123,6 +130,8 @@ def save_checkpoint(
         "training": training or {},
         "version": _version(),
     }
+    if isinstance(model, Committee):
+        meta["members"] = len(model)
     arrays = dict(state)
     arrays[_META_KEY] = np.array(json.dumps(meta))
     directory = path.parent if str(path.parent) else Path(".")
@@ -141,9 +150,16 @@ def _read_arrays(path: Path, expected: dict[str, tuple]) -> tuple[dict[str, np.n
     Through :func:`pyramids.io.read_npz`: no array is read before its header's shape has
     been checked against ``expected``, so a crafted header cannot make the loader allocate
     more than the file holds; entries that are not parameters are not read at all. Returns
-    the arrays read and the shape of every entry.
+    the arrays read and the shape of every entry. A committee member's parameter,
+    ``members.<m>.<name>``, is expected with the shape of ``<name>``.
     """
     shapes: dict[str, tuple] = {}
+
+    def expected_shape(name: str) -> tuple | None:
+        match = _MEMBER_NAME.fullmatch(name)
+        if match and int(match[1]) < MAX_MEMBERS:
+            return expected.get(match[2])
+        return expected.get(name)
 
     def select(name: str, shape: tuple, dtype: np.dtype) -> bool:
         shapes[name] = shape
@@ -153,11 +169,12 @@ def _read_arrays(path: Path, expected: dict[str, tuple]) -> tuple[dict[str, np.n
                     f"{path}: {_META_KEY} must be one JSON string, got {dtype} {shape}"
                 )
             return True
-        if name not in expected:
+        wanted = expected_shape(name)
+        if wanted is None:
             return False  # reported by the caller, never read
         if dtype.kind not in "fiu":
             raise CheckpointError(f"{path}: {name} holds {dtype} values, not numbers")
-        return shape == expected[name]  # a wrong shape is named with the others
+        return shape == wanted  # a wrong shape is named with the others
 
     try:
         arrays = read_npz(path, select=select)
@@ -210,6 +227,15 @@ def _check_metadata(path: Path, meta: object, n_classes: int) -> dict:
     if "classes" not in meta:
         raise CheckpointError(f"{path}: the metadata has no 'classes' (the class names)")
     _check_classes(classes, n_classes, f"{path}: classes")
+    members = meta.get("members", 1)
+    if (
+        isinstance(members, bool)
+        or not isinstance(members, int)
+        or not 1 <= members <= MAX_MEMBERS
+    ):
+        raise CheckpointError(
+            f"{path}: members {members!r} is not a number of networks in 1…{MAX_MEMBERS}"
+        )
     for key, kind in (("training", dict), ("parameters", dict), ("version", str)):
         if key in meta and not isinstance(meta[key], kind):
             raise CheckpointError(
@@ -280,7 +306,7 @@ def logit_bound(model: Sequential) -> float:
     return bound if np.isfinite(bound) else float("inf")
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential | Committee, dict]:
     """Rebuild a model from a checkpoint written by :func:`save_checkpoint`.
 
     Everything is checked before the model is used: the file is an ``.npz`` archive whose
@@ -291,7 +317,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
     there with its architecture's name and shape, and no other; every value is a finite
     number in the parameter dtype; and the weights cannot drive a logit past a quarter of
     the dtype's largest value for any input image (:func:`logit_bound`), so that the
-    softmax, which subtracts the largest logit, cannot overflow.
+    softmax, which subtracts the largest logit, cannot overflow. A committee's file holds
+    exactly its ``members`` networks' parameters, each checked so.
 
     Parameters
     ----------
@@ -299,8 +326,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
 
     Returns
     -------
-    model : Sequential
-        In evaluation mode.
+    model : Sequential or Committee
+        In evaluation mode; a :class:`~convnet.committee.Committee` when the metadata
+        says ``members``.
     metadata : dict
 
     Raises
@@ -330,6 +358,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
     variant = meta.get("variant", "relu")
     reference = lenet5(seed=0, variant=variant)
     expected = {k: v.shape for k, v in reference.state_dict(copy=False).items()}
+    committee = "members" in meta
+    if committee:
+        expected = {
+            f"members.{m}.{k}": shape
+            for m in range(meta["members"])
+            for k, shape in expected.items()
+        }
     shapes.pop(_META_KEY)
     problems = state_mismatches(expected, shapes)
     if problems:
@@ -342,9 +377,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Sequential, dict]:
             state[name] = array.astype(dtype)
         if not np.isfinite(state[name]).all():
             raise CheckpointError(f"{path}: {name} holds NaN or infinite values (as {dtype})")
-    model = lenet5(dtype=dtype, seed=0, variant=variant)
+    if committee:
+        model = Committee(
+            lenet5(dtype=dtype, seed=0, variant=variant) for _ in range(meta["members"])
+        )
+    else:
+        model = lenet5(dtype=dtype, seed=0, variant=variant)
     model.load_state_dict(state)
-    bound, limit = logit_bound(model), float(np.finfo(dtype).max) / 4
+    networks = model.members if committee else [model]
+    bound, limit = max(logit_bound(n) for n in networks), float(np.finfo(dtype).max) / 4
     if not bound <= limit:
         raise CheckpointError(
             f"{path}: the weights are too large: a logit could reach {bound:.3g}, beyond "

@@ -39,7 +39,7 @@ from pyramids.command import run_command
 __all__ = ["EMBEDDED_EPOCHS", "main"]
 
 #: Default epochs on the embedded 8×8 digits (1,437 training images, upsampled): their test
-#: accuracy stops improving long before the 120 epochs that suit MNIST-style data.
+#: accuracy stops improving long before the 60 epochs a member that suit MNIST-style data.
 EMBEDDED_EPOCHS = 30
 
 
@@ -127,6 +127,15 @@ def _build_parser() -> argparse.ArgumentParser:
         default=d.variant,
         help="LeNet-5 with ReLU and max pooling (default), or the classic one of LeCun et al. "
         "1998: scaled tanh, trainable subsampling, 32×32 input",
+    )
+    t.add_argument(
+        "--members",
+        type=_positive_int,
+        default=d.members,
+        metavar="N",
+        help="networks trained one after another (each with its own seed and validation "
+        "split, for --epochs each) whose probabilities are averaged; 1 trains one network "
+        f"(default {d.members})",
     )
     t.add_argument("--val-fraction", type=_fraction, default=d.val_fraction)
     t.add_argument("--no-augment", action="store_true", help="no random affine distortions")
@@ -401,11 +410,14 @@ def _train(args) -> int:
         shear=args.shear,
         squeeze=args.squeeze,
         hflip=args.hflip,
+        members=args.members,
     )
+    config.validate()  # --members beyond the limit: one line before the data is read
     print(
         f"data: {data.name}: {len(data.train_labels):,} training images "
         f"({100 * config.val_fraction:g}% held out for validation), "
-        f"{len(data.test_labels):,} test images; {epochs} epochs",
+        f"{len(data.test_labels):,} test images; {epochs} epochs"
+        + (f" for each of {config.members} networks" if config.members > 1 else ""),
         flush=True,
     )
     _check_image_size(data.train_images, "training data")
@@ -414,10 +426,12 @@ def _train(args) -> int:
     x_test = normalise(data.test_images)
     loss, acc, pred = evaluate(result.model, x_test, data.test_labels, threads=args.threads)
     wall = time.perf_counter() - start
-    best = result.best_epoch
-    print(
-        f"best epoch {best} (validation accuracy {100 * result.history['val_acc'][best - 1]:.2f}%)"
-    )
+    for k, own in enumerate(result.members or [result]):
+        best, who = own.best_epoch, f"member {k + 1}: " if result.members else ""
+        print(
+            f"{who}best epoch {best} (validation accuracy "
+            f"{100 * own.history['val_acc'][best - 1]:.2f}%)"
+        )
     correct = int((pred == data.test_labels).sum())
     print(
         f"test accuracy {100 * acc:.2f}% ({correct:,}/{len(pred):,}), loss {loss:.4f}, "
@@ -426,13 +440,19 @@ def _train(args) -> int:
     print("confusion matrix (rows: true class, columns: predicted):")
     print(_confusion_text(confusion_matrix(data.test_labels, pred, len(data.classes))))
     training = {**result.settings(), "data": data.name, "test_accuracy": acc}
-    training["history"] = result.history
+    if result.members:
+        training["histories"] = [own.history for own in result.members]
+    else:
+        training["history"] = result.history
     save_checkpoint(args.out, result.model, classes=data.classes, training=training)
     print(f"saved {args.out}")
     state.unlink(missing_ok=True)  # the run is safely saved: nothing left to resume
     if args.plot:
         title = f"LeNet-5 on {data.name.split(' (')[0]}: test accuracy {100 * acc:.2f}%"
-        save_curves(result.history, args.plot, best, title, augmented=config.augment)
+        shown = result.members[0] if result.members else result
+        if result.members:
+            title += f" (committee of {len(result.members)}; curves of member 1)"
+        save_curves(shown.history, args.plot, shown.best_epoch, title, augmented=config.augment)
         print(f"saved {args.plot}")
     return 0
 
@@ -511,10 +531,10 @@ def _inspect(args) -> int:
 
     from . import inspect
     from .checkpoint import load_checkpoint
+    from .committee import Committee
     from .data import load_mnist, normalise
-    from .losses import softmax
     from .preprocess import load_digit_image
-    from .train import confusion_matrix, evaluate
+    from .train import confusion_matrix, evaluate, predict
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -536,10 +556,14 @@ def _inspect(args) -> int:
         digit = load_digit_image(path, max_pixels=args.max_pixels)
         x = normalise(digit[None])[0]
         maps = inspect.feature_maps(model, x)
-        probs = softmax(maps[model.layers[-1][0]][None])[0]  # the last layer's: the logits
+        probs = predict(model, x[None])[0]
         k = int(probs.argmax())
         title = f"{path}: {classes[k]} (probability {float(probs[k]):.3f})"
-        pngs.append(inspect.figure_png(inspect.feature_maps_figure(maps, digit, title)))
+        whose = title
+        if isinstance(model, Committee):
+            title += f", committee of {len(model)}"
+            whose += f"; maps of member 1 of {len(model)}"
+        pngs.append(inspect.figure_png(inspect.feature_maps_figure(maps, digit, whose)))
         grad = inspect.saliency(model, x)
         pngs.append(inspect.figure_png(inspect.saliency_figure(digit, grad, title)))
     if args.data:
@@ -551,6 +575,8 @@ def _inspect(args) -> int:
         )
         matrix = confusion_matrix(data.test_labels, pred, len(classes))
         title = f"{len(pred):,} test digits, accuracy {100 * acc:.2f}%"
+        if isinstance(model, Committee):
+            title += f" (committee of {len(model)})"
         pngs.append(inspect.figure_png(inspect.confusion_figure(matrix, classes, title)))
     out.mkdir(exist_ok=True)
     for name, png in zip(names, pngs, strict=True):

@@ -8,6 +8,12 @@ writes one to a PNG atomically (:func:`pyramids.io.atomic_path`).
 
 Signed pictures (weights, feature maps, gradients) use a diverging colour map centred on 0:
 red is positive, blue negative, white zero, with a colour bar giving the scale.
+
+Every function takes a :class:`~convnet.committee.Committee` as well as one network. What
+the committee decides (the probabilities, the saliency map, the most-wrong digits and the
+confusion matrix) is the whole committee's; filters and feature maps belong to one network,
+and are its first member's (:func:`~convnet.committee.first_network`), which the figures
+of a committee say in their titles.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 
 from pyramids.io import atomic_path
 
+from .committee import Committee, first_network
 from .model import Sequential
 from .train import predict
 
@@ -41,7 +48,8 @@ __all__ = [
 DIVERGING = "RdBu_r"
 
 
-def _conv_weight(model: Sequential, layer: str) -> np.ndarray:
+def _conv_weight(model: Sequential | Committee, layer: str) -> np.ndarray:
+    model = first_network(model)
     params = dict(model.params).get(layer)
     weight = None if params is None else params.get("weight")
     if weight is None or weight.ndim != 4:
@@ -50,7 +58,7 @@ def _conv_weight(model: Sequential, layer: str) -> np.ndarray:
     return weight
 
 
-def filter_grid(model: Sequential, layer: str = "conv1") -> np.ndarray:
+def filter_grid(model: Sequential | Committee, layer: str = "conv1") -> np.ndarray:
     """The filters of a convolution as one mosaic, each tile scaled to ``[-1, 1]``.
 
     Every tile (one output channel's kernel for one input channel) is divided by its own
@@ -60,7 +68,8 @@ def filter_grid(model: Sequential, layer: str = "conv1") -> np.ndarray:
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
+        One network (a committee's first member).
     layer : str
         A convolution's name (``"conv1"``, ``"conv2"``).
 
@@ -97,7 +106,7 @@ def filter_grid(model: Sequential, layer: str = "conv1") -> np.ndarray:
     return grid
 
 
-def _one_image(model: Sequential, x: np.ndarray) -> np.ndarray:
+def _one_image(model: Sequential | Committee, x: np.ndarray) -> np.ndarray:
     """``x`` as a batch of one ``(1, 1, h, w)`` in the model's parameter dtype."""
     dtype = next(iter(model.state_dict(copy=False).values())).dtype
     x = np.asarray(x)
@@ -110,12 +119,13 @@ def _one_image(model: Sequential, x: np.ndarray) -> np.ndarray:
     return x[None].astype(dtype, copy=False)
 
 
-def feature_maps(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
+def feature_maps(model: Sequential | Committee, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every layer's output for one image, in evaluation mode.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
+        One network (a committee's first member).
     x : ndarray, shape (h, w) or (1, h, w)
         One normalised image (:func:`convnet.data.normalise`).
 
@@ -133,6 +143,7 @@ def feature_maps(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     >>> [v.shape for k, v in maps.items() if k.startswith(("conv", "pool"))]
     [(6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5)]
     """
+    model = first_network(model)
     h = _one_image(model, x)
     maps = {}
     for name, layer in model.layers:
@@ -141,15 +152,17 @@ def feature_maps(model: Sequential, x: np.ndarray) -> dict[str, np.ndarray]:
     return maps
 
 
-def saliency(model: Sequential, x: np.ndarray) -> np.ndarray:
+def saliency(model: Sequential | Committee, x: np.ndarray) -> np.ndarray:
     """Gradient of the winning logit with respect to the input image.
 
     Computed with the model's own backward pass: :meth:`Sequential.backward` with ``dout``
-    the one-hot vector of the class with the largest logit.
+    the one-hot vector of the class with the largest logit. A committee's "logit" is the
+    log of its mean probability (:meth:`Committee.forward`), whose gradient runs back
+    through every member (:meth:`Committee.backward`).
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
     x : ndarray, shape (h, w) or (1, h, w)
         One normalised image.
 
@@ -199,13 +212,13 @@ class MostWrong(NamedTuple):
 
 
 def most_wrong(
-    model: Sequential, images: np.ndarray, labels: np.ndarray, k: int = 16
+    model: Sequential | Committee, images: np.ndarray, labels: np.ndarray, k: int = 16
 ) -> MostWrong:
     """The ``k`` misclassified images with the highest probability on a wrong class.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
     images : ndarray, shape (N, 1, h, w)
         Normalised images.
     labels : ndarray of int, shape (N,)
@@ -248,12 +261,13 @@ def _symmetric_image(fig, ax, array: np.ndarray, label: str):
     return im
 
 
-def filters_figure(model: Sequential, layer: str = "conv1"):
+def filters_figure(model: Sequential | Committee, layer: str = "conv1"):
     """The :func:`filter_grid` of a convolution, with a colour bar from -1 to 1.
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
+        One network; a committee's first member, as the title says.
     layer : str
 
     Returns
@@ -273,11 +287,12 @@ def filters_figure(model: Sequential, layer: str = "conv1"):
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, label="weight / max |weight|", fraction=0.046)
+    whose = f" of member 1 of {len(model)}" if isinstance(model, Committee) else ""
     if inp == 1:
-        ax.set_title(f"{layer}: {out} filters")
+        ax.set_title(f"{layer}: {out} filters{whose}")
     else:
         ax.set(ylabel=f"output channel (1 … {out})", xlabel=f"input channel (1 … {inp})")
-        ax.set_title(f"{layer}: {out}×{inp} kernels")
+        ax.set_title(f"{layer}: {out}×{inp} kernels{whose}")
     fig.tight_layout()
     return fig
 

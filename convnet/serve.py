@@ -16,10 +16,13 @@ and answers (:func:`classify_canvas`)::
     {"label": 7, "class": "7", "probabilities": [10 numbers],
      "input": [28 rows of 28 numbers in 0 … 1],
      "maps": {"conv1": [6 × 28 × 28 numbers], "conv2": [16 × 10 × 10 numbers]},
-     "shapes": {"conv1": [6, 28, 28], "conv2": [16, 10, 10]}, "classes": ["0", …, "9"]}
+     "shapes": {"conv1": [6, 28, 28], "conv2": [16, 10, 10]}, "classes": ["0", …, "9"],
+     "members": 1}
 
-The probabilities are :func:`convnet.train.predict`'s; the maps are the convolutions'
-outputs before ReLU (:func:`convnet.inspect.feature_maps`), rounded to 4 decimals. A blank
+The probabilities are :func:`convnet.train.predict`'s (a committee's mean, see
+:class:`convnet.committee.Committee`); the maps are the convolutions' outputs before ReLU
+(:func:`convnet.inspect.feature_maps`, a committee's first member's, as the page then
+says; ``members`` counts the networks), rounded to 4 decimals. A blank
 canvas is answered ``{"label": null, "message": "no digit drawn …"}``.
 
 The server (standard library :class:`http.server.ThreadingHTTPServer`) binds 127.0.0.1
@@ -45,6 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .committee import Committee
 from .data import normalise
 from .inspect import feature_maps
 from .model import Sequential
@@ -145,13 +149,15 @@ def canvas_pixels(document: object, size: int = CANVAS_SIZE) -> np.ndarray:
     return array / 255
 
 
-def classify_canvas(model: Sequential, image: np.ndarray, classes: list[str]) -> dict[str, Any]:
+def classify_canvas(
+    model: Sequential | Committee, image: np.ndarray, classes: list[str]
+) -> dict[str, Any]:
     """What the page shows for one canvas: the label, probabilities, input and maps.
 
     Parameters
     ----------
-    model : Sequential
-        LeNet-5 (in evaluation mode; it is not changed).
+    model : Sequential or Committee
+        LeNet-5, or a committee of them (in evaluation mode; it is not changed).
     image : ndarray, shape (h, w), float in ``[0, 1]``
         The canvas (:func:`canvas_pixels`).
     classes : list of str
@@ -185,6 +191,7 @@ def classify_canvas(model: Sequential, image: np.ndarray, classes: list[str]) ->
         },
         "shapes": {name: list(maps[name].shape) for name in MAP_LAYERS},
         "classes": list(classes),
+        "members": len(model) if isinstance(model, Committee) else 1,
     }
 
 
@@ -348,7 +355,11 @@ class DigitServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], model: Sequential, classes: list[str], log: bool
+        self,
+        address: tuple[str, int],
+        model: Sequential | Committee,
+        classes: list[str],
+        log: bool,
     ) -> None:
         self.model = model
         self.classes = list(classes)
@@ -378,7 +389,7 @@ class DigitServer(ThreadingHTTPServer):
 
 
 def make_server(
-    model: Sequential,
+    model: Sequential | Committee,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
@@ -389,7 +400,7 @@ def make_server(
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
         LeNet-5, e.g. from :func:`convnet.checkpoint.load_checkpoint`; put in evaluation
         mode.
     host : str

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from pyramids.io import NpzFileError, atomic_path, read_npz
 from pyramids.parallel import blas_limited, resolve_threads
 
 from .augment import random_affine
+from .committee import MAX_MEMBERS, Committee
 from .data import Dataset, normalise, validation_split
 from .losses import cross_entropy, softmax
 from .model import LENET5_VARIANTS, Sequential, lenet5
@@ -47,6 +48,7 @@ __all__ = [
     "curves_figure",
     "ema_decay",
     "evaluate",
+    "member_seed",
     "predict",
     "save_curves",
     "thread_independent",
@@ -54,9 +56,30 @@ __all__ = [
 ]
 
 
+def member_seed(seed: int, member: int) -> int:
+    """The seed of a committee's member ``member`` (0-based) in a run seeded ``seed``.
+
+    The first member's is ``seed`` itself, so that a committee's first member is the
+    network a one-network run with that seed trains; the others' is the first 32-bit word
+    of :class:`numpy.random.SeedSequence` ``([seed, member])``, so that runs with nearby
+    seeds share no member (``seed + member`` would give run 0's second member to run 1).
+
+    Examples
+    --------
+    >>> member_seed(7, 0)
+    7
+    >>> member_seed(7, 1) == member_seed(8, 1), member_seed(7, 1) == member_seed(8, 0)
+    (False, False)
+    """
+    if member == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(member)]).generate_state(1)[0])
+
+
 @dataclass
 class TrainConfig:
-    """Training settings; the defaults are the recipe that reaches 98.2–98.6% on mnist-5k.
+    """Training settings; the defaults are the recipe (a committee of four 60-epoch
+    networks, docs/design.md §5.12) that reached 98.96% on mnist-5k's test digits.
 
     Attributes
     ----------
@@ -89,9 +112,15 @@ class TrainConfig:
     label_smoothing : float
         ``ε`` of the training loss's smoothed targets (:func:`~convnet.losses.cross_entropy`);
         the validation loss is always the plain cross-entropy.
+    members : int
+        Networks trained one after the other into a :class:`~convnet.committee.Committee`
+        that averages their probabilities (docs/design.md §5.12); member ``m`` is trained
+        exactly as a one-network run with seed :func:`member_seed(seed, m) <member_seed>`
+        would be (its own initialisation, validation split, shuffling, augmentation and
+        best epoch), so ``members=1`` is the one-network run itself.
     """
 
-    epochs: int = 120
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -113,9 +142,14 @@ class TrainConfig:
     hflip: bool = False
     ema: float = 14.0
     label_smoothing: float = 0.0
+    members: int = 4
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting out of range."""
+        if isinstance(self.members, bool) or not isinstance(self.members, int | np.integer):
+            raise ValueError(f"members must be a whole number, got {self.members!r}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ValueError(f"members must be in 1…{MAX_MEMBERS}, got {self.members}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not (np.isfinite(self.ema) and self.ema >= 0):
@@ -142,25 +176,36 @@ class TrainResult:
 
     Attributes
     ----------
-    model : Sequential
-        Holding the parameters of the best epoch.
+    model : Sequential or Committee
+        Holding the parameters of the best epoch (of each member's best epoch).
     history : dict of str to list of float
         Per epoch: ``loss``, ``train_acc``, ``val_loss``, ``val_loss_se`` (its standard
         error), ``val_acc``, ``lr``,
-        ``images_per_s``, ``seconds``.
+        ``images_per_s``, ``seconds``. Empty for a committee: see ``members``.
     best_epoch : int
-        1-based epoch whose parameters the model holds.
+        1-based epoch whose parameters the model holds; 0 for a committee.
     config : TrainConfig
+    members : list of TrainResult
+        A committee's members' own results, in order (each with its own ``config``, whose
+        ``seed`` is the member's); empty for one network.
     """
 
-    model: Sequential
+    model: Sequential | Committee
     history: dict[str, list[float]] = field(default_factory=dict)
     best_epoch: int = 0
     config: TrainConfig | None = None
+    members: list[TrainResult] = field(default_factory=list)
 
     def settings(self) -> dict:
-        """The training settings as plain JSON-able values."""
-        return {**asdict(self.config), "best_epoch": self.best_epoch}
+        """The training settings as plain JSON-able values (with a committee's member
+        seeds and best epochs)."""
+        if not self.members:
+            return {**asdict(self.config), "best_epoch": self.best_epoch}
+        return {
+            **asdict(self.config),
+            "member_seeds": [r.config.seed for r in self.members],
+            "best_epochs": [r.best_epoch for r in self.members],
+        }
 
 
 #: The per-epoch entries of :attr:`TrainResult.history`, in order.
@@ -169,7 +214,7 @@ HISTORY_KEYS = ("loss", "train_acc", "val_loss", "val_loss_se", "val_acc", "lr",
 
 
 def evaluate(
-    model: Sequential,
+    model: Sequential | Committee,
     images: np.ndarray,
     labels: np.ndarray,
     batch_size: int = 1000,
@@ -180,7 +225,7 @@ def evaluate(
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
     images : ndarray, shape (N, 1, H, W), float
         Fed in the parameters' dtype, as by :func:`predict`.
     labels : ndarray of int, shape (N,)
@@ -206,7 +251,7 @@ def _sample_losses(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def predict(
-    model: Sequential,
+    model: Sequential | Committee,
     images: np.ndarray,
     batch_size: int = 1000,
     *,
@@ -216,7 +261,8 @@ def predict(
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Committee
+        A committee's probabilities are the mean of its members'.
     images : ndarray, shape (N, 1, H, W), float
         Each batch is fed in the dtype of the model's parameters (a float64 checkpoint
         takes the float32 images :func:`~convnet.data.normalise` makes by default, as
@@ -326,8 +372,10 @@ def train(
         Only its training part is used; the test part is not touched.
     config : TrainConfig, optional
         Defaults to :class:`TrainConfig()`.
-    model : Sequential, optional
-        Defaults to ``lenet5(seed=config.seed, variant=config.variant)``.
+    model : Sequential or Committee, optional
+        Defaults to ``lenet5(seed=config.seed, variant=config.variant)``, or for a
+        committee (``config.members`` > 1) to one such network per member, seeded
+        :func:`member_seed`; a given committee must have ``config.members`` members.
     log : callable
         Receives one line per epoch, ``"epoch   3/120  loss …"``, once that epoch's state is
         written, and on resuming first ``"resumed from PATH after epoch K/EPOCHS"``.
@@ -367,11 +415,83 @@ def train(
     config.validate()
     if threads is not None:
         resolve_threads(threads)  # a bad count is refused before any work
-    rng = np.random.default_rng(config.seed)
-    model = model or lenet5(seed=config.seed, variant=config.variant)
     images, labels = data.train_images, data.train_labels
     if train_subset is not None:
         images, labels = images[:train_subset], labels[:train_subset]
+    if config.members == 1:
+        networks = [model or lenet5(seed=config.seed, variant=config.variant)]
+    elif model is None:
+        networks = [
+            lenet5(seed=member_seed(config.seed, m), variant=config.variant)
+            for m in range(config.members)
+        ]
+    elif isinstance(model, Committee) and len(model) == config.members:
+        networks = list(model.members)
+    else:
+        raise ValueError(
+            f"model must be a Committee of {config.members} members for members="
+            f"{config.members}, got {model!r:.60}"
+        )
+    # One identity and one state file for the whole run: the members share an
+    # architecture, and the state holds the finished members (see STATE_FORMAT).
+    run = _run_identity(config, networks[0], images, labels, train_subset)
+    saved = None
+    if resume is not None:
+        saved = _read_state(resume, run, networks[0], config.ema > 0, config.members)
+    results: list[TrainResult] = []
+    first = 0 if saved is None else saved["member"]
+    for m in range(first):  # finished before the interruption: their chosen parameters
+        done = saved["finished"][m]
+        networks[m].load_state_dict(done["best"])
+        networks[m].eval()
+        own = replace(config, seed=member_seed(config.seed, m), members=1)
+        results.append(TrainResult(networks[m], done["history"], done["best_epoch"], own))
+    for m in range(first, config.members):
+        results.append(
+            _train_network(
+                images,
+                labels,
+                config,
+                networks[m],
+                member=m,
+                finished=results,
+                run=run,
+                saved=saved if m == first else None,
+                resume=resume,
+                log=log,
+                progress=progress,
+                state_path=state_path,
+                threads=threads,
+            )
+        )
+    if config.members == 1:
+        return results[0]
+    return TrainResult(Committee(networks), {}, 0, config, members=results)
+
+
+def _train_network(
+    images: np.ndarray,
+    labels: np.ndarray,
+    run_config: TrainConfig,
+    model: Sequential,
+    *,
+    member: int,
+    finished: list[TrainResult],
+    run: dict,
+    saved: dict | None,
+    resume: str | os.PathLike | None,
+    log: Callable[[str], None],
+    progress: bool,
+    state_path: str | os.PathLike | None,
+    threads: int | None,
+) -> TrainResult:
+    """Train one network, member ``member`` of the run (0 for a one-network run), from
+    the state ``saved`` when given; ``finished`` are the members before it, written into
+    every state file along with its own progress."""
+    config = run_config
+    if run_config.members > 1:
+        config = replace(run_config, seed=member_seed(run_config.seed, member), members=1)
+    rng = np.random.default_rng(config.seed)
     train_idx, val_idx = validation_split(labels, config.val_fraction, config.seed)
     pixels = images[train_idx].astype(np.float32) / np.float32(255)
     y_train = labels[train_idx]
@@ -393,10 +513,10 @@ def train(
     # Only the epoch chosen so far can still be the final choice (see choose_epoch), so its
     # parameters are the only ones kept.
     best_epoch, best_state = 0, model.state_dict()
-    run = _run_identity(config, model, images, labels, train_subset)
+    # Log lines of a committee's members say which member they are about.
+    who = "" if run_config.members == 1 else f"member {member + 1}/{run_config.members}  "
     first = 1
-    if resume is not None:
-        saved = _read_state(resume, run, model, average is not None)
+    if saved is not None:
         done = saved["epoch"] * steps
         counts = [saved["schedule"].get("count"), saved["optimizer"]["steps"]]
         if average is not None:
@@ -420,7 +540,7 @@ def train(
         history = saved["history"]
         best_epoch, best_state = saved["best_epoch"], saved["best"]
         first = saved["epoch"] + 1
-        log(f"resumed from {os.fspath(resume)} after epoch {saved['epoch']}/{config.epochs}")
+        log(f"resumed from {os.fspath(resume)} after {who}epoch {saved['epoch']}/{config.epochs}")
     model.train()
     # Every BLAS call of the run on one thread, whatever the caller allows (see
     # thread_independent); the chunks run on `threads` threads.
@@ -457,10 +577,13 @@ def train(
                     history=history,
                     best_epoch=best_epoch,
                     best=best_state,
+                    member=member,
+                    finished=finished,
                 )
             log(
-                f"epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  train acc {100 * acc:6.2f}%"
-                f"  val acc {100 * val_acc:6.2f}%  lr {lr:.4f}  {rate:,.0f} images/s"
+                f"{who}epoch {epoch:3d}/{config.epochs}  loss {loss:.4f}  "
+                f"train acc {100 * acc:6.2f}%  val acc {100 * val_acc:6.2f}%  lr {lr:.4f}  "
+                f"{rate:,.0f} images/s"
             )
     model.load_state_dict(best_state)
     model.eval()
@@ -475,7 +598,10 @@ def train(
 #: weight average, when :attr:`TrainConfig.ema` is on) and ``meta``, a 0-d
 #: string array holding one JSON document (the run's identity, the epoch, the history,
 #: the optimiser's step count and rate, the schedule's position, the average's step count
-#: and the generators' ``bit_generator.state``).
+#: and the generators' ``bit_generator.state``). A committee's state describes the member
+#: in training so (``meta["member"]``, 0-based) and holds as well every member finished
+#: before it: ``member<m>:<name>`` (its chosen parameters) and ``meta["finished"]`` (its
+#: history and best epoch); a one-network run's has neither.
 STATE_FORMAT = "convnet-train-state/1"
 
 
@@ -540,8 +666,11 @@ def _write_state(
     history: Mapping[str, list[float]],
     best_epoch: int,
     best: Mapping[str, np.ndarray],
+    member: int = 0,
+    finished: list[TrainResult] = (),
 ) -> None:
-    """Write a training state atomically (a temporary file renamed onto ``path``)."""
+    """Write a training state atomically (a temporary file renamed onto ``path``); a
+    committee's (``run`` of more than one member) with its finished members."""
     opt_state = optimizer.state_dict()
     buffers = [k for k in opt_state if k not in ("steps", "lr")]
     meta = {
@@ -556,7 +685,14 @@ def _write_state(
         "rng": rng.bit_generator.state,
         "layer_rngs": {k: g.bit_generator.state for k, g in _layer_rngs(model).items()},
     }
+    if run["config"]["members"] > 1:
+        meta["member"] = member
+        meta["finished"] = [{"history": r.history, "best_epoch": r.best_epoch} for r in finished]
     arrays = {"meta": np.array(json.dumps(meta, allow_nan=True))}
+    for m, result in enumerate(finished):
+        arrays.update(
+            {f"member{m}:{k}": v for k, v in result.model.state_dict(copy=False).items()}
+        )
     arrays.update({f"param:{k}": v for k, v in model.state_dict(copy=False).items()})
     arrays.update({f"best:{k}": v for k, v in best.items()})
     if average is not None:
@@ -573,6 +709,8 @@ def _differences(saved: object, expected: dict) -> list[str]:
         return ["no run description"]
     out = []
     config, own = saved.get("config"), expected["config"]
+    if isinstance(config, dict) and "members" not in config:
+        config = {**config, "members": 1}  # written before committees: one network
     if isinstance(config, dict):
         for key in sorted(set(config) | set(own)):
             if config.get(key, "(absent)") != own.get(key, "(absent)"):
@@ -597,10 +735,15 @@ def _differences(saved: object, expected: dict) -> list[str]:
 
 
 def _read_state(
-    path: str | os.PathLike, run: dict, model: Sequential, averaged: bool = False
+    path: str | os.PathLike,
+    run: dict,
+    model: Sequential,
+    averaged: bool = False,
+    members: int = 1,
 ) -> dict:
     """Read and check a training state written by :func:`_write_state` for this run
-    (with a weight average when ``averaged``)."""
+    (with a weight average when ``averaged``; of a committee of ``members`` networks of
+    ``model``'s architecture when more than one)."""
     path = Path(path)
     if not path.is_file():
         if path.is_dir():
@@ -635,17 +778,28 @@ def _read_state(
             raise TrainStateError(f"{path}: epoch {epoch!r} is not in 1…{epochs}")
         if not (isinstance(best_epoch, int) and 1 <= best_epoch <= epoch):
             raise TrainStateError(f"{path}: best epoch {best_epoch!r} is not in 1…{epoch}")
+        _check_history(path, meta["history"], epoch)
         history = meta["history"]
-        if not (
-            isinstance(history, dict)
-            and set(history) == set(HISTORY_KEYS)
-            and all(isinstance(v, list) and len(v) == epoch for v in history.values())
-        ):
-            raise TrainStateError(f"{path}: the history does not cover epochs 1…{epoch}")
+        member, finished = meta.get("member", 0), meta.get("finished", [])
+        if members > 1:
+            if not (isinstance(member, int) and 0 <= member < members):
+                raise TrainStateError(f"{path}: member {member!r} is not in 0…{members - 1}")
+            if not (isinstance(finished, list) and len(finished) == member):
+                raise TrainStateError(
+                    f"{path}: the state does not hold the {member} members finished before "
+                    f"member {member}"
+                )
+            for done in finished:
+                _check_history(path, done["history"], epochs)
+                if not (isinstance(done["best_epoch"], int) and 1 <= done["best_epoch"] <= epochs):
+                    raise TrainStateError(
+                        f"{path}: best epoch {done['best_epoch']!r} is not in 1…{epochs}"
+                    )
         names = model.state_dict(copy=False)
         opt_meta = meta["optimizer"]
         groups: dict[str, dict[str, np.ndarray]] = {"param": {}, "best": {}}
         groups.update({f"opt:{b}": {} for b in opt_meta["buffers"]})
+        groups.update({f"member{m}": {} for m in range(len(finished) if members > 1 else 0)})
         if averaged:
             groups["ema"] = {}
         for key, value in arrays.items():
@@ -657,13 +811,16 @@ def _read_state(
             if set(values) != set(names):
                 raise TrainStateError(f"{path}: the {group!r} arrays do not match the model")
         # The parameters and the optimiser's buffers are checked as they are loaded; the
-        # chosen epoch's parameters are loaded only at the end of the run, so here.
-        for name, value in groups["best"].items():
-            if value.shape != names[name].shape:
-                raise TrainStateError(
-                    f"{path}: best:{name} has shape {value.shape}, the model's is "
-                    f"{names[name].shape}"
-                )
+        # chosen epoch's parameters are loaded only at the end of the run (the finished
+        # members' at its start, after every check), so here.
+        chosen = ["best", *(g for g in groups if g.startswith("member"))]
+        for group in chosen:
+            for name, value in groups[group].items():
+                if value.shape != names[name].shape:
+                    raise TrainStateError(
+                        f"{path}: {group}:{name} has shape {value.shape}, the model's is "
+                        f"{names[name].shape}"
+                    )
         optimizer = {"steps": opt_meta["steps"], "lr": opt_meta["lr"]}
         optimizer.update({b: groups[f"opt:{b}"] for b in opt_meta["buffers"]})
         rng_state = meta["rng"]
@@ -692,7 +849,26 @@ def _read_state(
         "history": {k: [float(x) for x in v] for k, v in history.items()},
         "epoch": epoch,
         "best_epoch": best_epoch,
+        "member": member if members > 1 else 0,
+        "finished": [
+            {
+                "best": groups[f"member{m}"],
+                "best_epoch": done["best_epoch"],
+                "history": {k: [float(x) for x in v] for k, v in done["history"].items()},
+            }
+            for m, done in enumerate(finished if members > 1 else [])
+        ],
     }
+
+
+def _check_history(path: Path, history: object, epochs: int) -> None:
+    """Refuse a history that is not one list of numbers per key, for epochs 1…``epochs``."""
+    if not (
+        isinstance(history, dict)
+        and set(history) == set(HISTORY_KEYS)
+        and all(isinstance(v, list) and len(v) == epochs for v in history.values())
+    ):
+        raise TrainStateError(f"{path}: the history does not cover epochs 1…{epochs}")
 
 
 def _check_rng_state(path: Path, state: object, like: np.random.Generator) -> None:

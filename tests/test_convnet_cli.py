@@ -112,7 +112,7 @@ def test_prepare_digit_rejects_blank_and_nan():
 
 def test_short_training_learns_and_is_reproducible():
     data = embedded_digits()
-    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=1, warmup_epochs=0.5)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=1, warmup_epochs=0.5, members=1)
     runs = [train(data, config, log=lambda _: None, progress=False) for _ in range(2)]
     _, acc, _ = evaluate(runs[0].model, normalise(data.test_images), data.test_labels)
     assert acc > 0.6  # chance is 0.1
@@ -133,7 +133,9 @@ def test_best_epoch_is_the_latest_within_one_standard_error():
 
 def test_chosen_epoch_is_the_one_the_model_holds():
     data = embedded_digits()
-    config = TrainConfig(epochs=3, batch_size=64, seed=2, warmup_epochs=0.5, augment=False)
+    config = TrainConfig(
+        epochs=3, batch_size=64, seed=2, warmup_epochs=0.5, augment=False, members=1
+    )
     result = train(data, config, log=lambda _: None, progress=False)
     h = result.history
     assert result.best_epoch == choose_epoch(h["val_loss"], h["val_loss_se"])
@@ -154,8 +156,8 @@ def checkpoint(tmp_path_factory):
     """A LeNet-5 trained briefly on the embedded digits."""
     path = tmp_path_factory.mktemp("ckpt") / "model.npz"
     data = embedded_digits()
-    result = train(data, TrainConfig(epochs=2, batch_size=32, seed=0), log=lambda _: None,
-                   progress=False)  # fmt: skip
+    config = TrainConfig(epochs=2, batch_size=32, seed=0, members=1)
+    result = train(data, config, log=lambda _: None, progress=False)
     save_checkpoint(path, result.model, training=result.settings())
     return path
 
@@ -489,7 +491,8 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch, c
     import convnet.train
 
     monkeypatch.setenv("CONVNET_CACHE", str(tmp_path / "empty-cache"))
-    argv = ["train", "--epochs", "2", "--batch-size", "64", "--no-progress", "--seed", "4"]
+    argv = ["train", "--epochs", "2", "--batch-size", "64", "--no-progress", "--seed", "4",
+            "--members", "1"]  # fmt: skip
     assert main([*argv, "--out", str(tmp_path / "whole.npz")]) == 0
     real = convnet.train.train
 

@@ -8,6 +8,7 @@ from PIL import Image
 from convnet import conv2d_reference, lenet5, numerical_gradient
 from convnet.checkpoint import save_checkpoint
 from convnet.cli import main
+from convnet.committee import Committee
 from convnet.inspect import (
     confusion_figure,
     feature_maps,
@@ -157,8 +158,10 @@ def test_save_figure_writes_one_png_and_no_temporary(tmp_path):
 # --------------------------------------------------------------------------- the command
 
 
-@pytest.fixture
-def model_file(tmp_path):
+@pytest.fixture(params=["network", "committee"])
+def model_file(tmp_path, request):
+    if request.param == "committee":
+        return save_checkpoint(tmp_path / "m.npz", Committee([lenet5(seed=0), lenet5(seed=1)]))
     return save_checkpoint(tmp_path / "m.npz", lenet5(seed=0))
 
 

@@ -60,7 +60,8 @@ def digits() -> Dataset:
 def _config(**changes) -> TrainConfig:
     # batch 48 gives 4 full batches (each split into a 32-image and a 16-image chunk) and
     # a last batch of 12 that runs whole: both paths of Sequential.
-    settings = {"epochs": 4, "batch_size": 48, "seed": 3, "val_fraction": 0.2}
+    # One network: these tests are about its training (committees: test_convnet_committee).
+    settings = {"epochs": 4, "batch_size": 48, "seed": 3, "val_fraction": 0.2, "members": 1}
     return TrainConfig(**{**settings, **changes})
 
 
@@ -166,7 +167,9 @@ def test_resume_on_real_mnist_digits(tmp_path):
     from convnet.data import load_mnist
 
     data = load_mnist(mnist5k_dir())
-    config = TrainConfig(epochs=3, seed=1)  # the default recipe, shortened
+    config = TrainConfig(
+        epochs=3, seed=1, members=1
+    )  # one network of the default recipe, shortened
     kwargs = {"progress": False, "train_subset": 400}
     whole = train(data, config, log=len, state_path=tmp_path / "a", **kwargs)
     with pytest.raises(_Interrupt):

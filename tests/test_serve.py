@@ -21,6 +21,7 @@ from requires import require_module, skip_or_fail
 from convnet import lenet5
 from convnet.checkpoint import load_checkpoint, save_checkpoint
 from convnet.cli import main
+from convnet.committee import Committee
 from convnet.data import load_mnist, normalise
 from convnet.inspect import feature_maps
 from convnet.preprocess import prepare_digit
@@ -91,9 +92,14 @@ def body_of(pixels: np.ndarray) -> dict:
 SEVEN = [[(70, 60), (210, 60), (120, 230)]]
 
 
-@pytest.fixture(scope="module")
-def running():
-    server = Running(lenet5(seed=0))
+@pytest.fixture(scope="module", params=["network", "committee"])
+def running(request):
+    """A server of one network, and of a committee of two (whose answers are the same
+    pipeline with the committee's probabilities and its first member's maps)."""
+    model = lenet5(seed=0)
+    if request.param == "committee":
+        model = Committee([model, lenet5(seed=1)])
+    server = Running(model)
     yield server
     server.close()
 
@@ -127,6 +133,7 @@ def test_answer_is_the_library_pipeline_on_the_same_pixels(running):
     assert answer["label"] == int(expected.argmax())
     assert answer["class"] == str(answer["label"])
     assert answer["classes"] == [str(d) for d in range(10)]
+    assert answer["members"] == (len(model) if isinstance(model, Committee) else 1)
     # input and maps are rounded to 4 decimals: at most half a unit of the 4th, 5e-5, off
     # (plus float32's rounding of the digit, below 6e-8 for values in [0, 1]).
     np.testing.assert_allclose(answer["input"], digit, rtol=0, atol=5e-5 + 6e-8)
@@ -485,12 +492,13 @@ def browser(tmp_path_factory):
         driver.quit()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["network", "committee"])
+def trained(tmp_path_factory, request):
     """A LeNet-5 trained for a few seconds on mnist-5k (about 96% of its test digits):
-    enough to read a clearly drawn digit, so that the screenshot shows a right answer."""
+    enough to read a clearly drawn digit, so that the screenshot shows a right answer;
+    and a committee of two such."""
     data = load_mnist(mnist5k_dir())
-    config = TrainConfig(epochs=4, seed=0)
+    config = TrainConfig(epochs=4, seed=0, members=request.param)
     result = train(data, config, progress=False, log=lambda line: None, threads=1)
     path = save_checkpoint(tmp_path_factory.mktemp("model") / "m.npz", result.model)
     return path
@@ -581,6 +589,14 @@ def test_browser_drawing_is_read_as_the_library_reads_the_same_pixels(browser, t
         # within 1 grey level of round(255 · digit) (255 · 5e-5 < 0.02 can cross a .5).
         grey = np.array(seen).reshape(28, 28, 4)[..., 0]
         assert np.abs(grey - np.rint(255 * digit)).max() <= 1
+
+        # A committee's page says whose the maps are; one network's says nothing.
+        note = browser.find_element(By.ID, "members")
+        members = len(model) if isinstance(model, Committee) else 1
+        assert answer["members"] == members
+        assert note.is_displayed() == (members > 1)
+        if members > 1:
+            assert f"committee of {members}" in note.text and "first member" in note.text
 
         browser.find_element(By.ID, "clear").click()
         wait_idle(browser)
