@@ -53,7 +53,9 @@ def as_float_image(
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
     if not array.dtype.isnative:  # e.g. '>f4' read from a big-endian file: same kind and size
         array = array.astype(array.dtype.newbyteorder("="))
-    if array.dtype == bool:
+    if array.dtype.char in "fd":  # float32 or float64 (native): as it is, the common case
+        pass
+    elif array.dtype == bool:
         array = array.astype(np.float64)
     elif np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.float64) / float(np.iinfo(array.dtype).max)

@@ -183,6 +183,19 @@ def _reductions_kept(shape: tuple[int, ...], levels: int, weights: bytes, bounda
     return tuple(ops)
 
 
+def _expansions(shapes: list[tuple[int, ...]], weights, boundary: Boundary) -> list:
+    """The expansion operators onto each of ``shapes`` (the bands', finest first), the list
+    kept for each shapes, kernel and boundary, as :func:`_reductions` keeps its own."""
+    weights = np.asarray(weights, np.float64)
+    return list(_expansions_kept(tuple(map(tuple, shapes)), weights.tobytes(), boundary))
+
+
+@functools.lru_cache(maxsize=64)
+def _expansions_kept(shapes: tuple, weights: bytes, boundary) -> tuple:
+    kernel = np.frombuffer(weights, np.float64)
+    return tuple(expand_operator(shape, kernel, boundary) for shape in shapes)
+
+
 def _spreads(op) -> bool:
     """Whether a NaN or an infinity anywhere in the input of ``op`` reaches its output.
 
@@ -692,7 +705,7 @@ def _collapse(
     ``F`` spreads them), on the coefficients themselves, the residual first, where the
     result is not finite or the check is not deferred."""
     dtype = np.result_type(residual, *bands)
-    ops = [expand_operator(band.shape, weights, boundary) for band in bands]
+    ops = _expansions([band.shape for band in bands], weights, boundary)
     passes = _passes(ops)
     check = names is not None
     deferred = check and (passes.deferred or not bands)  # no bands: the result is the residual
