@@ -30,11 +30,11 @@ import numpy as np
 from pyramids.io import NpzFileError, atomic_path, read_npz
 from pyramids.parallel import blas_limited, resolve_threads
 
-from .augment import random_affine
+from .augment import check_distortions, random_affine
 from .committee import MAX_MEMBERS, Committee
 from .data import Dataset, normalise, validation_split
 from .losses import cross_entropy, softmax
-from .model import LENET5_VARIANTS, Sequential, lenet5
+from .model import LENET5_INPUT_SHAPE, LENET5_VARIANTS, Sequential, lenet5
 from .optim import EMA, SGD, Adam, CosineLR
 
 __all__ = [
@@ -168,6 +168,17 @@ class TrainConfig:
             )
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.augment:
+            check_distortions(
+                LENET5_INPUT_SHAPE[-2:],
+                rotation=self.rotation,
+                scale=self.scale,
+                shift=self.shift,
+                shear=self.shear,
+                squeeze=self.squeeze,
+                elastic_alpha=self.elastic_alpha,
+                elastic_sigma=self.elastic_sigma,
+            )
 
 
 @dataclass
@@ -290,6 +301,9 @@ def predict(
             softmax(model.forward(batch(i), threads=threads))
             for i in range(0, len(images), batch_size)
         ]
+        if not out:  # no images: no rows, one column per class (one blank image's count)
+            blank = np.zeros((1, *np.shape(images)[1:]), dtype or np.float32)
+            out = [softmax(model.forward(blank, threads=threads))[:0]]
     model.train(was_training)
     return np.concatenate(out)
 

@@ -662,3 +662,26 @@ def test_an_empty_batch_gets_one_clear_line_and_the_model_still_works(variant):
             net.forward(np.zeros((0, 1, side, side), np.float32))
     x = np.random.default_rng(0).standard_normal((3, 1, side, side)).astype(np.float32)
     assert net.forward(x).shape == (3, 10)
+
+
+def test_predict_of_no_images_is_an_empty_table_of_class_probabilities():
+    from convnet import Committee
+    from convnet.train import predict
+
+    nothing = np.zeros((0, 1, 28, 28), np.float32)
+    for model in (lenet5(seed=0), Committee([lenet5(seed=0), lenet5(seed=1)])):
+        probs = predict(model, nothing)
+        assert probs.shape == (0, 10) and probs.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "setting, match",
+    [({"shift": 1e300}, "^shift must be at most 28"), ({"shear": np.nan}, "^shear must be")],
+    ids=str,
+)
+def test_train_config_refuses_a_distortion_range_before_any_training(setting, match):
+    from convnet.train import TrainConfig
+
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**setting).validate()
+    TrainConfig(**setting, augment=False).validate()  # not used: no distortion to check
