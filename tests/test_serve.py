@@ -429,7 +429,14 @@ def test_cli_bad_port_is_a_usage_error(model_file, port, capsys):
 
 def test_cli_serves_the_page_and_stops_on_ctrl_c(model_file):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "convnet", "serve", str(model_file), "--port", "0"]
+    # `python -m convnet serve …`, with Ctrl-C's handler put back first: a child inherits an
+    # ignored SIGINT, and the suite may run as a background job (`.ci/run … &`), where the
+    # shell ignores it and the signal below would never arrive
+    start = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'convnet'; runpy.run_module('convnet', run_name='__main__')"
+    )
+    command = [sys.executable, "-c", start, "serve", str(model_file), "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=env) as process:  # fmt: skip
         try:
@@ -443,7 +450,11 @@ def test_cli_serves_the_page_and_stops_on_ctrl_c(model_file):
             connection.close()
         finally:
             process.send_signal(signal.SIGINT)
-            out, err = process.communicate(timeout=30)
+            try:
+                out, err = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # a failure, not a hung suite
+                raise
     assert process.returncode == 0
     assert out == "stopped\n" and err == ""
 
