@@ -172,6 +172,25 @@ def test_members_one_is_the_one_network_run(digits):
     assert type(result.model).__name__ == "Sequential" and result.members == []
 
 
+def test_a_given_model_must_fit_the_member_count_in_one_line(digits):
+    # A committee given for one network, or one network for a committee: one line each
+    # (a Sequential's repr spans many), before any training.
+    cases = [
+        (Committee([lenet5(seed=0), lenet5(seed=1)]), 1, "a Sequential .* got a Committee of 2$"),
+        (lenet5(seed=0), 2, "a Committee of 2 .* got a Sequential$"),
+        (Committee([lenet5(seed=0)]), 3, "a Committee of 3 .* got a Committee of 1$"),
+    ]
+    for model, members, match in cases:
+        with pytest.raises(ValueError, match=match) as info:
+            train(digits, _config(epochs=1, members=members), model=model, progress=False)
+        assert "\n" not in str(info.value)
+    # a committee of one is a committee of config.members members: its member is trained
+    single = Committee([lenet5(seed=3)])
+    result = train(digits, _config(epochs=1, members=1), model=single, progress=False,
+                   log=lambda _: None)  # fmt: skip
+    assert result.model is single.members[0]
+
+
 def test_resumed_committee_ends_bit_identical(digits, trained, tmp_path):
     """Interrupted in the second member's first epoch: the first member comes back from
     the state file, the second resumes where it stopped."""
