@@ -211,12 +211,15 @@ class TrainResult:
         """The training settings as plain JSON-able values (with a committee's member
         seeds and best epochs)."""
         if not self.members:
-            return {**asdict(self.config), "best_epoch": self.best_epoch}
-        return {
-            **asdict(self.config),
-            "member_seeds": [r.config.seed for r in self.members],
-            "best_epochs": [r.best_epoch for r in self.members],
-        }
+            settings = {**asdict(self.config), "best_epoch": self.best_epoch}
+        else:
+            settings = {
+                **asdict(self.config),
+                "member_seeds": [r.config.seed for r in self.members],
+                "best_epochs": [r.best_epoch for r in self.members],
+            }
+        # a numpy integer among the settings (validate takes one) becomes a plain one
+        return json.loads(json.dumps(settings, default=_plain))
 
 
 #: The per-epoch entries of :attr:`TrainResult.history`, in order.

@@ -14,7 +14,14 @@ from test_convnet_train import _assert_same_run, _config, _Interrupt, _synthetic
 from convnet import lenet5, log_softmax, numerical_gradient, softmax
 from convnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from convnet.committee import Committee, first_network
-from convnet.train import TrainConfig, TrainStateError, member_seed, predict, train
+from convnet.train import (
+    TrainConfig,
+    TrainResult,
+    TrainStateError,
+    member_seed,
+    predict,
+    train,
+)
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -189,6 +196,18 @@ def test_a_given_model_must_fit_the_member_count_in_one_line(digits):
     result = train(digits, _config(epochs=1, members=1), model=single, progress=False,
                    log=lambda _: None)  # fmt: skip
     assert result.model is single.members[0]
+
+
+def test_settings_of_numpy_integer_settings_are_plain_and_saved(tmp_path):
+    # validate takes a numpy integer for members (and the other counts); the settings a
+    # checkpoint records must still be JSON's plain numbers, or saving raises a TypeError.
+    config = _config(epochs=np.int64(1), members=np.int64(1), seed=np.int64(3))
+    config.validate()
+    result = TrainResult(lenet5(seed=0), {}, 1, config)
+    settings = result.settings()
+    assert type(settings["members"]) is int and type(settings["epochs"]) is int
+    save_checkpoint(tmp_path / "m.npz", result.model, training=settings)
+    assert load_checkpoint(tmp_path / "m.npz")[1]["training"]["members"] == 1
 
 
 def test_resumed_committee_ends_bit_identical(digits, trained, tmp_path):
