@@ -123,8 +123,12 @@ def check_distortions(
             raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
         if value > bound or (strict and value == bound):
             raise ValueError(f"{name} must be {words}, got {value:g}")
-    if elastic_alpha > 0 and not (np.isfinite(elastic_sigma) and elastic_sigma > 0):
-        raise ValueError(f"elastic_sigma must be a positive number, got {elastic_sigma}")
+    if elastic_alpha > 0 and (
+        isinstance(elastic_sigma, bool)
+        or not isinstance(elastic_sigma, numbers.Real)
+        or not (np.isfinite(elastic_sigma) and elastic_sigma > 0)
+    ):
+        raise ValueError(f"elastic_sigma must be a positive number, got {elastic_sigma!r}")
 
 
 def random_affine(

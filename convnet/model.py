@@ -390,8 +390,10 @@ class Sequential:
         ValueError
             For an empty batch (no caches could be kept for :meth:`backward`).
         """
-        if len(x) == 0:
-            raise ValueError(f"forward needs at least one input, got a batch of shape {x.shape}")
+        if np.ndim(x) >= 1 and len(x) == 0:  # others are refused by the first layer, one line
+            raise ValueError(
+                f"forward needs at least one input, got a batch of shape {np.shape(x)}"
+            )
         threads = resolve_threads(self.threads if threads is None else threads)
         spans = self._chunk_spans(x)
         chunks = [x] if spans is None else [x[start:stop] for start, stop in spans]

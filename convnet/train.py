@@ -211,12 +211,15 @@ class TrainResult:
         """The training settings as plain JSON-able values (with a committee's member
         seeds and best epochs)."""
         if not self.members:
-            return {**asdict(self.config), "best_epoch": self.best_epoch}
-        return {
-            **asdict(self.config),
-            "member_seeds": [r.config.seed for r in self.members],
-            "best_epochs": [r.best_epoch for r in self.members],
-        }
+            settings = {**asdict(self.config), "best_epoch": self.best_epoch}
+        else:
+            settings = {
+                **asdict(self.config),
+                "member_seeds": [r.config.seed for r in self.members],
+                "best_epochs": [r.best_epoch for r in self.members],
+            }
+        # a numpy integer among the settings (validate takes one) becomes a plain one
+        return json.loads(json.dumps(settings, default=_plain))
 
 
 #: The per-epoch entries of :attr:`TrainResult.history`, in order.
@@ -432,7 +435,7 @@ def train(
     images, labels = data.train_images, data.train_labels
     if train_subset is not None:
         images, labels = images[:train_subset], labels[:train_subset]
-    if config.members == 1:
+    if config.members == 1 and (model is None or isinstance(model, Sequential)):
         networks = [model or lenet5(seed=config.seed, variant=config.variant)]
     elif model is None:
         networks = [
@@ -441,10 +444,15 @@ def train(
         ]
     elif isinstance(model, Committee) and len(model) == config.members:
         networks = list(model.members)
-    else:
+    else:  # one line: a Sequential's repr spans many
+        given = (
+            f"a Committee of {len(model)}"
+            if isinstance(model, Committee)
+            else f"a {type(model).__name__}"
+        )
+        wanted = "a Sequential" if config.members == 1 else f"a Committee of {config.members}"
         raise ValueError(
-            f"model must be a Committee of {config.members} members for members="
-            f"{config.members}, got {model!r:.60}"
+            f"model must be {wanted} (or None) for members={config.members}, got {given}"
         )
     # One identity and one state file for the whole run: the members share an
     # architecture, and the state holds the finished members (see STATE_FORMAT).

@@ -14,7 +14,14 @@ from test_convnet_train import _assert_same_run, _config, _Interrupt, _synthetic
 from convnet import lenet5, log_softmax, numerical_gradient, softmax
 from convnet.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from convnet.committee import Committee, first_network
-from convnet.train import TrainConfig, TrainStateError, member_seed, predict, train
+from convnet.train import (
+    TrainConfig,
+    TrainResult,
+    TrainStateError,
+    member_seed,
+    predict,
+    train,
+)
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -170,6 +177,37 @@ def test_members_are_the_one_network_runs_of_their_seeds(digits, trained):
 def test_members_one_is_the_one_network_run(digits):
     result = train(digits, _config(epochs=2, members=1), progress=False, log=lambda _: None)
     assert type(result.model).__name__ == "Sequential" and result.members == []
+
+
+def test_a_given_model_must_fit_the_member_count_in_one_line(digits):
+    # A committee given for one network, or one network for a committee: one line each
+    # (a Sequential's repr spans many), before any training.
+    cases = [
+        (Committee([lenet5(seed=0), lenet5(seed=1)]), 1, "a Sequential .* got a Committee of 2$"),
+        (lenet5(seed=0), 2, "a Committee of 2 .* got a Sequential$"),
+        (Committee([lenet5(seed=0)]), 3, "a Committee of 3 .* got a Committee of 1$"),
+    ]
+    for model, members, match in cases:
+        with pytest.raises(ValueError, match=match) as info:
+            train(digits, _config(epochs=1, members=members), model=model, progress=False)
+        assert "\n" not in str(info.value)
+    # a committee of one is a committee of config.members members: its member is trained
+    single = Committee([lenet5(seed=3)])
+    result = train(digits, _config(epochs=1, members=1), model=single, progress=False,
+                   log=lambda _: None)  # fmt: skip
+    assert result.model is single.members[0]
+
+
+def test_settings_of_numpy_integer_settings_are_plain_and_saved(tmp_path):
+    # validate takes a numpy integer for members (and the other counts); the settings a
+    # checkpoint records must still be JSON's plain numbers, or saving raises a TypeError.
+    config = _config(epochs=np.int64(1), members=np.int64(1), seed=np.int64(3))
+    config.validate()
+    result = TrainResult(lenet5(seed=0), {}, 1, config)
+    settings = result.settings()
+    assert type(settings["members"]) is int and type(settings["epochs"]) is int
+    save_checkpoint(tmp_path / "m.npz", result.model, training=settings)
+    assert load_checkpoint(tmp_path / "m.npz")[1]["training"]["members"] == 1
 
 
 def test_resumed_committee_ends_bit_identical(digits, trained, tmp_path):

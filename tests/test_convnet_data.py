@@ -175,6 +175,8 @@ def test_random_affine_is_seeded_and_keeps_dtype():
         ({"shift": 2}, None),  # an int is a number
         ({"shear": "steep"}, r"^shear must be a number, got 'steep'$"),
         ({"elastic_alpha": 30.0, "elastic_sigma": 0.0}, r"^elastic_sigma must be a positive"),
+        ({"elastic_alpha": 30.0, "elastic_sigma": "4"}, r"^elastic_sigma must be a positive"),
+        ({"elastic_alpha": 30.0, "elastic_sigma": None}, r"^elastic_sigma must be a positive"),
     ],
     ids=str,
 )

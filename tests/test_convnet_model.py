@@ -664,6 +664,17 @@ def test_an_empty_batch_gets_one_clear_line_and_the_model_still_works(variant):
     assert net.forward(x).shape == (3, 10)
 
 
+def test_forward_of_what_is_no_array_is_refused_by_the_first_layer_in_one_line():
+    # The empty-batch test reads len(x) only of arrays: a list, empty or not, and a scalar
+    # reach the first layer's own type check, as they did before that test.
+    net = lenet5(seed=0)
+    with pytest.raises(ValueError, match=r"^forward needs at least one input, .* \(0,\)$"):
+        net.forward([])
+    for x in (np.float32(1), [[[[0.0] * 28] * 28]]):
+        with pytest.raises(TypeError, match=r"^Conv2D: input must be a float32 or float64"):
+            net.forward(x)
+
+
 def test_predict_of_no_images_is_an_empty_table_of_class_probabilities():
     from convnet import Committee
     from convnet.train import predict
