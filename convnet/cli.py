@@ -39,7 +39,7 @@ from pyramids.command import run_command
 __all__ = ["EMBEDDED_EPOCHS", "main"]
 
 #: Default epochs on the embedded 8×8 digits (1,437 training images, upsampled): their test
-#: accuracy stops improving long before the 60 epochs a member that suit MNIST-style data.
+#: accuracy stops improving long before the 60 epochs per member that suit MNIST-style data.
 EMBEDDED_EPOCHS = 30
 
 

@@ -299,15 +299,17 @@ def predict(
 
     was_training = model.training
     model.eval()
-    with thread_independent():
-        out = [
-            softmax(model.forward(batch(i), threads=threads))
-            for i in range(0, len(images), batch_size)
-        ]
-        if not out:  # no images: no rows, one column per class (one blank image's count)
-            blank = np.zeros((1, *np.shape(images)[1:]), dtype or np.float32)
-            out = [softmax(model.forward(blank, threads=threads))[:0]]
-    model.train(was_training)
+    try:
+        with thread_independent():
+            out = [
+                softmax(model.forward(batch(i), threads=threads))
+                for i in range(0, len(images), batch_size)
+            ]
+            if not out:  # no images: no rows, one column per class (one blank image's count)
+                blank = np.zeros((1, *np.shape(images)[1:]), dtype or np.float32)
+                out = [softmax(model.forward(blank, threads=threads))[:0]]
+    finally:  # the model's mode as it was, also when a batch is refused
+        model.train(was_training)
     return np.concatenate(out)
 
 

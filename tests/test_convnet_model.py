@@ -696,3 +696,13 @@ def test_train_config_refuses_a_distortion_range_before_any_training(setting, ma
     with pytest.raises(ValueError, match=match):
         TrainConfig(**setting).validate()
     TrainConfig(**setting, augment=False).validate()  # not used: no distortion to check
+
+
+def test_predict_leaves_the_model_in_its_mode_when_a_batch_is_refused():
+    from convnet.train import predict
+
+    net = lenet5(seed=0)
+    net.train()
+    with pytest.raises(ValueError):
+        predict(net, np.zeros((2, 1, 5, 5), np.float32))  # too small for conv2
+    assert net.training
