@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from .losses import log_softmax
-from .model import Sequential, state_mismatches
+from .model import Sequential, check_state_dict
 
 __all__ = ["MAX_MEMBERS", "Committee", "first_network"]
 
@@ -207,15 +207,7 @@ class Committee:
         ValueError
             Naming every missing, unexpected and wrongly shaped entry.
         """
-        own = self.state_dict(copy=False)
-        problems = state_mismatches(
-            {k: v.shape for k, v in own.items()}, {k: np.shape(v) for k, v in state.items()}
-        )
-        if problems:
-            raise ValueError(f"state dict does not match the committee: {problems}")
-        for k, value in state.items():  # checked before any member changes
-            if not np.isfinite(value).all():
-                raise ValueError(f"state dict entry {k} contains NaN or infinite values")
+        check_state_dict(self.state_dict(copy=False), state, "the committee")
         for m, member in enumerate(self.members):
             prefix = f"members.{m}."
             member.load_state_dict(

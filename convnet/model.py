@@ -266,6 +266,22 @@ def state_mismatches(expected: Mapping[str, tuple], given: Mapping[str, tuple]) 
     return " | ".join(problems)
 
 
+def check_state_dict(
+    own: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray], what: str
+) -> None:
+    """Raise ``ValueError`` unless ``state`` has exactly the names and shapes of ``own`` and
+    only finite values: every entry is checked before anything is loaded, so a refused
+    state leaves the parameters as they were. ``what`` names the receiver in the message."""
+    problems = state_mismatches(
+        {k: v.shape for k, v in own.items()}, {k: np.shape(v) for k, v in state.items()}
+    )
+    if problems:
+        raise ValueError(f"state dict does not match {what}: {problems}")
+    for k in own:
+        if not np.isfinite(np.asarray(state[k])).all():
+            raise ValueError(f"state dict entry {k} contains NaN or infinite values")
+
+
 def _sum_in_order(per_chunk: list[dict[str, Params]]) -> dict[str, Params]:
     """``grads_0 + grads_1 + …``, added in list order (so the rounding is fixed)."""
     if len(per_chunk) == 1:
@@ -694,16 +710,9 @@ class Sequential:
             Naming every missing, unexpected and wrongly shaped entry.
         """
         own = self.state_dict(copy=False)
-        problems = state_mismatches(
-            {k: v.shape for k, v in own.items()}, {k: np.shape(v) for k, v in state.items()}
-        )
-        if problems:
-            raise ValueError(f"state dict does not match the model: {problems}")
+        check_state_dict(own, state, "the model")
         for k, target in own.items():
-            value = np.asarray(state[k])
-            if not np.isfinite(value).all():
-                raise ValueError(f"state dict entry {k} contains NaN or infinite values")
-            target[...] = value
+            target[...] = np.asarray(state[k])
 
     def num_parameters(self) -> int:
         """Total number of learnable values."""

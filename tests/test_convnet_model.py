@@ -706,3 +706,17 @@ def test_predict_leaves_the_model_in_its_mode_when_a_batch_is_refused():
     with pytest.raises(ValueError):
         predict(net, np.zeros((2, 1, 5, 5), np.float32))  # too small for conv2
     assert net.training
+
+
+def test_a_refused_state_dict_leaves_every_parameter_as_it_was():
+    # the last entry holds a NaN: nothing before it may have been loaded already
+    net = lenet5(seed=0)
+    before = net.state_dict()
+    state = lenet5(seed=1).state_dict()
+    last = list(state)[-1]
+    state[last] = state[last].copy()
+    state[last].reshape(-1)[0] = np.nan
+    with pytest.raises(ValueError, match=rf"^state dict entry {last} contains NaN"):
+        net.load_state_dict(state)
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])
