@@ -701,17 +701,7 @@ class CompiledEngine:
         arrays the build itself has checked or made; ``threads`` is resolved. Returns a
         new array.
         """
-        c = x.shape[2] if x.ndim == 3 else 1
-        image = x.reshape(op._shapes[0][0], -1)
-        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
-            image = np.array(image)
-        result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
-        if combine is None:
-            self._rows(op, image, c, result, 0, None, threads)
-        else:
-            self._rows(op, image, c, result, 1 if combine[0] is np.subtract else 2, combine[1],
-                       threads)  # fmt: skip
-        return result
+        return self._run(op, x, combine, threads)
 
     def run_finite(
         self, op: Separable, x: np.ndarray, combine: Combine, threads: int
@@ -722,15 +712,23 @@ class CompiledEngine:
         (:func:`pyramids.compiled.apply_rows`' ``checks``), so that the finite check of a
         collapse costs no pass of its own over the image (docs/design.md §9.1).
         """
+        checks = np.empty(op._shapes[1][0], x.dtype)
+        result = self._run(op, x, combine, threads, checks)
+        return result, bool(np.isfinite(checks).all())
+
+    def _run(self, op, x, combine, threads, checks=None) -> np.ndarray:
+        """:meth:`run`, with the kernels' row ``checks`` where given (a combine only)."""
         c = x.shape[2] if x.ndim == 3 else 1
         image = x.reshape(op._shapes[0][0], -1)
         if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
             image = np.array(image)
         result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
-        checks = np.empty(op._shapes[1][0], x.dtype)
-        mode = 1 if combine[0] is np.subtract else 2
-        self._rows(op, image, c, result, mode, combine[1], threads, checks)
-        return result, bool(np.isfinite(checks).all())
+        if combine is None:
+            self._rows(op, image, c, result, 0, None, threads)
+        else:
+            mode = 1 if combine[0] is np.subtract else 2
+            self._rows(op, image, c, result, mode, combine[1], threads, checks)
+        return result
 
     def reduce_levels(self, ops: list[Separable], x: np.ndarray, threads: int) -> list[np.ndarray]:
         """``[G_1 x, G_2 G_1 x, …]`` for the reductions ``ops`` (finest first), as

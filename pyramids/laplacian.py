@@ -227,9 +227,9 @@ class _Passes(NamedTuple):
     levels: Callable  #: levels(ops, x, threads): the Gaussian levels below x
     deferred: bool  #: the finite check is made on the result
     context: AbstractContextManager  #: held for the whole build
-    #: apply_finite(op, x, combine, threads): apply's result and whether it is all finite,
-    #: tested by the kernel as it writes (the compiled engine), else None
-    apply_finite: Callable | None = None
+    #: apply_finite(op, x, combine, threads): apply's result and whether it is all finite
+    #: (tested by the compiled kernel as it writes each row; else by a pass of its own)
+    apply_finite: Callable
 
 
 def _passes(ops: list) -> _Passes:
@@ -263,7 +263,11 @@ def _passes(ops: list) -> _Passes:
             made.append(apply(op, made[-1], None, threads))
         return made[1:]
 
-    return _Passes(apply, levels, deferred, context)
+    def apply_finite(op, x: np.ndarray, combine, threads: int) -> tuple[np.ndarray, bool]:
+        y = apply(op, x, combine, threads)
+        return y, all_finite(y)
+
+    return _Passes(apply, levels, deferred, context, apply_finite)
 
 
 def _gaussian_levels(
@@ -580,11 +584,7 @@ def _laplacian_levels(
             # L_k = g_k - F g_{k+1}, the subtraction fused into the last pass of F, and
             # the band's finite check made by the kernel where it can be (no pass of its own)
             expand = expand_operator(g.shape, weights, boundary)
-            if passes.apply_finite is not None:
-                band, finite = passes.apply_finite(expand, coarse, (np.subtract, g), threads)
-            else:
-                band = apply(expand, coarse, (np.subtract, g), threads)
-                finite = all_finite(band)
+            band, finite = passes.apply_finite(expand, coarse, (np.subtract, g), threads)
             if not finite and overflowed is None:
                 overflowed = k
             bands.append(band)
@@ -713,15 +713,15 @@ def _collapse(
     if check and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
     g = residual.astype(dtype, copy=True)
-    finite = None  # the last pass's own check, where the kernel makes it
+    finite = True  # the result's, tested by its last pass (no bands: by a pass of its own)
     with passes.context:
         for k, (band, expand) in enumerate(zip(reversed(bands), reversed(ops))):
             base = band.astype(dtype, copy=False)
-            if deferred and k == len(bands) - 1 and passes.apply_finite is not None:
+            if check and k == len(bands) - 1:
                 g, finite = passes.apply_finite(expand, g, (np.add, base), threads)
             else:
                 g = passes.apply(expand, g, (np.add, base), threads)
-    if check and not (all_finite(g) if finite is None else finite):
+    if check and not (finite if bands else all_finite(g)):
         # a NaN or infinite coefficient, or (where every coefficient is finite) an overflow
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
         raise ValueError(_overflow_message("the reconstruction", g.dtype))
