@@ -685,22 +685,61 @@ def expand_rows(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_i
     kernel): the same sums, in the same order, with the same ``mode``, ``base`` and
     ``checks``.
 
-    Per output row: the height pass ``z`` (two or three input rows, one sweep), the even
-    and odd outputs of the interior as two contiguous sweeps over ``z``, then both
-    interleaved into ``out`` with ``base`` (the combine), the border columns entry by
-    entry. Everything runs inline: at 512² a call per row costs as much as the sums.
+    The rows are made by :func:`_expand_block`, inlined once for each of the common
+    cases, grey and three channels with ``base - y`` and ``base + y``, where the channel
+    count and the mode are constants: the compiler then drops their branches from the
+    row loop, and keeps fewer values on the stack (measured: a 512² grey collapse's
+    expansions 8% faster than one loop with the branches inside).
     """
-    c = channels
+    z = np.empty(x.shape[1], x.dtype)
+    q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
+    even = np.empty(max((q1 - q0) * channels, 1), x.dtype)
+    odd = np.empty(max((q1 - q0) * channels, 1), x.dtype)
+    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
+    if channels == 1 and mode == 2:
+        _expand_block(x, 1, out, base, 2, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                      f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even, odd,
+                      height_starts)  # fmt: skip
+    elif channels == 1 and mode == 1:
+        _expand_block(x, 1, out, base, 1, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                      f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even, odd,
+                      height_starts)  # fmt: skip
+    elif channels == 3 and mode == 2:
+        _expand_block(x, 3, out, base, 2, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                      f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even, odd,
+                      height_starts)  # fmt: skip
+    elif channels == 3 and mode == 1:
+        _expand_block(x, 3, out, base, 1, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                      f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even, odd,
+                      height_starts)  # fmt: skip
+    else:
+        _expand_block(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_idx,
+                      f_u_val, f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even,
+                      odd, height_starts)  # fmt: skip
+
+
+@_jit(inline="always")
+def _expand_block(x, c, out, base, mode, checks, row0, row1, f_u_ptr, f_u_idx, f_u_val,
+                  f_v_ptr, f_v_idx, f_v_val, f_v_band, f_v_off, f_v_wt, z, even, odd,
+                  height_starts):  # fmt: skip
+    """Rows ``row0 … row1 - 1`` of :func:`expand_rows`, with ``z``, ``even`` and ``odd``
+    its scratch rows. Inlined where it is called (numba's ``inline="always"``), so that a
+    constant ``c`` or ``mode`` is folded into the loops.
+
+    Per output row: the height pass ``z`` (two or three input rows, one sweep); then the
+    interior. For one channel each output pair is made and written in one loop, the even
+    output's three products and the odd output's two, each summed from zero in the row's
+    order, with ``base`` (the combine): every value is read once and written once. For
+    more channels the even and odd outputs are first two contiguous sweeps over ``z``,
+    then interleaved into ``out`` with ``base`` (written out for three channels: one loop
+    over pixels is vectorised, a loop over each pixel's channels inside it is not). Last,
+    the border columns, entry by entry from the matrix's rows.
+    """
     n_in = x.shape[1]
     m_w = out.shape[1] // c
     zero = np.zeros(1, x.dtype)[0]
     q0, q1 = f_v_band[0, 2], f_v_band[0, 3]
     count = (q1 - q0) * c
-    z = np.empty(n_in, x.dtype)
-    even = np.empty(max(count, 1), x.dtype)
-    odd = np.empty(max(count, 1), x.dtype)
-    border = np.empty(out.shape[1], x.dtype)
-    height_starts = np.zeros(max(f_u_idx.shape[0], 1), np.int64)
     # tap l of phase p reads pixel q + offset: value k + offset·c for k = q·c + ch
     e0, e1, e2 = (
         (q0 + f_v_off[0, 0, 0]) * c,
@@ -710,6 +749,8 @@ def expand_rows(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_i
     o0, o1 = (q0 + f_v_off[0, 1, 0]) * c, (q0 + f_v_off[0, 1, 1]) * c
     a0, a1, a2 = f_v_wt[0, 0, 0], f_v_wt[0, 0, 1], f_v_wt[0, 0, 2]
     b0, b1 = f_v_wt[0, 1, 0], f_v_wt[0, 1, 1]
+    p0, p1, p2 = z[e0 : e0 + count], z[e1 : e1 + count], z[e2 : e2 + count]
+    s0, s1 = z[o0 : o0 + count], z[o1 : o1 + count]
     v_ptr = f_v_ptr[0]
     lo_col, hi_col = 2 * q0 * c, 2 * q1 * c  # the interior's output values
     for i in range(row0, row1):
@@ -726,68 +767,67 @@ def expand_rows(x, channels, out, base, mode, checks, row0, row1, f_u_ptr, f_u_i
                 z[k] = (u0 * r0[k] + zero) + u1 * r1[k]
         else:
             _sweep(z, True, x, f_u_idx, height_starts, f_u_val, lo, hi, n_in, zero)
-        p0, p1, p2 = z[e0 : e0 + count], z[e1 : e1 + count], z[e2 : e2 + count]
-        for k in range(count):
-            even[k] = (a0 * p0[k] + zero) + a1 * p1[k] + a2 * p2[k]
-        s0, s1 = z[o0 : o0 + count], z[o1 : o1 + count]
-        for k in range(count):
-            odd[k] = (b0 * s0[k] + zero) + b1 * s1[k]
         target = out[i, lo_col:hi_col]
         given = base[i, lo_col:hi_col]
         if c == 1:
-            if mode == 1:
-                for q in range(count):
-                    target[2 * q] = given[2 * q] - even[q]
-                    target[2 * q + 1] = given[2 * q + 1] - odd[q]
-            elif mode == 2:
-                for q in range(count):
-                    target[2 * q] = given[2 * q] + even[q]
-                    target[2 * q + 1] = given[2 * q + 1] + odd[q]
-            else:
-                for q in range(count):
-                    target[2 * q] = even[q]
-                    target[2 * q + 1] = odd[q]
-        elif c == 3:  # a constant channel count: the compiler unrolls it
-            if mode == 1:
-                for q in range(count // 3):
-                    for ch in range(3):
-                        target[6 * q + ch] = given[6 * q + ch] - even[3 * q + ch]
-                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] - odd[3 * q + ch]
-            elif mode == 2:
-                for q in range(count // 3):
-                    for ch in range(3):
-                        target[6 * q + ch] = given[6 * q + ch] + even[3 * q + ch]
-                        target[6 * q + 3 + ch] = given[6 * q + 3 + ch] + odd[3 * q + ch]
-            else:
-                for q in range(count // 3):
-                    for ch in range(3):
-                        target[6 * q + ch] = even[3 * q + ch]
-                        target[6 * q + 3 + ch] = odd[3 * q + ch]
-        else:
-            for q in range(count // c):
-                for ch in range(c):
-                    k, t = q * c + ch, 2 * q * c + ch
-                    if mode == 1:
-                        target[t] = given[t] - even[k]
-                        target[t + c] = given[t + c] - odd[k]
-                    elif mode == 2:
-                        target[t] = given[t] + even[k]
-                        target[t + c] = given[t + c] + odd[k]
-                    else:
-                        target[t] = even[k]
-                        target[t + c] = odd[k]
-        _entries(border, z, v_ptr, f_v_idx, f_v_val, 0, 2 * q0, c, zero)
-        _entries(border, z, v_ptr, f_v_idx, f_v_val, 2 * q1, m_w, c, zero)
-        row, given = out[i], base[i]
-        for side in range(2):
-            k0, k1 = (0, lo_col) if side == 0 else (hi_col, m_w * c)
-            for k in range(k0, k1):
+            for q in range(count):
+                y_even = (a0 * p0[q] + zero) + a1 * p1[q] + a2 * p2[q]
+                y_odd = (b0 * s0[q] + zero) + b1 * s1[q]
                 if mode == 1:
-                    row[k] = given[k] - border[k]
+                    target[2 * q] = given[2 * q] - y_even
+                    target[2 * q + 1] = given[2 * q + 1] - y_odd
                 elif mode == 2:
-                    row[k] = given[k] + border[k]
+                    target[2 * q] = given[2 * q] + y_even
+                    target[2 * q + 1] = given[2 * q + 1] + y_odd
                 else:
-                    row[k] = border[k]
+                    target[2 * q] = y_even
+                    target[2 * q + 1] = y_odd
+        else:
+            for k in range(count):
+                even[k] = (a0 * p0[k] + zero) + a1 * p1[k] + a2 * p2[k]
+            for k in range(count):
+                odd[k] = (b0 * s0[k] + zero) + b1 * s1[k]
+            if c == 3:  # a constant channel count: the compiler unrolls it
+                for q in range(count // 3):
+                    for ch in range(3):
+                        t, k = 6 * q + ch, 3 * q + ch
+                        if mode == 1:
+                            target[t] = given[t] - even[k]
+                            target[t + 3] = given[t + 3] - odd[k]
+                        elif mode == 2:
+                            target[t] = given[t] + even[k]
+                            target[t + 3] = given[t + 3] + odd[k]
+                        else:
+                            target[t] = even[k]
+                            target[t + 3] = odd[k]
+            else:
+                for q in range(count // c):
+                    for ch in range(c):
+                        t, k = 2 * q * c + ch, q * c + ch
+                        if mode == 1:
+                            target[t] = given[t] - even[k]
+                            target[t + c] = given[t + c] - odd[k]
+                        elif mode == 2:
+                            target[t] = given[t] + even[k]
+                            target[t + c] = given[t + c] + odd[k]
+                        else:
+                            target[t] = even[k]
+                            target[t + c] = odd[k]
+        row, given = out[i], base[i]
+        for side in range(2):  # the border columns, j < 2·q0 and j ≥ 2·q1
+            j0, j1 = (0, 2 * q0) if side == 0 else (2 * q1, m_w)
+            for j in range(j0, j1):
+                for ch in range(c):
+                    total = zero
+                    for jj in range(v_ptr[j], v_ptr[j + 1]):
+                        total += f_v_val[jj] * z[f_v_idx[jj] * c + ch]
+                    t = j * c + ch
+                    if mode == 1:
+                        row[t] = given[t] - total
+                    elif mode == 2:
+                        row[t] = given[t] + total
+                    else:
+                        row[t] = total
         if checks.size:
             checks[i] = _zero_sum(row, zero)
 
