@@ -37,6 +37,7 @@ __all__ = [
     "Factors",
     "apply_rows",
     "band_plan",
+    "expand_levels",
     "expand_rows",
     "factors",
     "mix_weighted",
@@ -857,6 +858,44 @@ def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
                        f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
         source = out
+
+
+@_jit
+def expand_levels(x, bases, channels, plan, check, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
+                  f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
+    """A whole collapse in one call: ``g = x``, then for ``k = K - 1 … 0``,
+    ``g ← bases[k] + F_k g`` with ``F_k`` term ``k`` of :func:`stack_factors`, by
+    :func:`expand_rows` (``plan[k, 2] == 2``) or :func:`apply_rows`, exactly as one call
+    per level makes it. Returns the last ``g`` (a new array) and, with ``check``, whether
+    it is finite, from the row checks of the last pass (else ``True``).
+
+    ``bases`` is a tuple of 2-D arrays (the bands as ``(h_k, w_k·c)``), longer than ``K``
+    where the caller pads it (one tuple length, one compiled variant); ``plan[k]`` is
+    ``(rows, values per row, kind)`` of ``g_k``. For small images, where a call per level
+    costs as much as the level.
+    """
+    source = x
+    skip = np.empty(0, x.dtype)  # no finite check before the last pass
+    checks = np.empty(plan[0, 0] if check else 0, x.dtype)
+    for k in range(plan.shape[0] - 1, -1, -1):
+        m_h, m_n = plan[k, 0], plan[k, 1]
+        out = np.empty((m_h, m_n), x.dtype)
+        rows_checked = checks if k == 0 else skip
+        if plan[k, 2] == 2:
+            expand_rows(source, channels, out, bases[k], 2, rows_checked, 0, m_h,
+                        f_u_ptr[k : k + 1], f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx,
+                        f_v_val, f_v_band[k : k + 1], f_v_len[k : k + 1], f_v_off[k : k + 1],
+                        f_v_wt[k : k + 1])  # fmt: skip
+        else:
+            apply_rows(source, channels, out, bases[k], 2, rows_checked, 0, m_h,
+                       f_u_ptr[k : k + 1], f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx,
+                       f_v_val, f_v_band[k : k + 1], f_v_len[k : k + 1], f_v_off[k : k + 1],
+                       f_v_wt[k : k + 1])  # fmt: skip
+        source = out
+    finite = True
+    for k in range(checks.size):
+        finite = finite and checks[k] == checks[k]  # 0, or NaN where a row is not finite
+    return source, finite
 
 
 @_jit

@@ -35,6 +35,7 @@ Every tuning constant of the package's operators is defined here, once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,6 +55,7 @@ __all__ = [
     "Separable",
     "TiledEngine",
     "apply",
+    "collapse_by_level",
     "default_engine",
     "get_engine",
     "mix",
@@ -609,6 +611,50 @@ class MatrixEngine:
 _NO_CHECKS = {np.dtype(t).char: np.empty(0, t) for t in (np.float32, np.float64)}
 
 
+def collapse_by_level(
+    apply: Callable,
+    apply_finite: Callable,
+    ops: list[Separable],
+    bases: list[np.ndarray],
+    x: np.ndarray,
+    threads: int,
+    check: bool,
+) -> tuple[np.ndarray, bool]:
+    """The collapse ``g_K = x``, ``g_k = bases[k] + F_k g_{k+1}`` of the expansions ``ops``
+    (``F_k``, finest first; at least one), one pass per level: ``g_0`` (a new array) and,
+    with ``check``, whether it is finite (else ``True``).
+
+    ``apply(op, x, combine, threads)`` makes a pass and ``apply_finite`` a pass with its
+    finite check (the compiled kernel's, made as it writes each row, or a pass of its own);
+    ``x`` and ``bases`` are arrays the build has checked, in one dtype.
+    """
+    g = x
+    for op, base in zip(reversed(ops[1:]), reversed(bases[1:])):
+        g = apply(op, g, (np.add, base), threads)
+    if check:
+        return apply_finite(ops[0], g, (np.add, bases[0]), threads)
+    return apply(ops[0], g, (np.add, bases[0]), threads), True
+
+
+#: The most levels :meth:`CompiledEngine.collapse` makes in one compiled call: the bands
+#: travel as one tuple of this length, padded with an empty array, so that one compiled
+#: variant serves every count. A side of 2¹⁶ pixels is needed for more, an image far above
+#: the size (:data:`_COMPILED_THREAD_MIN_ELEMENTS`) at which the levels are split anyway.
+_CHAIN_LEVELS = 16
+_CHAIN_PADDING = {
+    np.dtype(t).char: [np.empty((0, 0), t)] * _CHAIN_LEVELS for t in (np.float32, np.float64)
+}
+
+
+def _kernel_array(a: np.ndarray) -> np.ndarray:
+    """``a``, or a copy where it is not C-contiguous, writeable and aligned: the one kind
+    of array the kernels are compiled for."""
+    flags = a.flags
+    if flags.c_contiguous and flags.writeable and flags.aligned:
+        return a
+    return np.array(a)
+
+
 class CompiledEngine:
     """Applies a :class:`Separable` with a compiled kernel, row by row (docs/design.md §9).
 
@@ -673,9 +719,7 @@ class CompiledEngine:
             raise ValueError("out must be writeable")
         threads = resolve_threads(threads)
         c = x.shape[2] if x.ndim == 3 else 1
-        image = x.reshape(op._shapes[0][0], -1)
-        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
-            image = np.array(image)  # one compiled variant: C-contiguous, writeable, aligned
+        image = _kernel_array(x.reshape(op._shapes[0][0], -1))
         mode, base = 0, None
         fused = combine is not None and combine[0] in (np.subtract, np.add)
         if fused:
@@ -719,9 +763,7 @@ class CompiledEngine:
     def _run(self, op, x, combine, threads, checks=None) -> np.ndarray:
         """:meth:`run`, with the kernels' row ``checks`` where given (a combine only)."""
         c = x.shape[2] if x.ndim == 3 else 1
-        image = x.reshape(op._shapes[0][0], -1)
-        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
-            image = np.array(image)
+        image = _kernel_array(x.reshape(op._shapes[0][0], -1))
         result = np.empty((*op._shapes[1], *x.shape[2:]), x.dtype)
         if combine is None:
             self._rows(op, image, c, result, 0, None, threads)
@@ -763,12 +805,52 @@ class CompiledEngine:
         plan, shapes, size, stacked = chain
         from .compiled import reduce_levels
 
-        image = x.reshape(x.shape[0], -1)
-        if not (image.flags.c_contiguous and image.flags.writeable and image.flags.aligned):
-            image = np.array(image)
+        image = _kernel_array(x.reshape(x.shape[0], -1))
         buffer = np.empty(size, x.dtype)
         reduce_levels(image, c, buffer, plan, *stacked)
         return [buffer[a:b].reshape(shape) for a, b, shape in shapes]
+
+    def collapse(
+        self,
+        ops: list[Separable],
+        bases: list[np.ndarray],
+        x: np.ndarray,
+        threads: int,
+        check: bool,
+    ) -> tuple[np.ndarray, bool]:
+        """:func:`collapse_by_level` with :meth:`run` and :meth:`run_finite`, bit for bit.
+
+        Where no level is large enough to be split over threads and there are at most
+        :data:`_CHAIN_LEVELS` levels, one compiled call makes them all
+        (:func:`pyramids.compiled.expand_levels`), without a Python call per level.
+        """
+        c = x.shape[2] if x.ndim == 3 else 1
+        first = ops[0]._shapes[1]
+        if len(ops) > _CHAIN_LEVELS or (
+            threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS
+        ):
+            return collapse_by_level(self.run, self.run_finite, ops, bases, x, threads, check)
+        key = ("compiled collapse", len(ops), c, x.dtype.str)
+        chain = ops[0].prepared.get(key)
+        if chain is None:
+            from .compiled import stack_factors
+
+            packs = [self._prepare(op, x.dtype) for op in ops]
+            plan = np.array(
+                [(op._shapes[1][0], op._shapes[1][1] * c, kind)
+                 for op, (_, kind) in zip(ops, packs)],
+                np.int64,
+            )  # fmt: skip
+            chain = ops[0].prepared[key] = (plan, stack_factors([pack for pack, _ in packs]))
+        plan, stacked = chain
+        from .compiled import expand_levels
+
+        rows = [_kernel_array(base if base.ndim == 2 else base.reshape(base.shape[0], -1))
+                for base in bases]  # fmt: skip
+        rows += _CHAIN_PADDING[x.dtype.char][: _CHAIN_LEVELS - len(rows)]
+        image = _kernel_array(x if x.ndim == 2 else x.reshape(x.shape[0], -1))
+        g, finite = expand_levels(image, tuple(rows), c, plan, check, *stacked)
+        return (g if x.ndim == 2 else g.reshape(*first, *x.shape[2:])), finite
 
     def _rows(
         self,
@@ -791,12 +873,7 @@ class CompiledEngine:
         )
         m_h = op._shapes[1][0]
         target = result.reshape(m_h, -1)
-        if base is None:
-            base = target
-        else:
-            base = base.reshape(m_h, -1)
-            if not (base.flags.c_contiguous and base.flags.writeable):
-                base = np.array(base)
+        base = target if base is None else _kernel_array(base.reshape(m_h, -1))
         if kind == 1 and mode == 0:  # a reduction, no combine: its own kernel
             reduce_rows = self._reduce_rows
 

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from .arrays import all_finite, as_float_image
 from .display import band_to_display
-from .engine import get_engine
+from .engine import collapse_by_level, get_engine
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
 from .operators import (
     Boundary,
@@ -230,6 +230,9 @@ class _Passes(NamedTuple):
     #: apply_finite(op, x, combine, threads): apply's result and whether it is all finite
     #: (tested by the compiled kernel as it writes each row; else by a pass of its own)
     apply_finite: Callable
+    #: collapse(ops, bases, x, threads, check): g_0 and whether it is finite
+    #: (:func:`pyramids.engine.collapse_by_level`)
+    collapse: Callable
 
 
 def _passes(ops: list) -> _Passes:
@@ -252,7 +255,9 @@ def _passes(ops: list) -> _Passes:
     deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
     context = blas_limited() if engine.name == "separable" else nullcontext()
     if engine.name == "compiled":
-        return _Passes(engine.run, engine.reduce_levels, deferred, context, engine.run_finite)
+        return _Passes(
+            engine.run, engine.reduce_levels, deferred, context, engine.run_finite, engine.collapse
+        )
 
     def apply(op, x: np.ndarray, combine, threads: int) -> np.ndarray:
         return engine.apply(op, x, combine=combine, threads=threads)
@@ -267,7 +272,10 @@ def _passes(ops: list) -> _Passes:
         y = apply(op, x, combine, threads)
         return y, all_finite(y)
 
-    return _Passes(apply, levels, deferred, context, apply_finite)
+    def collapse(ops: list, bases: list, x: np.ndarray, threads: int, check: bool):
+        return collapse_by_level(apply, apply_finite, ops, bases, x, threads, check)
+
+    return _Passes(apply, levels, deferred, context, apply_finite, collapse)
 
 
 def _gaussian_levels(
@@ -712,16 +720,16 @@ def _collapse(
     coefficients = list(zip(names or [], [*bands, residual]))
     if check and not deferred:
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
-    g = residual.astype(dtype, copy=True)
-    finite = True  # the result's, tested by its last pass (no bands: by a pass of its own)
-    with passes.context:
-        for k, (band, expand) in enumerate(zip(reversed(bands), reversed(ops))):
-            base = band.astype(dtype, copy=False)
-            if check and k == len(bands) - 1:
-                g, finite = passes.apply_finite(expand, g, (np.add, base), threads)
-            else:
-                g = passes.apply(expand, g, (np.add, base), threads)
-    if check and not (finite if bands else all_finite(g)):
+    if bands:  # the result's finite check is made by its last pass
+        bases = [band.astype(dtype, copy=False) for band in bands]
+        with passes.context:
+            g, finite = passes.collapse(
+                ops, bases, residual.astype(dtype, copy=False), threads, check
+            )
+    else:  # the result is the residual
+        g = residual.astype(dtype, copy=True)
+        finite = not check or all_finite(g)
+    if check and not finite:
         # a NaN or infinite coefficient, or (where every coefficient is finite) an overflow
         _finite_or_raise(coefficients[-1:] + coefficients[:-1])
         raise ValueError(_overflow_message("the reconstruction", g.dtype))

@@ -395,3 +395,77 @@ def test_levels_at_once_keep_each_image_shape():
             h, w = expected[-1][:2]
             expected.append(((h + 1) // 2, (w + 1) // 2, *shape[2:]))
         assert [g.shape for g in levels] == expected
+
+
+def _collapse_inputs(shape, kernel, dtype, levels=None):
+    """A Laplacian pyramid of noise, its expansions and the engine's arguments."""
+    x = np.random.default_rng(6).standard_normal(shape).astype(dtype)
+    levels = pyramids.max_levels(shape) if levels is None else levels  # down to 1 × 1
+    pyr = pyramids.laplacian_pyramid(x, levels, kernel)
+    ops = [operators.expand_operator(band.shape, kernel, "reflect") for band in pyr.bands]
+    return pyr, ops
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", ["binomial", "binomial3", "binomial7"])
+@pytest.mark.parametrize(
+    "shape", [(2, 2), (7, 3), (64, 48), (33, 70, 3), (130, 9, 2), (40, 36, 1)], ids=str
+)
+def test_a_collapse_in_one_call_equals_one_call_per_level(shape, kernel, dtype, monkeypatch):
+    """``CompiledEngine.collapse`` makes a small collapse in one compiled call
+    (``compiled.expand_levels``: ``expand_rows`` for the 5-tap kernel, ``apply_rows`` for
+    the others): it equals one ``run`` per level (the path of images split over threads),
+    even the signs of zeros, with the same finite check, in a new array."""
+    compiled = get_engine("compiled")
+    pyr, ops = _collapse_inputs(shape, kernel, dtype)
+    bands = list(pyr.bands)
+    at_once, finite = compiled.collapse(ops, bands, pyr.residual, 1, True)
+    monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 0)  # one call per level
+    per_level, finite_per_level = compiled.collapse(ops, bands, pyr.residual, 2, True)
+    assert at_once.shape == per_level.shape == shape and at_once.dtype == dtype
+    _assert_same(at_once, per_level, np.zeros(shape))
+    assert finite and finite_per_level
+    assert not any(np.shares_memory(at_once, a) for a in [*bands, pyr.residual])
+    # a NaN in any band, or an infinity in the residual, reaches the result's check
+    for k in range(len(bands)):
+        spoilt = [band.copy() for band in bands]
+        spoilt[k][-1, -1] = np.nan
+        monkeypatch.setattr(engine, "_COMPILED_THREAD_MIN_ELEMENTS", 1 << 20)
+        assert compiled.collapse(ops, spoilt, pyr.residual, 1, True)[1] is False
+    residual = pyr.residual.copy()
+    residual.flat[0] = np.inf
+    assert compiled.collapse(ops, bands, residual, 1, True)[1] is False
+    assert compiled.collapse(ops, bands, residual, 1, False)[1] is True  # not checked
+
+
+@pytest.mark.parametrize("levels", [16, 17])
+def test_a_collapse_longer_than_one_call_takes_is_made_level_by_level(levels):
+    """The bands travel as one tuple of ``_CHAIN_LEVELS`` arrays; a longer collapse (a side
+    of 2¹⁶ pixels or more) is made one level at a time. Both equal the matrix engine."""
+    assert engine._CHAIN_LEVELS == 16
+    pyr, ops = _collapse_inputs((1, 2**levels), "binomial", np.float64, levels)
+    assert len(ops) == levels
+    result, finite = get_engine("compiled").collapse(ops, list(pyr.bands), pyr.residual, 1, True)
+    expected = pyr.residual
+    for band, op in zip(reversed(pyr.bands), reversed(ops)):
+        expected = apply(op, expected, combine=(np.add, band), engine="matrix")
+    assert finite
+    _assert_same(result, expected, np.zeros(expected.shape))
+
+
+def test_a_collapse_copies_only_the_bands_the_kernel_cannot_read():
+    """Read-only, strided and big-endian coefficients give the same image as plain ones
+    (a strided or read-only band is copied for the kernel; the caller's arrays are left
+    as they were)."""
+    pyr, _ = _collapse_inputs((45, 38, 3), "binomial", np.float32, 4)
+    expected = pyr.reconstruct()
+    odd = [band.copy() for band in pyr.bands]
+    odd[0].flags.writeable = False
+    odd[1] = np.asfortranarray(odd[1])
+    odd[2] = odd[2].astype(">f4")
+    residual = np.repeat(pyr.residual, 2, axis=1)[:, ::2]  # a strided view
+    kept = [band.copy() for band in odd]
+    result = pyramids.reconstruct_laplacian(odd, residual, threads=1)
+    np.testing.assert_array_equal(result, expected)
+    for band, copy in zip(odd, kept):
+        np.testing.assert_array_equal(band, copy)
