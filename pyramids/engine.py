@@ -670,15 +670,17 @@ class CompiledEngine:
     _apply_rows = None
     _reduce_rows = None
     _expand_rows = None
+    _expand_levels = None
 
-    def _kernel(self):
-        """:func:`pyramids.compiled.apply_rows`, imported on first use (numba with it)."""
+    def _kernels(self) -> tuple:
+        """The kernels of :mod:`pyramids.compiled` (``apply_rows``, ``reduce_rows``,
+        ``expand_rows``, ``expand_levels``), imported on first use (numba with them)."""
         if self._apply_rows is None:
-            from .compiled import apply_rows, expand_rows, reduce_rows
+            from .compiled import apply_rows, expand_levels, expand_rows, reduce_rows
 
             self._apply_rows, self._reduce_rows = apply_rows, reduce_rows
-            self._expand_rows = expand_rows
-        return self._apply_rows
+            self._expand_rows, self._expand_levels = expand_rows, expand_levels
+        return self._apply_rows, self._reduce_rows, self._expand_rows, self._expand_levels
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
@@ -830,7 +832,7 @@ class CompiledEngine:
             threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS
         ):
             return collapse_by_level(self.run, self.run_finite, ops, bases, x, threads, check)
-        key = ("compiled collapse", len(ops), c, x.dtype.str)
+        key = ("compiled collapse", len(ops), c, x.dtype.char)
         chain = ops[0].prepared.get(key)
         if chain is None:
             from .compiled import stack_factors
@@ -843,8 +845,7 @@ class CompiledEngine:
             )  # fmt: skip
             chain = ops[0].prepared[key] = (plan, stack_factors([pack for pack, _ in packs]))
         plan, stacked = chain
-        from .compiled import expand_levels
-
+        expand_levels = self._expand_levels or self._kernels()[3]
         rows = [_kernel_array(base if base.ndim == 2 else base.reshape(base.shape[0], -1))
                 for base in bases]  # fmt: skip
         rows += _CHAIN_PADDING[x.dtype.char][: _CHAIN_LEVELS - len(rows)]
@@ -867,7 +868,7 @@ class CompiledEngine:
         ``image`` as ``(h, w·c)`` (C-contiguous, writeable, aligned), on ``threads``; with
         ``checks`` (one value per output row, and a mode 1 or 2), the finite check of every
         row as well (:func:`pyramids.compiled.apply_rows`)."""
-        apply_rows = self._apply_rows or self._kernel()
+        apply_rows = self._apply_rows or self._kernels()[0]
         packed, kind = op.prepared.get(("compiled", image.dtype.str)) or self._prepare(
             op, image.dtype
         )

@@ -252,12 +252,21 @@ def _passes(ops: list) -> _Passes:
     small pass); the compiled and matrix engines call no BLAS.
     """
     engine = get_engine()
-    deferred = engine.name == "compiled" and bool(ops) and all(_spreads(op) for op in ops)
-    context = blas_limited() if engine.name == "separable" else nullcontext()
     if engine.name == "compiled":
-        return _Passes(
-            engine.run, engine.reduce_levels, deferred, context, engine.run_finite, engine.collapse
-        )
+        deferred = bool(ops) and all(_spreads(op) for op in ops)
+        passes = _COMPILED_PASSES.get((engine, deferred))
+        if passes is None:  # kept: a small build would spend more on making it than on a pass
+            passes = _COMPILED_PASSES[engine, deferred] = _Passes(
+                engine.run,
+                engine.reduce_levels,
+                deferred,
+                nullcontext(),  # reusable: it does nothing
+                engine.run_finite,
+                engine.collapse,
+            )
+        return passes
+    deferred = False
+    context = blas_limited() if engine.name == "separable" else nullcontext()
 
     def apply(op, x: np.ndarray, combine, threads: int) -> np.ndarray:
         return engine.apply(op, x, combine=combine, threads=threads)
@@ -276,6 +285,10 @@ def _passes(ops: list) -> _Passes:
         return collapse_by_level(apply, apply_finite, ops, bases, x, threads, check)
 
     return _Passes(apply, levels, deferred, context, apply_finite, collapse)
+
+
+#: The compiled engine's passes, by engine and ``deferred`` (:func:`_passes`).
+_COMPILED_PASSES: dict[tuple[object, bool], _Passes] = {}
 
 
 def _gaussian_levels(
@@ -712,14 +725,15 @@ def _collapse(
     where :func:`_passes` defers the check (each step is ``L_k + F g_{k+1}``, and every
     ``F`` spreads them), on the coefficients themselves, the residual first, where the
     result is not finite or the check is not deferred."""
-    dtype = np.result_type(residual, *bands)
+    dtype = residual.dtype
+    if any(band.dtype != dtype for band in bands):
+        dtype = np.result_type(residual, *bands)
     ops = _expansions([band.shape for band in bands], weights, boundary)
     passes = _passes(ops)
     check = names is not None
     deferred = check and (passes.deferred or not bands)  # no bands: the result is the residual
-    coefficients = list(zip(names or [], [*bands, residual]))
     if check and not deferred:
-        _finite_or_raise(coefficients[-1:] + coefficients[:-1])
+        _finite_or_raise([(names[-1], residual), *zip(names, bands)])
     if bands:  # the result's finite check is made by its last pass
         bases = [band.astype(dtype, copy=False) for band in bands]
         with passes.context:
@@ -731,7 +745,7 @@ def _collapse(
         finite = not check or all_finite(g)
     if check and not finite:
         # a NaN or infinite coefficient, or (where every coefficient is finite) an overflow
-        _finite_or_raise(coefficients[-1:] + coefficients[:-1])
+        _finite_or_raise([(names[-1], residual), *zip(names, bands)])
         raise ValueError(_overflow_message("the reconstruction", g.dtype))
     return g
 
