@@ -836,61 +836,53 @@ def _expand_block(x, c, out, base, mode, checks, row0, row1, f_u_ptr, f_u_idx, f
 @_jit
 def reduce_levels(x, channels, buffer, plan, f_u_ptr, f_u_idx, f_u_val, f_v_ptr, f_v_idx, f_v_val,
                   f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
-    """Every level of a Gaussian pyramid in one call: level ``k + 1`` is operator ``k``
-    (term ``k`` of :func:`stack_factors`) applied to level ``k``, by :func:`reduce_rows`
-    (``plan[k, 3] == 1``) or :func:`apply_rows`, exactly as one call per level makes it.
+    """Levels of a Gaussian pyramid in one call: level ``k + 1`` is operator ``k`` (term
+    ``k`` of :func:`stack_factors`, each a reduction :func:`reduce_rows` applies) applied
+    to level ``k``, exactly as one call per level makes it.
 
-    ``plan[k]`` is ``(start, rows, values per row, kind)`` of level ``k + 1``, which is
-    written to ``buffer[start : start + rows · values]``. For small images, where a call
-    per level costs as much as the level.
+    ``plan[k]`` is ``(start, rows, values per row)`` of level ``k + 1``, which is written
+    to ``buffer[start : start + rows · values]``. For small images, where a call per level
+    costs as much as the level. Only :func:`reduce_rows` is called: numba optimises again
+    the code of every kernel a function calls, and :func:`apply_rows` (the coarsest
+    levels, where a reduction has no interior) would add seconds to the first compile.
     """
     source = x
-    checks = np.empty(0, x.dtype)  # no finite check
+    first = np.int64(0)  # not a literal: no variant of reduce_rows of its own
     for k in range(plan.shape[0]):
         start, m_h, m_n = plan[k, 0], plan[k, 1], plan[k, 2]
         out = buffer[start : start + m_h * m_n].reshape((m_h, m_n))
-        if plan[k, 3] == 1:
-            reduce_rows(source, channels, out, 0, m_h, f_u_ptr[k : k + 1], f_u_idx,
-                        f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
-                        f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
-        else:
-            apply_rows(source, channels, out, out, 0, checks, 0, m_h, f_u_ptr[k : k + 1],
-                       f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
-                       f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
+        reduce_rows(source, channels, out, first, m_h, f_u_ptr[k : k + 1], f_u_idx, f_u_val,
+                    f_v_ptr[k : k + 1], f_v_idx, f_v_val, f_v_band[k : k + 1],
+                    f_v_len[k : k + 1], f_v_off[k : k + 1], f_v_wt[k : k + 1])  # fmt: skip
         source = out
 
 
 @_jit
 def expand_levels(x, bases, channels, plan, check, f_u_ptr, f_u_idx, f_u_val, f_v_ptr,
                   f_v_idx, f_v_val, f_v_band, f_v_len, f_v_off, f_v_wt):  # fmt: skip
-    """A whole collapse in one call: ``g = x``, then for ``k = K - 1 … 0``,
-    ``g ← bases[k] + F_k g`` with ``F_k`` term ``k`` of :func:`stack_factors`, by
-    :func:`expand_rows` (``plan[k, 2] == 2``) or :func:`apply_rows`, exactly as one call
-    per level makes it. Returns the last ``g`` (a new array) and, with ``check``, whether
-    it is finite, from the row checks of the last pass (else ``True``).
+    """A collapse in one call: ``g = x``, then for ``k = K - 1 … 0``,
+    ``g ← bases[k] + F_k g`` with ``F_k`` term ``k`` of :func:`stack_factors`, each an
+    expansion :func:`expand_rows` applies, exactly as one call per level makes it. Returns
+    the last ``g`` (a new array) and, with ``check``, whether it is finite, from the row
+    checks of the last pass (else ``True``).
 
     ``bases`` is a tuple of 2-D arrays (the bands as ``(h_k, w_k·c)``), longer than ``K``
     where the caller pads it (one tuple length, one compiled variant); ``plan[k]`` is
-    ``(rows, values per row, kind)`` of ``g_k``. For small images, where a call per level
-    costs as much as the level.
+    ``(rows, values per row)`` of ``g_k``. For small images, where a call per level costs
+    as much as the level. Only :func:`expand_rows` is called, as in
+    :func:`reduce_levels`.
     """
     source = x
     skip = np.empty(0, x.dtype)  # no finite check before the last pass
     checks = np.empty(plan[0, 0] if check else 0, x.dtype)
+    add, first = np.int64(2), np.int64(0)  # not literals: no variant of expand_rows of its own
     for k in range(plan.shape[0] - 1, -1, -1):
         m_h, m_n = plan[k, 0], plan[k, 1]
         out = np.empty((m_h, m_n), x.dtype)
-        rows_checked = checks if k == 0 else skip
-        if plan[k, 2] == 2:
-            expand_rows(source, channels, out, bases[k], 2, rows_checked, 0, m_h,
-                        f_u_ptr[k : k + 1], f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx,
-                        f_v_val, f_v_band[k : k + 1], f_v_len[k : k + 1], f_v_off[k : k + 1],
-                        f_v_wt[k : k + 1])  # fmt: skip
-        else:
-            apply_rows(source, channels, out, bases[k], 2, rows_checked, 0, m_h,
-                       f_u_ptr[k : k + 1], f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx,
-                       f_v_val, f_v_band[k : k + 1], f_v_len[k : k + 1], f_v_off[k : k + 1],
-                       f_v_wt[k : k + 1])  # fmt: skip
+        expand_rows(source, channels, out, bases[k], add, checks if k == 0 else skip, first,
+                    m_h, f_u_ptr[k : k + 1], f_u_idx, f_u_val, f_v_ptr[k : k + 1], f_v_idx,
+                    f_v_val, f_v_band[k : k + 1], f_v_len[k : k + 1], f_v_off[k : k + 1],
+                    f_v_wt[k : k + 1])  # fmt: skip
         source = out
     finite = True
     for k in range(checks.size):

@@ -638,8 +638,8 @@ def collapse_by_level(
 
 #: The most levels :meth:`CompiledEngine.collapse` makes in one compiled call: the bands
 #: travel as one tuple of this length, padded with an empty array, so that one compiled
-#: variant serves every count. A side of 2¹⁶ pixels is needed for more, an image far above
-#: the size (:data:`_COMPILED_THREAD_MIN_ELEMENTS`) at which the levels are split anyway.
+#: variant serves every count. More levels need a side of 2¹⁶ pixels; the levels beyond
+#: these (the coarsest) are made one call each.
 _CHAIN_LEVELS = 16
 _CHAIN_PADDING = {
     np.dtype(t).char: [np.empty((0, 0), t)] * _CHAIN_LEVELS for t in (np.float32, np.float64)
@@ -671,16 +671,25 @@ class CompiledEngine:
     _reduce_rows = None
     _expand_rows = None
     _expand_levels = None
+    _reduce_levels = None
 
     def _kernels(self) -> tuple:
         """The kernels of :mod:`pyramids.compiled` (``apply_rows``, ``reduce_rows``,
-        ``expand_rows``, ``expand_levels``), imported on first use (numba with them)."""
+        ``expand_rows``, ``expand_levels``, ``reduce_levels``), imported on first use
+        (numba with them)."""
         if self._apply_rows is None:
-            from .compiled import apply_rows, expand_levels, expand_rows, reduce_rows
+            from . import compiled
 
-            self._apply_rows, self._reduce_rows = apply_rows, reduce_rows
-            self._expand_rows, self._expand_levels = expand_rows, expand_levels
-        return self._apply_rows, self._reduce_rows, self._expand_rows, self._expand_levels
+            self._apply_rows, self._reduce_rows = compiled.apply_rows, compiled.reduce_rows
+            self._expand_rows, self._expand_levels = compiled.expand_rows, compiled.expand_levels
+            self._reduce_levels = compiled.reduce_levels
+        return (
+            self._apply_rows,
+            self._reduce_rows,
+            self._expand_rows,
+            self._expand_levels,
+            self._reduce_levels,
+        )
 
     @staticmethod
     def _prepare(op: Separable, dtype: np.dtype):
@@ -779,38 +788,49 @@ class CompiledEngine:
         :meth:`run` makes them level by level, bit for bit.
 
         Where no level is large enough to be split over threads, one compiled call makes
-        them all (:func:`pyramids.compiled.reduce_levels`, into one buffer: each level is
-        a view of it), without a Python call per level.
+        the levels whose reduction has a kernel of its own (``reduce_rows``: all but the
+        last few, where a side has shrunk to a few pixels;
+        :func:`pyramids.compiled.reduce_levels`, into one buffer: each level is a view of
+        it), without a Python call per level, and :meth:`run` the others.
         """
         c = x.shape[2] if x.ndim == 3 else 1
         first = ops[0]._shapes[1] if ops else (0, 0)
-        if not ops or (threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS):
-            levels, source = [], x
-            for op in ops:
-                levels.append(self.run(op, source, None, threads))
-                source = levels[-1]
-            return levels
-        key = ("compiled levels", len(ops), x.shape[2:], x.dtype.str)
-        chain = ops[0].prepared.get(key)
-        if chain is None:
-            from .compiled import stack_factors
+        chained = 0
+        if ops and (threads == 1 or first[0] * first[1] * c < _COMPILED_THREAD_MIN_ELEMENTS):
+            key = ("compiled levels", len(ops), x.shape[2:], x.dtype.char)
+            chain = ops[0].prepared.get(key)
+            if chain is None:
+                chain = ops[0].prepared[key] = self._reduce_chain(ops, x)
+            chained, plan, shapes, size, stacked = chain
+        levels, source = [], x
+        if chained:
+            image = _kernel_array(x.reshape(x.shape[0], -1))
+            buffer = np.empty(size, x.dtype)
+            (self._reduce_levels or self._kernels()[4])(image, c, buffer, plan, *stacked)
+            levels = [buffer[a:b].reshape(shape) for a, b, shape in shapes]
+            source = levels[-1]
+        for op in ops[chained:]:
+            levels.append(self.run(op, source, None, threads))
+            source = levels[-1]
+        return levels
 
-            packs = [self._prepare(op, x.dtype) for op in ops]
-            plan, shapes, start = np.zeros((len(ops), 4), np.int64), [], 0
-            for k, op in enumerate(ops):
-                m_h, m_w = op._shapes[1]
-                plan[k] = start, m_h, m_w * c, packs[k][1]
-                shapes.append((start, start + m_h * m_w * c, (m_h, m_w, *x.shape[2:])))
-                start += m_h * m_w * c
-            stacked = stack_factors([pack for pack, _ in packs])
-            chain = ops[0].prepared[key] = (plan, shapes, start, stacked)
-        plan, shapes, size, stacked = chain
-        from .compiled import reduce_levels
+    def _reduce_chain(self, ops: list[Separable], x: np.ndarray) -> tuple:
+        """What :meth:`reduce_levels` keeps for ``ops`` and ``x``'s channels and dtype: how
+        many leading levels ``reduce_rows`` makes, their plan (``(start, rows, values per
+        row)``), their places in the buffer and shapes, the buffer's size, their factors."""
+        from .compiled import stack_factors
 
-        image = _kernel_array(x.reshape(x.shape[0], -1))
-        buffer = np.empty(size, x.dtype)
-        reduce_levels(image, c, buffer, plan, *stacked)
-        return [buffer[a:b].reshape(shape) for a, b, shape in shapes]
+        c = x.shape[2] if x.ndim == 3 else 1
+        packs = [self._prepare(op, x.dtype) for op in ops]
+        chained = next((k for k, (_, kind) in enumerate(packs) if kind != 1), len(ops))
+        plan, shapes, start = np.zeros((chained, 3), np.int64), [], 0
+        for k, op in enumerate(ops[:chained]):
+            m_h, m_w = op._shapes[1]
+            plan[k] = start, m_h, m_w * c
+            shapes.append((start, start + m_h * m_w * c, (m_h, m_w, *x.shape[2:])))
+            start += m_h * m_w * c
+        stacked = stack_factors([pack for pack, _ in packs[:chained]]) if chained else None
+        return chained, plan, shapes, start, stacked
 
     def collapse(
         self,
@@ -822,36 +842,48 @@ class CompiledEngine:
     ) -> tuple[np.ndarray, bool]:
         """:func:`collapse_by_level` with :meth:`run` and :meth:`run_finite`, bit for bit.
 
-        Where no level is large enough to be split over threads and there are at most
-        :data:`_CHAIN_LEVELS` levels, one compiled call makes them all
-        (:func:`pyramids.compiled.expand_levels`), without a Python call per level.
+        Where no level is large enough to be split over threads, one compiled call
+        (:func:`pyramids.compiled.expand_levels`) makes the levels whose expansion has a
+        kernel of its own (``expand_rows``: the 5-tap kernels, all but the first few from
+        the residual, where a side is a few pixels), up to :data:`_CHAIN_LEVELS` of them,
+        without a Python call per level; :meth:`run` makes the others first.
         """
         c = x.shape[2] if x.ndim == 3 else 1
         first = ops[0]._shapes[1]
-        if len(ops) > _CHAIN_LEVELS or (
-            threads > 1 and first[0] * first[1] * c >= _COMPILED_THREAD_MIN_ELEMENTS
-        ):
+        chained = 0
+        if threads == 1 or first[0] * first[1] * c < _COMPILED_THREAD_MIN_ELEMENTS:
+            key = ("compiled collapse", len(ops), c, x.dtype.char)
+            chain = ops[0].prepared.get(key)
+            if chain is None:
+                chain = ops[0].prepared[key] = self._expand_chain(ops, x.dtype, c)
+            chained, plan, stacked = chain
+        if not chained:
             return collapse_by_level(self.run, self.run_finite, ops, bases, x, threads, check)
-        key = ("compiled collapse", len(ops), c, x.dtype.char)
-        chain = ops[0].prepared.get(key)
-        if chain is None:
-            from .compiled import stack_factors
-
-            packs = [self._prepare(op, x.dtype) for op in ops]
-            plan = np.array(
-                [(op._shapes[1][0], op._shapes[1][1] * c, kind)
-                 for op, (_, kind) in zip(ops, packs)],
-                np.int64,
-            )  # fmt: skip
-            chain = ops[0].prepared[key] = (plan, stack_factors([pack for pack, _ in packs]))
-        plan, stacked = chain
-        expand_levels = self._expand_levels or self._kernels()[3]
+        g = x
+        for op, base in zip(reversed(ops[chained:]), reversed(bases[chained:])):
+            g = self._run(op, g, (np.add, base), threads)
         rows = [_kernel_array(base if base.ndim == 2 else base.reshape(base.shape[0], -1))
-                for base in bases]  # fmt: skip
+                for base in bases[:chained]]  # fmt: skip
         rows += _CHAIN_PADDING[x.dtype.char][: _CHAIN_LEVELS - len(rows)]
-        image = _kernel_array(x if x.ndim == 2 else x.reshape(x.shape[0], -1))
+        image = _kernel_array(g if g.ndim == 2 else g.reshape(g.shape[0], -1))
+        expand_levels = self._expand_levels or self._kernels()[3]
         g, finite = expand_levels(image, tuple(rows), c, plan, check, *stacked)
         return (g if x.ndim == 2 else g.reshape(*first, *x.shape[2:])), finite
+
+    def _expand_chain(self, ops: list[Separable], dtype: np.dtype, c: int) -> tuple:
+        """What :meth:`collapse` keeps for ``ops``, ``c`` channels and ``dtype``: how many
+        leading (finest) levels ``expand_rows`` makes (at most :data:`_CHAIN_LEVELS`;
+        none where the finest cannot), their plan (``(rows, values per row)``) and
+        factors."""
+        from .compiled import stack_factors
+
+        packs = [self._prepare(op, dtype) for op in ops]
+        chained = next((k for k, (_, kind) in enumerate(packs) if kind != 2), len(ops))
+        chained = min(chained, _CHAIN_LEVELS)
+        plan = np.array([(op._shapes[1][0], op._shapes[1][1] * c) for op in ops[:chained]],
+                        np.int64).reshape(chained, 2)  # fmt: skip
+        stacked = stack_factors([pack for pack, _ in packs[:chained]]) if chained else None
+        return chained, plan, stacked
 
     def _rows(
         self,

@@ -364,9 +364,9 @@ def test_the_expansion_kernel_equals_the_matrix_engine(boundary, kernel, channel
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (64, 48), (33, 70, 3), (130, 9, 2)], ids=str)
 def test_all_levels_in_one_call_equal_one_call_per_level(shape, dtype, monkeypatch):
     """``CompiledEngine.reduce_levels`` makes a small pyramid in one compiled call
-    (``compiled.reduce_levels``): down to 1 × 1, where the last levels have no interior
-    and go through ``apply_rows``, it equals one ``run`` per level (the path of images
-    split over threads); each level is an array of its own."""
+    (``compiled.reduce_levels``) down to the levels that have no interior, which are
+    made one ``run`` each, down to 1 × 1: it equals one ``run`` per level (the path of
+    images split over threads); each level is an array of its own."""
     compiled = get_engine("compiled")
     x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
     ops = [operators.reduce_operator(x.shape)]
@@ -413,9 +413,10 @@ def _collapse_inputs(shape, kernel, dtype, levels=None):
 )
 def test_a_collapse_in_one_call_equals_one_call_per_level(shape, kernel, dtype, monkeypatch):
     """``CompiledEngine.collapse`` makes a small collapse in one compiled call
-    (``compiled.expand_levels``: ``expand_rows`` for the 5-tap kernel, ``apply_rows`` for
-    the others): it equals one ``run`` per level (the path of images split over threads),
-    even the signs of zeros, with the same finite check, in a new array."""
+    (``compiled.expand_levels``, for the levels ``expand_rows`` makes: the 5-tap kernel's,
+    after the first few from a 1 × 1 residual; the others one ``run`` each): it equals one
+    ``run`` per level (the path of images split over threads), even the signs of zeros,
+    with the same finite check, in a new array."""
     compiled = get_engine("compiled")
     pyr, ops = _collapse_inputs(shape, kernel, dtype)
     bands = list(pyr.bands)
@@ -439,9 +440,10 @@ def test_a_collapse_in_one_call_equals_one_call_per_level(shape, kernel, dtype, 
 
 
 @pytest.mark.parametrize("levels", [16, 17])
-def test_a_collapse_longer_than_one_call_takes_is_made_level_by_level(levels):
-    """The bands travel as one tuple of ``_CHAIN_LEVELS`` arrays; a longer collapse (a side
-    of 2¹⁶ pixels or more) is made one level at a time. Both equal the matrix engine."""
+def test_a_collapse_longer_than_one_call_takes_makes_its_coarsest_levels_first(levels):
+    """The bands travel as one tuple of ``_CHAIN_LEVELS`` arrays; the coarsest levels of a
+    longer collapse (a side of 2¹⁶ pixels or more) are made one call each first. Both
+    equal the matrix engine."""
     assert engine._CHAIN_LEVELS == 16
     pyr, ops = _collapse_inputs((1, 2**levels), "binomial", np.float64, levels)
     assert len(ops) == levels
