@@ -738,6 +738,8 @@ class CompiledEngine:
             fused = base.dtype == x.dtype
         if fused:
             mode = 1 if combine[0] is np.subtract else 2
+        else:
+            base = None  # numpy's combine, after the kernel: the kernel never sees its base
         result = out if out is not None and (fused or combine is None) else None
         if result is None:
             result = np.empty(shape, x.dtype)

@@ -471,3 +471,30 @@ def test_a_collapse_copies_only_the_bands_the_kernel_cannot_read():
     np.testing.assert_array_equal(result, expected)
     for band, copy in zip(odd, kept):
         np.testing.assert_array_equal(band, copy)
+
+
+@pytest.mark.parametrize("base_dtype", [np.float16, np.int32, np.bool_, np.float32])
+@pytest.mark.parametrize("op_kind", ["expand", "reduce"])
+def test_a_combine_the_kernel_does_not_fuse_never_hands_its_base_to_the_kernel(
+    op_kind, base_dtype
+):
+    """A ``combine`` whose base has another dtype than ``x`` (float16, an integer, a bool)
+    is numpy's, after the kernel, as the matrix engine makes it: the kernel never sees that
+    base (numba has no float16, and every other dtype would compile a variant of its own)."""
+    shape = (12, 10, 3)
+    make = operators.expand_operator if op_kind == "expand" else operators.reduce_operator
+    op = make(shape)
+    x = np.random.default_rng(8).standard_normal((*op.shape_in, 3))
+    base = (np.random.default_rng(9).random((*op.shape_out, 3)) * 4).astype(base_dtype)
+    expected = apply(op, x, combine=(np.add, base), engine="matrix")
+    apply(op, x, engine="compiled")  # the variant the call needs, loaded or compiled
+    signatures = [len(f.signatures) for f in _kernels()]
+    result = apply(op, x, combine=(np.add, base), engine="compiled")
+    _assert_same(result, expected, np.zeros(expected.shape))
+    assert [len(f.signatures) for f in _kernels()] == signatures  # no variant of its own
+
+
+def _kernels():
+    from pyramids import compiled
+
+    return [compiled.apply_rows, compiled.reduce_rows, compiled.expand_rows]
