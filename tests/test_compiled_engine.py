@@ -473,14 +473,15 @@ def test_a_collapse_copies_only_the_bands_the_kernel_cannot_read():
         np.testing.assert_array_equal(band, copy)
 
 
-@pytest.mark.parametrize("base_dtype", [np.float16, np.int32, np.bool_, np.float32])
+@pytest.mark.parametrize("base_dtype", [np.float16, ">f8", np.int32, np.bool_, np.float32])
 @pytest.mark.parametrize("op_kind", ["expand", "reduce"])
 def test_a_combine_the_kernel_does_not_fuse_never_hands_its_base_to_the_kernel(
     op_kind, base_dtype
 ):
-    """A ``combine`` whose base has another dtype than ``x`` (float16, an integer, a bool)
-    is numpy's, after the kernel, as the matrix engine makes it: the kernel never sees that
-    base (numba has no float16, and every other dtype would compile a variant of its own)."""
+    """A ``combine`` whose base has another dtype than ``x`` (float16, big-endian, an
+    integer, a bool) is numpy's, after the kernel, as the matrix engine makes it: the kernel
+    never sees that base (numba types neither float16 nor a big-endian array, and every
+    other dtype would compile a variant of its own)."""
     shape = (12, 10, 3)
     make = operators.expand_operator if op_kind == "expand" else operators.reduce_operator
     op = make(shape)
