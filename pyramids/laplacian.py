@@ -440,6 +440,10 @@ class LaplacianPyramid(Pyramid):
     """
 
     kind = "laplacian"
+    #: What :meth:`reconstruct` checked last: the kernel as given and its weights, the
+    #: boundary, each coefficient's (id, shape, dtype), their names and the expansions;
+    #: empty until a reconstruct has checked float arrays of one dtype.
+    _kept: tuple = ()
 
     def __init__(
         self,
@@ -485,9 +489,40 @@ class LaplacianPyramid(Pyramid):
             The image, in the pyramid's dtype; equal to the original up to rounding when the
             coefficients are unedited.
         """
-        return reconstruct_laplacian(
+        coefficients = (*self.bands, self.residual)
+        kept = self._kept
+        if (
+            kept
+            and kept[0] is self.kernel
+            and kept[2] == self.boundary
+            and len(kept[3]) == len(coefficients)
+            and all(
+                type(a) is np.ndarray and id(a) == i and a.shape == shape and a.dtype == dtype
+                for a, (i, shape, dtype) in zip(coefficients, kept[3])
+            )
+        ):  # the very arrays checked last time (edited in place or not): only the collapse
+            weights, boundary, _, names, ops = kept[1:]
+            bands, threads = list(self.bands), resolve_threads(threads)
+            return _collapse(bands, self.residual, weights, boundary, threads, names, ops)
+        image = reconstruct_laplacian(
             self.bands, self.residual, self.kernel, self.boundary, threads=threads
         )
+        dtype = getattr(self.residual, "dtype", None)
+        if (
+            dtype in (np.float32, np.float64)
+            and dtype.isnative
+            and all(type(a) is np.ndarray and a.dtype == dtype for a in coefficients)
+        ):  # the checks passed them on as they are: the next reconstruct may skip them
+            weights = resolve_kernel(self.kernel)
+            self._kept = (
+                self.kernel,
+                weights,
+                self.boundary,
+                tuple((id(a), a.shape, a.dtype) for a in coefficients),
+                [f"bands[{k}]" for k in range(len(self.bands))] + ["residual"],
+                _expansions([band.shape for band in self.bands], weights, self.boundary),
+            )
+        return image
 
     def pictures(self) -> dict[str, np.ndarray]:
         """Bands with 0 at mid-grey (``band0`` …) and the residual clipped to [0, 1]."""
@@ -719,16 +754,19 @@ def _collapse(
     boundary: Boundary,
     threads: int,
     names: list[str] | None = None,
+    ops: list | None = None,
 ) -> np.ndarray:
     """The collapse of converted, chained coefficients (a new array). With ``names`` (the
     coefficients', residual last) it checks them for NaN and infinity: on the result only
     where :func:`_passes` defers the check (each step is ``L_k + F g_{k+1}``, and every
     ``F`` spreads them), on the coefficients themselves, the residual first, where the
-    result is not finite or the check is not deferred."""
+    result is not finite or the check is not deferred. ``ops``: the expansions onto the
+    bands' shapes, where the caller kept them (:func:`_expansions`)."""
     dtype = residual.dtype
     if any(band.dtype != dtype for band in bands):
         dtype = np.result_type(residual, *bands)
-    ops = _expansions([band.shape for band in bands], weights, boundary)
+    if ops is None:
+        ops = _expansions([band.shape for band in bands], weights, boundary)
     passes = _passes(ops)
     check = names is not None
     deferred = check and (passes.deferred or not bands)  # no bands: the result is the residual

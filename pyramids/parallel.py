@@ -20,6 +20,7 @@ functions.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import threading
@@ -45,7 +46,11 @@ ENV_VAR = "PYRAMIDS_NUM_THREADS"
 MAX_DEFAULT_THREADS = 4
 
 
+@functools.cache
 def _available_cores() -> int:
+    """The cores this process may run on, asked once (a system call costs a small
+    pyramid's build several microseconds; a process's affinity is set before it starts
+    work, if at all)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)

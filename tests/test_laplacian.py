@@ -201,6 +201,44 @@ def test_edited_bands_collapse_to_the_edit():
     np.testing.assert_allclose(smooth, pyramids.expand(g1, x.shape), atol=1e-12)
 
 
+def test_a_reconstruct_again_sees_every_edit_and_every_replaced_array():
+    """A second ``reconstruct`` of the same arrays skips the argument checks that held
+    the first time; it still collapses the values as they are now, and anything replaced
+    (a band, the residual, the kernel, the boundary) or reshaped in place is checked
+    again, exactly as ``reconstruct_laplacian`` checks it."""
+    rng = np.random.default_rng(8)
+    x = rng.random((37, 29, 3)).astype(np.float32)
+    pyr = pyramids.laplacian_pyramid(x, 3)
+
+    def expected() -> np.ndarray:
+        return pyramids.reconstruct_laplacian(pyr.bands, pyr.residual, pyr.kernel, pyr.boundary)
+
+    for _ in range(2):
+        np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.bands[1] *= 2  # in place: the same array
+    np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.bands[1][0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^bands\[1\] contains NaN or infinite values$"):
+        pyr.reconstruct()
+    pyr.bands[1] = np.zeros_like(pyr.bands[1])  # replaced: a new array
+    np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.bands[0] = (pyr.bands[0] * 0).astype(np.uint8)  # another dtype: converted, as checked
+    np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.bands[0] = np.zeros(pyr.bands[0].shape, np.float32)
+    pyr.residual = pyr.residual.tolist()  # a list is an image too
+    np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.residual = np.asarray(pyr.residual, np.float32)
+    pyr.reconstruct()
+    pyr.kernel, pyr.boundary = "binomial3", "zero"
+    np.testing.assert_array_equal(pyr.reconstruct(), expected())
+    pyr.bands[2].shape = (pyr.bands[2].shape[0], -1)  # reshaped in place: 2-D, not chaining
+    with pytest.raises(ValueError, match=r"^bands\[2\] has shape"):
+        pyr.reconstruct()
+    pyr.bands[2] = pyr.bands[2][:-1]
+    with pytest.raises(ValueError, match=r"^bands\[2\] has shape"):
+        pyr.reconstruct()
+
+
 def test_reconstruct_rejects_bands_that_do_not_chain():
     x = np.random.default_rng(6).random((20, 20))
     pyr = pyramids.laplacian_pyramid(x, levels=2)
