@@ -4,7 +4,10 @@ The first table has the rows of issue 12, ours against OpenCV, with ratios OpenC
 ours (above 1: we are faster): one reduce at 2048²; Gaussian pyramids of 5 reductions,
 Laplacian builds and collapses at each size, grey and colour; a 1024² RGB blend of 6
 levels against OpenCV's classic recipe (:func:`opencv_blend`: pyrDown / pyrUp pyramids
-mixed under the mask's Gaussian pyramid and collapsed). The Gaussian pyramid has two rows
+mixed under the mask's Gaussian pyramid and collapsed); then the spatial steerable pyramid
+against pyrtools' ``SteerablePyramidSpace`` at the sizes up to 2048², build and
+reconstruct (:func:`steerable_table`), and each collapse against its memory floor. The
+Gaussian pyramid has two rows
 per size: like for like, level 0 the input itself on both sides (``copy=False``, and
 OpenCV's list holds the input), then our default, which copies level 0 (a new array the
 caller may edit) against the same OpenCV list. Its "fallback" column is our time
@@ -22,7 +25,8 @@ faster).
     python benchmarks/bench_pyramids.py --sizes 2048 --repeats 9 --pyrtools
     python benchmarks/bench_pyramids.py --issue-only       # just the first table
 
-The spatial steerable pyramid against pyrtools is benchmarks/bench_steerable.py.
+benchmarks/bench_steerable.py compares the steerable pyramids in more detail (errors,
+the frequency-domain peer, memory).
 
 Also reported: the peak memory that a build allocates (tracemalloc, which sees numpy's
 allocations) divided by the size of the pyramid it returns.
@@ -171,7 +175,45 @@ def issue_table(cv2, sizes: list[int], levels: int, repeats: int) -> None:
     difference = float(np.abs(ours() - theirs()).max())
     row(f"blend, {n}² RGB, {blend_levels} levels (max difference {difference:.1e})", ours, theirs)
     print()
+    steerable_table([n for n in sizes if n <= 2048], levels, max(3, repeats // 2))
     collapse_floor_table(cv2, sizes, levels, repeats)
+
+
+def steerable_table(sizes: list[int], levels: int, repeats: int) -> None:
+    """The issue's steerable rows: our spatial steerable pyramid (4 orientations) against
+    pyrtools' ``SteerablePyramidSpace`` (the same filters, order 3), build and reconstruct,
+    on the camera image of ``bench_steerable.py``; ratio = pyrtools' time / ours."""
+    try:
+        import pyrtools
+    except ImportError:
+        print("pyrtools not installed: the steerable rows are skipped\n")
+        return
+    from bench_steerable import camera
+
+    from pyramids.steerable import steerable_pyramid
+
+    print(f"Spatial steerable pyramid, {levels} levels, 4 orientations, float32, median of "
+          f"{repeats} interleaved repeats")  # fmt: skip
+    print("| work | ours | pyrtools SteerablePyramidSpace | ratio pyrtools / ours |")
+    print("|---|--:|--:|--:|")
+    for n in sizes:
+        x = camera(n)
+        ours = functools.partial(steerable_pyramid, x, levels=levels, orientations=4)
+        theirs = functools.partial(
+            pyrtools.pyramids.SteerablePyramidSpace, x, height=levels, order=3
+        )
+        mine, peer = ours(), theirs()
+        for work, functions in (
+            ("build", {"ours": ours, "peer": theirs}),
+            ("reconstruct", {"ours": mine.reconstruct, "peer": peer.recon_pyr}),
+        ):
+            t = interleaved_medians(functions, repeats)
+            print(
+                f"| steerable {work}, {n}² | {t['ours'] * 1e3:.1f} ms | {t['peer'] * 1e3:.1f} ms "
+                f"| {t['peer'] / t['ours']:.2f} |",
+                flush=True,
+            )
+    print()
 
 
 def memory_floor(bands: list[np.ndarray]):
