@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike
 from .arrays import as_float_image
 from .engine import Separable, apply
 from .kernels import DEFAULT_KERNEL, KernelLike, resolve_kernel
-from .laplacian import _check_chain, _check_levels, _reduced, _row_norm
+from .laplacian import _check_chain, _check_levels, _coefficient_names, _reduced, _row_norm
 from .operators import Boundary, blur_downsample_matrix, check_boundary, upsample_blur_matrix
 from .parallel import blas_limited
 
@@ -390,7 +390,7 @@ def reconstruct_laplacian(
     weights = resolve_kernel(kernel)
     g = _source(residual, None, "residual").image
     layers = [_source(b, None, f"bands[{k}]").image for k, b in enumerate(bands)]
-    _check_chain([*layers, g], [f"bands[{k}]" for k in range(len(layers))] + ["residual"])
+    _check_chain([*layers, g], _coefficient_names(len(layers)))
     dtype = np.result_type(g.dtype, *(b.dtype for b in layers))
     g = g.astype(dtype)
     for band in reversed(layers):

@@ -454,7 +454,7 @@ class LaplacianPyramid(Pyramid):
     ):
         checked = [as_float_image(b, f"bands[{k}]") for k, b in enumerate(bands)]
         checked.append(as_float_image(residual, "residual"))
-        _check_chain(checked, [f"bands[{k}]" for k in range(len(bands))] + ["residual"])
+        _check_chain(checked, _coefficient_names(len(bands)))
         dtype = np.result_type(*checked)
         *self.bands, self.residual = [c.astype(dtype, copy=False) for c in checked]
         self.kernel = resolve_kernel(kernel)
@@ -519,7 +519,7 @@ class LaplacianPyramid(Pyramid):
                 weights,
                 self.boundary,
                 tuple((id(a), a.shape, a.dtype) for a in coefficients),
-                [f"bands[{k}]" for k in range(len(self.bands))] + ["residual"],
+                _coefficient_names(len(self.bands)),
                 _expansions([band.shape for band in self.bands], weights, self.boundary),
             )
         return image
@@ -545,6 +545,12 @@ class LaplacianPyramid(Pyramid):
         *bands, residual = arrays.values()
         kernel = meta_numbers(meta, "kernel")
         return cls(bands, residual, kernel, meta_value(meta, "boundary", str))
+
+
+def _coefficient_names(levels: int) -> list[str]:
+    """``bands[0]`` … ``bands[levels - 1]``, ``residual``: how errors name a collapse's
+    coefficients."""
+    return [f"bands[{k}]" for k in range(levels)] + ["residual"]
 
 
 def _check_chain(levels: list[np.ndarray], names: list[str]) -> None:
@@ -741,7 +747,7 @@ def reconstruct_laplacian(
     layers = [
         as_float_image(band, f"bands[{k}]", check_finite=False) for k, band in enumerate(bands)
     ]
-    names = [f"bands[{k}]" for k in range(len(layers))] + ["residual"]
+    names = _coefficient_names(len(layers))
     _check_chain([*layers, g], names)
     threads = resolve_threads(threads)
     return _collapse(layers, g, weights, boundary, threads, names)
