@@ -268,13 +268,15 @@ def test_the_reduction_kernel_equals_the_matrix_engine(boundary, kernel, channel
     """``compiled.reduce_rows``, the kernel of every reduction (one term, every second
     pixel), makes the matrix engine's sums in its order: for every kernel (3, 5 and 7
     taps, written-out and general sweeps), boundary, channel count, sizes from 1 pixel
-    and odd sides, on any row range, NaN and infinities included (they propagate through
-    the same operations, so their positions agree; a NaN's sign bit is the hardware's
-    choice, not compared)."""
+    and odd sides, on any row range, more rows than one block of border columns
+    (``_BORDER_BLOCK``, 64: 131 and 300 rows give 66 and 150), NaN and infinities included
+    (they propagate through the same operations, so their positions agree; a NaN's sign
+    bit is the hardware's choice, not compared)."""
     from pyramids import compiled
 
     rng = np.random.default_rng(len(BOUNDARIES) * 7 + len(channels))
     sizes = [(1, 1), (1, 2), (2, 1), (3, 5), (6, 9), (17, 16), (40, 51), (64, 3), (9, 70)]
+    sizes += [(131, 6), (300, 11)]
     for (h, w), special in [(size, special) for size in sizes for special in (False, True)]:
         x = rng.standard_normal((h, w, *channels)).astype(dtype)
         if special:  # NaN, +inf, -inf at three pixels (fewer in a smaller image)
