@@ -572,8 +572,9 @@ def reduce_rows(x, channels, out, row0, row1, f_u_ptr, f_u_idx, f_u_val, f_v_ptr
 
     Per output row: the height pass ``z`` as one sweep of up to five input rows, ``z``
     split into its even and odd pixels, then the interior of the width pass as one sweep
-    of up to five shifted reads of those. The border columns are made last, for all rows
-    at once, from the few pixels of ``z`` they read (:func:`_border_columns`).
+    of up to five shifted reads of those. The border columns are made every
+    :data:`_BORDER_BLOCK` rows, for those rows at once, from the few pixels of each
+    ``z`` they read (:func:`_border_columns`).
     """
     c = channels
     n_in = x.shape[1]
